@@ -1,0 +1,689 @@
+//! Live state → list of changes, and applying them.
+
+use std::collections::{BTreeSet, HashMap};
+
+use tokio_postgres::{Client, Transaction};
+
+use super::model::{ident, literal, Command, PolicySet, TenantTable, FUNCTION_SCHEMA};
+use super::PolicyError;
+
+/// One difference between the database and the declaration, with the SQL that fixes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The object concerned, e.g. `table public.projects`.
+    pub object: String,
+    /// What differs, in words.
+    pub difference: String,
+    /// Statements that make the object match, run in order.
+    pub sql: Vec<String>,
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.object, self.difference)
+    }
+}
+
+fn change(object: impl Into<String>, difference: impl Into<String>, sql: Vec<String>) -> Change {
+    Change {
+        object: object.into(),
+        difference: difference.into(),
+        sql,
+    }
+}
+
+/// Reports what [`apply`] would change, without changing anything.
+pub async fn check(client: &mut Client, set: &PolicySet) -> Result<Vec<Change>, PolicyError> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(PolicyError::db("starting a transaction"))?;
+    let changes = plan(&tx, set).await?;
+    tx.rollback()
+        .await
+        .map_err(PolicyError::db("rolling back"))?;
+    Ok(changes)
+}
+
+/// Makes the database match `set` in one transaction and returns what was changed.
+/// Running it again returns an empty list. On any error nothing is changed.
+pub async fn apply(client: &mut Client, set: &PolicySet) -> Result<Vec<Change>, PolicyError> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(PolicyError::db("starting a transaction"))?;
+    let changes = plan(&tx, set).await?;
+    execute(&tx, &changes).await?;
+    tx.commit().await.map_err(PolicyError::db("committing"))?;
+    Ok(changes)
+}
+
+/// Computes the changes inside `tx`. Uses a savepoint (rolled back) to learn how
+/// PostgreSQL deparses the desired policy expressions; nothing else is written.
+pub async fn plan(tx: &Transaction<'_>, set: &PolicySet) -> Result<Vec<Change>, PolicyError> {
+    set.validate()?;
+    let mut changes = plan_prelude(tx, set).await?;
+    let canon = canonical_predicates(tx, set).await?;
+    for table in &set.tables {
+        plan_table(tx, set, table, &canon, &mut changes).await?;
+    }
+    Ok(changes)
+}
+
+/// The part of the plan that does not depend on tables: roles, the function schema and
+/// `current_tenant_id()`. Migrations need it applied first (they run as the owner role).
+pub async fn plan_prelude(
+    tx: &Transaction<'_>,
+    set: &PolicySet,
+) -> Result<Vec<Change>, PolicyError> {
+    let mut changes = Vec::new();
+    plan_roles(tx, set, &mut changes).await?;
+    plan_function(tx, set, &mut changes).await?;
+    Ok(changes)
+}
+
+/// Applies [`plan_prelude`] inside `tx` and returns what it changed.
+pub async fn apply_prelude(
+    tx: &Transaction<'_>,
+    set: &PolicySet,
+) -> Result<Vec<Change>, PolicyError> {
+    let changes = plan_prelude(tx, set).await?;
+    execute(tx, &changes).await?;
+    Ok(changes)
+}
+
+async fn execute(tx: &Transaction<'_>, changes: &[Change]) -> Result<(), PolicyError> {
+    for c in changes {
+        for stmt in &c.sql {
+            tx.batch_execute(stmt)
+                .await
+                .map_err(PolicyError::db(format!("applying `{c}` with `{stmt}`")))?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+struct RoleSpec {
+    login: bool,
+    bypassrls: bool,
+}
+
+async fn plan_roles(
+    tx: &Transaction<'_>,
+    set: &PolicySet,
+    out: &mut Vec<Change>,
+) -> Result<(), PolicyError> {
+    let mut wanted: Vec<(&str, RoleSpec)> = vec![(
+        set.roles.app.as_str(),
+        RoleSpec {
+            login: true,
+            bypassrls: false,
+        },
+    )];
+    if let Some(o) = &set.roles.owner {
+        wanted.push((
+            o,
+            RoleSpec {
+                login: false,
+                bypassrls: false,
+            },
+        ));
+    }
+    if let Some(a) = &set.roles.admin {
+        wanted.push((
+            a,
+            RoleSpec {
+                login: true,
+                bypassrls: true,
+            },
+        ));
+    }
+    for (name, spec) in wanted {
+        let row = tx
+            .query_opt(
+                "SELECT rolsuper, rolbypassrls, rolcanlogin, rolcreatedb, rolcreaterole, rolreplication
+                 FROM pg_roles WHERE rolname = $1",
+                &[&name],
+            )
+            .await
+            .map_err(PolicyError::db("reading roles"))?;
+        let attrs = format!(
+            "{} NOSUPERUSER {} NOCREATEDB NOCREATEROLE NOREPLICATION",
+            if spec.login { "LOGIN" } else { "NOLOGIN" },
+            if spec.bypassrls {
+                "BYPASSRLS"
+            } else {
+                "NOBYPASSRLS"
+            }
+        );
+        let object = format!("role {name}");
+        match row {
+            None => out.push(change(
+                object,
+                "missing",
+                vec![format!("CREATE ROLE {} {attrs}", ident(name))],
+            )),
+            Some(r) => {
+                let (sup, byp, login, cdb, crole, repl): (bool, bool, bool, bool, bool, bool) =
+                    (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
+                if sup || byp != spec.bypassrls || login != spec.login || cdb || crole || repl {
+                    out.push(change(
+                        object,
+                        format!(
+                            "attributes differ (superuser={sup}, bypassrls={byp}, login={login}, \
+                             createdb={cdb}, createrole={crole}, replication={repl}); want {attrs}"
+                        ),
+                        vec![format!("ALTER ROLE {} {attrs}", ident(name))],
+                    ))
+                }
+            }
+        }
+    }
+    // The app role must not reach the owner's or the admin's rights through membership.
+    for other in [&set.roles.owner, &set.roles.admin].into_iter().flatten() {
+        let member = tx
+            .query_opt(
+                "SELECT 1 FROM pg_auth_members m
+                 JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles u ON u.oid = m.member
+                 WHERE g.rolname = $1 AND u.rolname = $2",
+                &[other, &set.roles.app],
+            )
+            .await
+            .map_err(PolicyError::db("reading role memberships"))?;
+        if member.is_some() {
+            out.push(change(
+                format!("role {}", set.roles.app),
+                format!("is a member of {other}"),
+                vec![format!(
+                    "REVOKE {} FROM {}",
+                    ident(other),
+                    ident(&set.roles.app)
+                )],
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn plan_function(
+    tx: &Transaction<'_>,
+    set: &PolicySet,
+    out: &mut Vec<Change>,
+) -> Result<(), PolicyError> {
+    let schema = FUNCTION_SCHEMA;
+    let body = set.current_tenant_body();
+    let owner_clause = |what: &str| {
+        set.roles
+            .owner
+            .as_ref()
+            .map(|o| format!("ALTER {what} OWNER TO {}", ident(o)))
+    };
+    let schema_row = tx
+        .query_opt(
+            "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = $1",
+            &[&schema],
+        )
+        .await
+        .map_err(PolicyError::db("reading schemas"))?;
+    match schema_row {
+        None => {
+            let mut sql = vec![format!("CREATE SCHEMA {schema}")];
+            sql.extend(owner_clause(&format!("SCHEMA {schema}")));
+            out.push(change(format!("schema {schema}"), "missing", sql));
+        }
+        Some(r) => {
+            let owner: String = r.get(0);
+            if let Some(o) = &set.roles.owner {
+                if &owner != o {
+                    out.push(change(
+                        format!("schema {schema}"),
+                        format!("owned by {owner}, not {o}"),
+                        owner_clause(&format!("SCHEMA {schema}"))
+                            .into_iter()
+                            .collect(),
+                    ));
+                }
+            }
+        }
+    }
+    let mut users = vec![set.roles.app.clone()];
+    users.extend(set.roles.admin.clone());
+    for u in &users {
+        let has = tx
+            .query_opt(
+                "SELECT 1 FROM pg_namespace n, aclexplode(n.nspacl) x
+                 WHERE n.nspname = $1 AND x.grantee = (SELECT oid FROM pg_roles WHERE rolname = $2)
+                   AND x.privilege_type = 'USAGE'",
+                &[&schema, u],
+            )
+            .await
+            .map_err(PolicyError::db("reading schema privileges"))?;
+        if has.is_none() {
+            out.push(change(
+                format!("schema {schema}"),
+                format!("{u} lacks USAGE"),
+                vec![format!("GRANT USAGE ON SCHEMA {schema} TO {}", ident(u))],
+            ));
+        }
+    }
+
+    let func = format!("{schema}.current_tenant_id()");
+    let create = format!(
+        "CREATE OR REPLACE FUNCTION {func} RETURNS uuid LANGUAGE sql STABLE PARALLEL SAFE \
+         SECURITY INVOKER AS {}",
+        literal(&body)
+    );
+    let row = tx
+        .query_opt(
+            "SELECT p.prosrc, p.provolatile::text, p.prosecdef, pg_get_userbyid(p.proowner),
+                    COALESCE(ARRAY(SELECT CASE WHEN x.grantee = 0 THEN 'public' ELSE pg_get_userbyid(x.grantee) END
+                                   FROM aclexplode(COALESCE(p.proacl, acldefault('f', p.proowner))) x
+                                   WHERE x.privilege_type = 'EXECUTE' ORDER BY 1), '{}')
+             FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+             WHERE n.nspname = $1 AND p.proname = 'current_tenant_id' AND p.pronargs = 0",
+            &[&schema],
+        )
+        .await
+        .map_err(PolicyError::db("reading functions"))?;
+    let mut want_exec: BTreeSet<String> = users.iter().cloned().collect();
+    if let Some(o) = &set.roles.owner {
+        want_exec.insert(o.clone());
+    }
+    let grant_sql = || {
+        let mut v = vec![format!("REVOKE ALL ON FUNCTION {func} FROM PUBLIC")];
+        for u in &users {
+            v.push(format!("GRANT EXECUTE ON FUNCTION {func} TO {}", ident(u)));
+        }
+        v
+    };
+    match row {
+        None => {
+            let mut sql = vec![create];
+            sql.extend(owner_clause(&format!("FUNCTION {func}")));
+            sql.extend(grant_sql());
+            out.push(change(format!("function {func}"), "missing", sql));
+        }
+        Some(r) => {
+            let (src, vol, secdef, owner, exec): (String, String, bool, String, Vec<String>) =
+                (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+            if src.trim() != body || vol != "s" || secdef {
+                out.push(change(
+                    format!("function {func}"),
+                    format!("definition differs (body `{}`, volatility {vol}, security definer {secdef})", src.trim()),
+                    vec![
+                        // CREATE OR REPLACE cannot drop SECURITY DEFINER on its own.
+                        format!("ALTER FUNCTION {func} SECURITY INVOKER"),
+                        create,
+                    ],
+                ));
+            }
+            if let Some(o) = &set.roles.owner {
+                if &owner != o {
+                    out.push(change(
+                        format!("function {func}"),
+                        format!("owned by {owner}, not {o}"),
+                        owner_clause(&format!("FUNCTION {func}"))
+                            .into_iter()
+                            .collect(),
+                    ));
+                }
+            }
+            let have: BTreeSet<String> = exec.into_iter().filter(|g| g != &owner).collect();
+            let want: BTreeSet<String> =
+                want_exec.iter().filter(|g| *g != &owner).cloned().collect();
+            if have != want {
+                out.push(change(
+                    format!("function {func}"),
+                    format!("EXECUTE granted to {have:?}, want {want:?}"),
+                    grant_sql(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How PostgreSQL deparses the desired USING and WITH CHECK expressions, per tenant column.
+type Canon = HashMap<String, String>;
+
+async fn canonical_predicates(tx: &Transaction<'_>, set: &PolicySet) -> Result<Canon, PolicyError> {
+    let columns: BTreeSet<&str> = set.tables.iter().map(|t| set.column_of(t)).collect();
+    let db = PolicyError::db("deparsing the desired policy expressions");
+    tx.batch_execute("SAVEPOINT tenantguard_canon")
+        .await
+        .map_err(PolicyError::db("creating a savepoint"))?;
+    let result: Result<Canon, tokio_postgres::Error> = async {
+        // The function must exist for the expression to parse; create it inside the
+        // savepoint if it does not (rolled back below).
+        tx.batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {FUNCTION_SCHEMA};
+             CREATE OR REPLACE FUNCTION {FUNCTION_SCHEMA}.current_tenant_id() RETURNS uuid
+             LANGUAGE sql STABLE AS {}",
+            literal(&set.current_tenant_body())
+        ))
+        .await?;
+        let mut canon = Canon::new();
+        for (i, col) in columns.iter().enumerate() {
+            let t = format!("pg_temp.tenantguard_canon_{i}");
+            tx.batch_execute(&format!(
+                "CREATE TEMP TABLE tenantguard_canon_{i} ({} uuid);
+                 CREATE POLICY p ON {t} USING {}",
+                ident(col),
+                set.predicate(col)
+            ))
+            .await?;
+            let row = tx
+                .query_one(
+                    &format!("SELECT pg_get_expr(polqual, polrelid) FROM pg_policy WHERE polrelid = '{t}'::regclass"),
+                    &[],
+                )
+                .await?;
+            canon.insert(col.to_string(), row.get(0));
+        }
+        Ok(canon)
+    }
+    .await;
+    // Roll back even when the block failed, so the outer transaction stays usable.
+    tx.batch_execute(
+        "ROLLBACK TO SAVEPOINT tenantguard_canon; RELEASE SAVEPOINT tenantguard_canon",
+    )
+    .await
+    .map_err(PolicyError::db("rolling back the savepoint"))?;
+    result.map_err(db)
+}
+
+struct LivePolicy {
+    name: String,
+    cmd: String,
+    permissive: bool,
+    roles: Vec<String>,
+    qual: Option<String>,
+    check: Option<String>,
+}
+
+async fn plan_table(
+    tx: &Transaction<'_>,
+    set: &PolicySet,
+    table: &TenantTable,
+    canon: &Canon,
+    out: &mut Vec<Change>,
+) -> Result<(), PolicyError> {
+    let qt = table.qualified();
+    let col = set.column_of(table);
+    let object = format!("table {}.{}", table.schema, table.name);
+    let ctx = |what: &str| PolicyError::db(format!("reading {what} of {object}"));
+
+    let row = tx
+        .query_opt(
+            "SELECT c.oid, c.relrowsecurity, c.relforcerowsecurity, pg_get_userbyid(c.relowner),
+                    a.attname IS NOT NULL, format_type(a.atttypid, a.atttypmod), COALESCE(a.attnotnull, false),
+                    pg_get_expr(d.adbin, d.adrelid),
+                    EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indkey[0] = a.attnum)
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = $3 AND NOT a.attisdropped
+             LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
+             WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
+            &[&table.schema, &table.name, &col],
+        )
+        .await
+        .map_err(ctx("the catalog entry"))?;
+    let Some(row) = row else {
+        return Err(PolicyError::Precondition(format!(
+            "{object} does not exist (declared as a tenant table)"
+        )));
+    };
+    let oid: u32 = row.get(0);
+    let (rls, force, owner): (bool, bool, String) = (row.get(1), row.get(2), row.get(3));
+    let (has_col, col_type, not_null): (bool, Option<String>, bool) =
+        (row.get(4), row.get(5), row.get(6));
+    let default: Option<String> = row.get(7);
+    let indexed: bool = row.get(8);
+    let qcol = ident(col);
+
+    // Tenant column: add and backfill (rls apply on an existing database), or tighten.
+    if !has_col {
+        let Some(expr) = &table.backfill else {
+            return Err(PolicyError::Precondition(format!(
+                "{object} has no column {col:?} and no `backfill` expression to fill it from; \
+                 add `backfill = \"<SQL expression yielding the tenant uuid per row>\"` to its \
+                 [[table]] entry"
+            )));
+        };
+        out.push(change(
+            object.clone(),
+            format!("no tenant column {col}; adding it, backfilled from {expr}"),
+            backfill_sql(&qt, &qcol, expr),
+        ));
+    } else {
+        if col_type.as_deref() != Some("uuid") {
+            return Err(PolicyError::Precondition(format!(
+                "{object}.{col} has type {}, expected uuid",
+                col_type.unwrap_or_default()
+            )));
+        }
+        if !not_null {
+            let sql = match &table.backfill {
+                Some(expr) => backfill_sql(&qt, &qcol, expr)[1..].to_vec(),
+                None => vec![format!("ALTER TABLE {qt} ALTER COLUMN {qcol} SET NOT NULL")],
+            };
+            out.push(change(object.clone(), format!("{col} is nullable"), sql));
+        }
+    }
+    if table.default_to_current_tenant {
+        let want = format!("{FUNCTION_SCHEMA}.current_tenant_id()");
+        if default.as_deref() != Some(want.as_str()) {
+            out.push(change(
+                object.clone(),
+                format!("{col} does not default to the current tenant"),
+                vec![format!(
+                    "ALTER TABLE {qt} ALTER COLUMN {qcol} SET DEFAULT {want}"
+                )],
+            ));
+        }
+    }
+    if !indexed {
+        let name = ident(&truncate63(&format!("{}_{}_idx", table.name, col)));
+        out.push(change(
+            object.clone(),
+            format!("no index leads with {col}"),
+            vec![format!("CREATE INDEX {name} ON {qt} ({qcol})")],
+        ));
+    }
+    if let Some(o) = &set.roles.owner {
+        if &owner != o {
+            out.push(change(
+                object.clone(),
+                format!("owned by {owner}, not {o}"),
+                vec![format!("ALTER TABLE {qt} OWNER TO {}", ident(o))],
+            ));
+        }
+    }
+    if !rls {
+        out.push(change(
+            object.clone(),
+            "row level security is disabled",
+            vec![format!("ALTER TABLE {qt} ENABLE ROW LEVEL SECURITY")],
+        ));
+    }
+    if !force {
+        out.push(change(
+            object.clone(),
+            "row level security is not forced for the owner",
+            vec![format!("ALTER TABLE {qt} FORCE ROW LEVEL SECURITY")],
+        ));
+    }
+
+    // Policies, matched by content rather than name.
+    let live: Vec<LivePolicy> = tx
+        .query(
+            "SELECT polname, polcmd::text, polpermissive,
+                    ARRAY(SELECT CASE WHEN r = 0 THEN 'public' ELSE pg_get_userbyid(r) END
+                          FROM unnest(polroles) r ORDER BY 1),
+                    pg_get_expr(polqual, polrelid), pg_get_expr(polwithcheck, polrelid)
+             FROM pg_policy WHERE polrelid = $1 ORDER BY polname",
+            &[&oid],
+        )
+        .await
+        .map_err(ctx("the policies"))?
+        .into_iter()
+        .map(|r| LivePolicy {
+            name: r.get(0),
+            cmd: r.get(1),
+            permissive: r.get(2),
+            roles: r.get(3),
+            qual: r.get(4),
+            check: r.get(5),
+        })
+        .collect();
+    // The deparsed predicate of a table that does not have its column yet cannot be read
+    // from it; the canonical form is per column name, so it is the same.
+    let pred = canon.get(col).cloned().unwrap_or_default();
+    let mut matched = vec![false; live.len()];
+    let mut missing: Vec<Command> = Vec::new();
+    for cmd in &table.commands {
+        let want_qual = cmd.has_using().then(|| pred.clone());
+        let want_check = cmd.has_check().then(|| pred.clone());
+        let hit = live.iter().enumerate().position(|(i, p)| {
+            !matched[i]
+                && p.cmd == cmd.polcmd().to_string()
+                && p.permissive
+                && p.roles == [set.roles.app.clone()]
+                && p.qual == want_qual
+                && p.check == want_check
+        });
+        match hit {
+            Some(i) => matched[i] = true,
+            None => missing.push(*cmd),
+        }
+    }
+    let extra: Vec<&LivePolicy> = live
+        .iter()
+        .zip(&matched)
+        .filter(|(_, m)| !**m)
+        .map(|(p, _)| p)
+        .collect();
+    if !extra.is_empty() || !missing.is_empty() {
+        let mut sql = Vec::new();
+        let mut words = Vec::new();
+        for p in &extra {
+            words.push(format!(
+                "policy {:?} (cmd {}, {}, to {:?}, using {:?}, check {:?}) is not declared",
+                p.name,
+                p.cmd,
+                if p.permissive {
+                    "permissive"
+                } else {
+                    "restrictive"
+                },
+                p.roles,
+                p.qual,
+                p.check
+            ));
+            sql.push(format!("DROP POLICY {} ON {qt}", ident(&p.name)));
+        }
+        // A kept policy may already use our name; pick a free one.
+        let kept: BTreeSet<&str> = live
+            .iter()
+            .zip(&matched)
+            .filter(|(_, m)| **m)
+            .map(|(p, _)| p.name.as_str())
+            .collect();
+        for cmd in &missing {
+            words.push(format!("no matching {} policy", cmd.sql()));
+            let mut name = format!("tenantguard_{}", cmd.name());
+            let mut n = 2;
+            while kept.contains(name.as_str()) {
+                name = format!("tenantguard_{}_{n}", cmd.name());
+                n += 1;
+            }
+            let p = set.predicate(col);
+            let mut stmt = format!(
+                "CREATE POLICY {} ON {qt} AS PERMISSIVE FOR {} TO {}",
+                ident(&name),
+                cmd.sql(),
+                ident(&set.roles.app)
+            );
+            if cmd.has_using() {
+                stmt.push_str(&format!(" USING {p}"));
+            }
+            if cmd.has_check() {
+                stmt.push_str(&format!(" WITH CHECK {p}"));
+            }
+            sql.push(stmt);
+        }
+        out.push(change(object.clone(), words.join("; "), sql));
+    }
+
+    // Grants: exactly the declared commands for the app, SELECT for the admin, nothing for PUBLIC.
+    let grants = tx
+        .query(
+            "SELECT CASE WHEN x.grantee = 0 THEN 'public' ELSE pg_get_userbyid(x.grantee) END, x.privilege_type
+             FROM pg_class c, aclexplode(COALESCE(c.relacl, acldefault('r', c.relowner))) x
+             WHERE c.oid = $1",
+            &[&oid],
+        )
+        .await
+        .map_err(ctx("the privileges"))?;
+    let mut have: HashMap<String, BTreeSet<String>> = HashMap::new();
+    for g in grants {
+        have.entry(g.get(0)).or_default().insert(g.get(1));
+    }
+    let mut want: Vec<(String, BTreeSet<String>)> = vec![
+        (
+            set.roles.app.clone(),
+            table.commands.iter().map(|c| c.sql().to_string()).collect(),
+        ),
+        ("public".to_string(), BTreeSet::new()),
+    ];
+    if let Some(a) = &set.roles.admin {
+        want.push((a.clone(), ["SELECT".to_string()].into()));
+    }
+    for (grantee, privs) in want {
+        let current = have.remove(&grantee).unwrap_or_default();
+        if current != privs {
+            let who = if grantee == "public" {
+                "PUBLIC".to_string()
+            } else {
+                ident(&grantee)
+            };
+            let mut sql = vec![format!("REVOKE ALL ON {qt} FROM {who}")];
+            if !privs.is_empty() {
+                let list: Vec<&str> = privs.iter().map(String::as_str).collect();
+                sql.push(format!("GRANT {} ON {qt} TO {who}", list.join(", ")));
+            }
+            out.push(change(
+                object.clone(),
+                format!("{grantee} has {current:?}, want {privs:?}"),
+                sql,
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Adds a nullable tenant column, fills it, fails (rolling everything back) if any row is
+/// left without a tenant, then sets NOT NULL. `ADD COLUMN … NOT NULL` cannot be used
+/// directly on a table that has rows.
+fn backfill_sql(qt: &str, qcol: &str, expr: &str) -> Vec<String> {
+    vec![
+        format!("ALTER TABLE {qt} ADD COLUMN {qcol} uuid"),
+        format!("UPDATE {qt} SET {qcol} = {expr} WHERE {qcol} IS NULL"),
+        format!(
+            "DO $tenantguard$ DECLARE n bigint; BEGIN \
+             SELECT count(*) INTO n FROM {qt} WHERE {qcol} IS NULL; \
+             IF n > 0 THEN RAISE EXCEPTION 'backfill left % row(s) of {} without a tenant; nothing was changed', n; END IF; \
+             END $tenantguard$",
+            qt.replace('\'', "''").replace('%', "%%")
+        ),
+        format!("ALTER TABLE {qt} ALTER COLUMN {qcol} SET NOT NULL"),
+    ]
+}
+
+fn truncate63(s: &str) -> String {
+    let mut end = s.len().min(63);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}

@@ -1,0 +1,463 @@
+//! The tenant-scoped pool.
+//!
+//! [`TenantPool`] is the only way the application reaches PostgreSQL as the app role, and
+//! it hands out nothing but [`TenantTx`]: a transaction whose tenant is set with
+//! `set_config(<setting>, $1, true)`. The setting is transaction-local, so it dies with the
+//! transaction whatever happens next — commit, rollback, an error, a panic, a cancelled
+//! future — and a pooled connection can never carry one tenant's context to the next user,
+//! behind a transaction-mode pooler too.
+//!
+//! Round trips: `BEGIN`, the `set_config` and the first statement are sent together
+//! (tokio-postgres pipelines requests whose futures are polled together), so a request
+//! costs no more trips than the same queries without RLS. A read-only transaction's
+//! `COMMIT` is sent without waiting for its reply: it reaches the server ahead of whatever
+//! the connection's next user sends, and nothing is lost if it failed.
+//!
+//! [`AdminPool`] is a separate type for the cross-tenant reporting role.
+
+mod safety;
+mod tenant_id;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use futures::FutureExt;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+pub use tenant_id::{InvalidTenantId, TenantId};
+
+/// Errors from the pools and tenant transactions.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    /// The role would make RLS moot; the pool refuses to start.
+    #[error("refusing to use role {role:?} for the {pool} pool: {}", reasons.join("; "))]
+    UnsafeRole {
+        /// Which pool: `app` or `admin`.
+        pool: &'static str,
+        /// The role connected as.
+        role: String,
+        /// Every reason found.
+        reasons: Vec<String>,
+    },
+    /// No connection could be had (database down, pool exhausted past its timeout).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A statement failed; the SQLSTATE is available through [`PoolError::code`].
+    #[error("database error while {context}: {source}")]
+    Db {
+        /// What was being done.
+        context: String,
+        /// The error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// The transaction was already committed or rolled back.
+    #[error("the tenant transaction is already finished")]
+    Finished,
+}
+
+impl PoolError {
+    pub(crate) fn db(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Self {
+        let context = context.into();
+        move |source| PoolError::Db { context, source }
+    }
+
+    /// The SQLSTATE of a database error, if this is one.
+    pub fn code(&self) -> Option<&tokio_postgres::error::SqlState> {
+        match self {
+            PoolError::Db { source, .. } => source.code(),
+            _ => None,
+        }
+    }
+
+    /// The name of the constraint a database error names, if any.
+    pub fn constraint(&self) -> Option<&str> {
+        match self {
+            PoolError::Db { source, .. } => source.as_db_error().and_then(|e| e.constraint()),
+            _ => None,
+        }
+    }
+
+    /// Whether this means the database could not be reached (as opposed to a statement
+    /// that failed).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            PoolError::Unavailable(_) => true,
+            PoolError::Db { source, .. } => source.is_closed() || source.code().is_none(),
+            _ => false,
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for PoolError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        PoolError::Unavailable(e.to_string())
+    }
+}
+
+/// Settings shared by both pools.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    /// Most connections held at once.
+    pub max_size: usize,
+    /// How long `begin` waits for a free connection before failing as unavailable.
+    pub wait_timeout: Duration,
+    /// The custom setting that carries the tenant id (must match the policies).
+    pub tenant_setting: String,
+    /// The tenant column (for the start-up ownership check).
+    pub tenant_column: String,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            max_size: 16,
+            wait_timeout: Duration::from_secs(5),
+            tenant_setting: "app.tenant_id".into(),
+            tenant_column: "tenant_id".into(),
+        }
+    }
+}
+
+fn build(config: tokio_postgres::Config, opts: &PoolOptions) -> Result<Pool, PoolError> {
+    let mgr = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            // Verified, never reset: a tenant context cannot survive its transaction, so
+            // there is nothing to scrub between users.
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(mgr)
+        .max_size(opts.max_size)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(opts.wait_timeout))
+        .create_timeout(Some(opts.wait_timeout))
+        .build()
+        .map_err(|e| PoolError::Unavailable(e.to_string()))
+}
+
+/// The application's pool. Every connection it lends is inside a [`TenantTx`].
+#[derive(Clone)]
+pub struct TenantPool {
+    pool: Pool,
+    setting: Arc<str>,
+    tenant_column: Arc<str>,
+}
+
+impl std::fmt::Debug for TenantPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantPool")
+            .field("status", &self.pool.status())
+            .field("setting", &self.setting)
+            .finish()
+    }
+}
+
+impl TenantPool {
+    /// Builds the pool and checks, on one real connection, that the role is safe for it:
+    /// not superuser, not BYPASSRLS, owning no tenant table, directly or through any role
+    /// it is a member of. Refuses with [`PoolError::UnsafeRole`] otherwise.
+    pub async fn connect(
+        config: tokio_postgres::Config,
+        opts: PoolOptions,
+    ) -> Result<Self, PoolError> {
+        let pool = Self {
+            pool: build(config, &opts)?,
+            setting: opts.tenant_setting.into(),
+            tenant_column: opts.tenant_column.into(),
+        };
+        pool.check_role().await?;
+        Ok(pool)
+    }
+
+    /// Runs the start-up role check again (for readiness probes).
+    pub async fn check_role(&self) -> Result<(), PoolError> {
+        let client = self.pool.get().await?;
+        let (role, reasons) = safety::app_role_problems(&client, &self.tenant_column).await?;
+        if reasons.is_empty() {
+            Ok(())
+        } else {
+            Err(PoolError::UnsafeRole {
+                pool: "app",
+                role,
+                reasons,
+            })
+        }
+    }
+
+    /// Starts a read-write transaction for `tenant`. Nothing is sent until the first
+    /// statement, which travels with `BEGIN` and the `set_config`.
+    pub async fn begin(&self, tenant: TenantId) -> Result<TenantTx, PoolError> {
+        self.begin_with(tenant, false).await
+    }
+
+    /// Starts a `READ ONLY` transaction for `tenant`; its commit is not waited for.
+    pub async fn begin_read_only(&self, tenant: TenantId) -> Result<TenantTx, PoolError> {
+        self.begin_with(tenant, true).await
+    }
+
+    async fn begin_with(&self, tenant: TenantId, read_only: bool) -> Result<TenantTx, PoolError> {
+        let client = self.pool.get().await?;
+        Ok(TenantTx {
+            client: Some(client),
+            tenant,
+            tenant_text: tenant.to_string(),
+            setting: self.setting.clone(),
+            read_only,
+            state: State::Pending,
+        })
+    }
+
+    /// Pool occupancy, for metrics.
+    pub fn status(&self) -> deadpool_postgres::Status {
+        self.pool.status()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Nothing sent yet.
+    Pending,
+    /// `BEGIN` has been sent.
+    Open,
+    /// Committed or rolled back.
+    Finished,
+}
+
+/// A transaction scoped to one tenant. Commit is explicit; dropping it (an error, a panic,
+/// a cancelled request) rolls back. The connection it holds is returned to the pool only
+/// after `COMMIT` or `ROLLBACK` has been queued on it, so the next user starts clean.
+pub struct TenantTx {
+    client: Option<Object>,
+    tenant: TenantId,
+    tenant_text: String,
+    setting: Arc<str>,
+    read_only: bool,
+    state: State,
+}
+
+impl std::fmt::Debug for TenantTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantTx")
+            .field("tenant", &self.tenant)
+            .field("read_only", &self.read_only)
+            .field("state", &self.state)
+            .finish()
+    }
+}
+
+const SET_TENANT: &str = "SELECT set_config($1, $2, true)";
+
+impl TenantTx {
+    /// The tenant this transaction is scoped to.
+    pub fn tenant(&self) -> TenantId {
+        self.tenant
+    }
+
+    /// Whether this is a `READ ONLY` transaction.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    fn client(&self) -> Result<&Object, PoolError> {
+        match (&self.client, self.state) {
+            (Some(c), State::Pending | State::Open) => Ok(c),
+            _ => Err(PoolError::Finished),
+        }
+    }
+
+    /// Runs a statement and returns its rows. Statements are prepared once per connection.
+    pub async fn query(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, PoolError> {
+        let client = self.client()?;
+        let stmt = client
+            .prepare_cached(sql)
+            .await
+            .map_err(PoolError::db("preparing a statement"))?;
+        if self.state == State::Pending {
+            let set = client
+                .prepare_cached(SET_TENANT)
+                .await
+                .map_err(PoolError::db("preparing set_config"))?;
+            let begin = if self.read_only {
+                "BEGIN READ ONLY"
+            } else {
+                "BEGIN"
+            };
+            // From here on a ROLLBACK is owed, even if this future is dropped mid-flight.
+            self.state = State::Open;
+            let client = self.client.as_ref().ok_or(PoolError::Finished)?;
+            let params_set: [&(dyn ToSql + Sync); 2] = [&&*self.setting, &self.tenant_text];
+            let (_, _, rows) = tokio::try_join!(
+                async {
+                    client
+                        .batch_execute(begin)
+                        .await
+                        .map_err(PoolError::db("beginning the transaction"))
+                },
+                async {
+                    client
+                        .query(&set, &params_set)
+                        .await
+                        .map_err(PoolError::db("setting the tenant"))
+                },
+                async {
+                    client
+                        .query(&stmt, params)
+                        .await
+                        .map_err(PoolError::db("running a statement"))
+                },
+            )?;
+            Ok(rows)
+        } else {
+            client
+                .query(&stmt, params)
+                .await
+                .map_err(PoolError::db("running a statement"))
+        }
+    }
+
+    /// Runs a statement expected to return exactly one row.
+    pub async fn query_one(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, PoolError> {
+        let mut rows = self.query(sql, params).await?;
+        match rows.len() {
+            1 => Ok(rows.remove(0)),
+            n => Err(PoolError::Unavailable(format!(
+                "expected one row, got {n} (statement: {sql})"
+            ))),
+        }
+    }
+
+    /// Runs a statement expected to return at most one row.
+    pub async fn query_opt(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, PoolError> {
+        let mut rows = self.query(sql, params).await?;
+        Ok(if rows.is_empty() {
+            None
+        } else {
+            Some(rows.swap_remove(0))
+        })
+    }
+
+    /// Runs a statement and returns the number of rows it affected (or returned).
+    pub async fn execute(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, PoolError> {
+        // Counting rows of the extended-protocol reply costs nothing extra over execute.
+        if self.state == State::Pending {
+            return self.query(sql, params).await.map(|r| r.len() as u64);
+        }
+        let client = self.client()?;
+        let stmt = client
+            .prepare_cached(sql)
+            .await
+            .map_err(PoolError::db("preparing a statement"))?;
+        client
+            .execute(&stmt, params)
+            .await
+            .map_err(PoolError::db("running a statement"))
+    }
+
+    /// Commits. For a read-only transaction the reply is not awaited (see the module docs).
+    pub async fn commit(mut self) -> Result<(), PoolError> {
+        let state = std::mem::replace(&mut self.state, State::Finished);
+        if state != State::Open {
+            return Ok(());
+        }
+        let client = self.client.as_ref().ok_or(PoolError::Finished)?;
+        if self.read_only {
+            // The first poll queues the message; the connection keeps order, so the next
+            // user of this connection is behind it.
+            let _ = client.batch_execute("COMMIT").now_or_never();
+            return Ok(());
+        }
+        client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(PoolError::db("committing"))
+    }
+
+    /// Rolls back and waits for the server to confirm.
+    pub async fn rollback(mut self) -> Result<(), PoolError> {
+        let state = std::mem::replace(&mut self.state, State::Finished);
+        if state != State::Open {
+            return Ok(());
+        }
+        let client = self.client.as_ref().ok_or(PoolError::Finished)?;
+        client
+            .batch_execute("ROLLBACK")
+            .await
+            .map_err(PoolError::db("rolling back"))
+    }
+}
+
+impl Drop for TenantTx {
+    fn drop(&mut self) {
+        if self.state == State::Open {
+            if let Some(client) = &self.client {
+                // Queue ROLLBACK before the connection goes back to the pool. Drop cannot
+                // await; the first poll sends the message, which is all that is needed.
+                let _ = client.batch_execute("ROLLBACK").now_or_never();
+            }
+        }
+    }
+}
+
+/// The cross-tenant reporting pool: a BYPASSRLS, non-superuser, read-only role. Never
+/// reachable from tenant routes.
+#[derive(Clone)]
+pub struct AdminPool {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for AdminPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminPool")
+            .field("status", &self.pool.status())
+            .finish()
+    }
+}
+
+impl AdminPool {
+    /// Builds the pool and refuses a role that is (or can become) superuser, lacks
+    /// BYPASSRLS, or can write any table.
+    pub async fn connect(
+        config: tokio_postgres::Config,
+        opts: PoolOptions,
+    ) -> Result<Self, PoolError> {
+        let pool = Self {
+            pool: build(config, &opts)?,
+        };
+        let client = pool.pool.get().await?;
+        let (role, reasons) = safety::admin_role_problems(&client).await?;
+        if !reasons.is_empty() {
+            return Err(PoolError::UnsafeRole {
+                pool: "admin",
+                role,
+                reasons,
+            });
+        }
+        Ok(pool)
+    }
+
+    /// A connection for reports. Each statement runs in its own implicit transaction.
+    pub async fn get(&self) -> Result<Object, PoolError> {
+        Ok(self.pool.get().await?)
+    }
+}

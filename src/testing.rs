@@ -1,0 +1,263 @@
+//! Test support: one PostgreSQL per test process, one migrated template database, and a
+//! fresh database cloned from it (`CREATE DATABASE … TEMPLATE …`) for each test, so tests
+//! are isolated from each other and run in parallel.
+//!
+//! By default the server is a throwaway private [`Cluster`] (no set-up, no fixed port).
+//! With `TEST_DATABASE_URL` set to a superuser URL, the same tests run against that server
+//! instead; connections "as" a role then use the superuser's credentials with `role` set
+//! at connection start, which is what RLS looks at (`current_user`).
+//!
+//! Roles are cluster-wide, so a test that needs roles of its own must give them unique
+//! names ([`unique_name`]).
+
+use std::sync::{Mutex, OnceLock};
+
+use tokio_postgres::{Client, Config, NoTls};
+
+use crate::cluster::{Cluster, ClusterOptions, Durability, SUPERUSER};
+use crate::policy::{PolicySet, Roles};
+use crate::pool::{AdminPool, PoolOptions, TenantPool};
+use crate::schema;
+
+const TEMPLATE: &str = "tenantguard_template";
+
+/// The reference policy set the template is migrated with.
+pub fn policy() -> PolicySet {
+    schema::reference_policy(Roles::default(), "app.tenant_id")
+}
+
+struct Server {
+    /// Connection settings for the superuser; the database name is replaced per use.
+    base: Config,
+    /// Whether `base` is an external server (TEST_DATABASE_URL).
+    external: bool,
+    template: String,
+}
+
+static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
+static CLUSTER: Mutex<Option<Cluster>> = Mutex::new(None);
+
+extern "C" fn stop_cluster() {
+    // Runs at process exit: stop the server and delete its directory.
+    if let Ok(mut guard) = CLUSTER.lock() {
+        drop(guard.take());
+    }
+}
+
+fn server() -> &'static Server {
+    let server = SERVER.get_or_init(|| {
+        // Initialised on a thread of its own, with its own runtime: the caller may be inside
+        // a test's runtime, which cannot block.
+        std::thread::spawn(init)
+            .join()
+            .unwrap_or_else(|_| Err("test server initialisation panicked".into()))
+    });
+    match server {
+        Ok(s) => s,
+        Err(e) => panic!("test PostgreSQL unavailable: {e}"),
+    }
+}
+
+fn init() -> Result<Server, String> {
+    let (base, external, template) = match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) => {
+            let cfg: Config = url
+                .parse()
+                .map_err(|e| format!("TEST_DATABASE_URL is not a valid URL: {e}"))?;
+            // Per process, so several test binaries can share one server.
+            (cfg, true, format!("{TEMPLATE}_{}", std::process::id()))
+        }
+        Err(_) => {
+            let cluster = Cluster::start(&ClusterOptions {
+                durability: Durability::Throwaway,
+                max_connections: 400,
+                ..ClusterOptions::default()
+            })
+            .map_err(|e| e.to_string())?;
+            let cfg = cluster.config(SUPERUSER, "postgres");
+            *CLUSTER.lock().map_err(|e| e.to_string())? = Some(cluster);
+            // SAFETY: registering a plain extern "C" fn with no captured state.
+            unsafe {
+                libc::atexit(stop_cluster);
+            }
+            (cfg, false, TEMPLATE.to_string())
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let admin = connect(&with_db(&base, "postgres")).await?;
+        // Two statements: CREATE DATABASE cannot run inside a multi-statement batch.
+        for sql in ["DROP DATABASE IF EXISTS", "CREATE DATABASE"] {
+            admin
+                .batch_execute(&format!("{sql} {}", crate::policy::ident(&template)))
+                .await
+                .map_err(|e| {
+                    format!("creating the template database: {}", crate::error_chain(&e))
+                })?;
+        }
+        let mut client = connect(&with_db(&base, &template)).await?;
+        schema::migrate(&mut client, &policy())
+            .await
+            .map_err(|e| format!("migrating the template: {}", crate::error_chain(&e)))?;
+        Ok::<_, String>(())
+    })?;
+    Ok(Server {
+        base,
+        external,
+        template,
+    })
+}
+
+fn with_db(base: &Config, db: &str) -> Config {
+    let mut c = base.clone();
+    c.dbname(db);
+    c
+}
+
+async fn connect(cfg: &Config) -> Result<Client, String> {
+    let (client, conn) = cfg
+        .connect(NoTls)
+        .await
+        .map_err(|e| format!("connecting to the test server: {e}"))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+/// A name no other test in this run uses, for databases and roles.
+pub fn unique_name(prefix: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}_{}", &id[..12])
+}
+
+/// A database of a test's own.
+#[derive(Debug, Clone)]
+pub struct TestDb {
+    name: String,
+}
+
+impl TestDb {
+    /// A fresh copy of the migrated reference schema.
+    pub async fn new() -> TestDb {
+        let template = server().template.clone();
+        Self::create(&template).await
+    }
+
+    /// A fresh empty database (no tenantguard objects), for fixtures of other shapes.
+    pub async fn empty() -> TestDb {
+        Self::create("template0").await
+    }
+
+    async fn create(template: &str) -> TestDb {
+        let s = server();
+        let name = unique_name("tg_test");
+        let admin = connect(&with_db(&s.base, "postgres"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        admin
+            .batch_execute(&format!(
+                "CREATE DATABASE {} TEMPLATE {}",
+                crate::policy::ident(&name),
+                crate::policy::ident(template)
+            ))
+            .await
+            .unwrap_or_else(|e| {
+                panic!("creating test database {name}: {}", crate::error_chain(&e))
+            });
+        TestDb { name }
+    }
+
+    /// The database name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Connection settings for the superuser.
+    pub fn superuser_config(&self) -> Config {
+        with_db(&server().base, &self.name)
+    }
+
+    /// Connection settings that act as `role` (what `current_user` and RLS see).
+    pub fn config_as(&self, role: &str) -> Config {
+        let s = server();
+        let mut c = with_db(&s.base, &self.name);
+        if s.external {
+            c.options(format!("-c role={role}"));
+        } else {
+            c.user(role);
+        }
+        c
+    }
+
+    /// A `postgresql://` URL for the superuser on this database (for the CLI).
+    pub fn superuser_url(&self) -> String {
+        config_url(&self.superuser_config())
+    }
+
+    /// Connects as the superuser.
+    pub async fn superuser(&self) -> Client {
+        connect(&self.superuser_config())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Connects acting as `role`.
+    pub async fn connect_as(&self, role: &str) -> Client {
+        connect(&self.config_as(role))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The app pool of the reference roles.
+    pub async fn app_pool(&self, max_size: usize) -> TenantPool {
+        TenantPool::connect(
+            self.config_as("tenantguard_app"),
+            PoolOptions {
+                max_size,
+                ..PoolOptions::default()
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("app pool: {e}"))
+    }
+
+    /// The admin pool of the reference roles.
+    pub async fn admin_pool(&self) -> AdminPool {
+        AdminPool::connect(self.config_as("tenantguard_admin"), PoolOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("admin pool: {e}"))
+    }
+}
+
+/// Renders connection settings as a URL that tenantguard's `--database-url` accepts.
+pub fn config_url(c: &Config) -> String {
+    use tokio_postgres::config::Host;
+    let user = c.get_user().unwrap_or(SUPERUSER);
+    let host = match c.get_hosts().first() {
+        Some(Host::Tcp(h)) => h.clone(),
+        Some(Host::Unix(p)) => p
+            .to_string_lossy()
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect(),
+        None => "localhost".into(),
+    };
+    let port = c.get_ports().first().copied().unwrap_or(5432);
+    let password = c
+        .get_password()
+        .map(|p| format!(":{}", String::from_utf8_lossy(p)))
+        .unwrap_or_default();
+    format!(
+        "postgresql://{user}{password}@{host}:{port}/{}",
+        c.get_dbname().unwrap_or("postgres")
+    )
+}
