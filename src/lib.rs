@@ -13,10 +13,12 @@
 //! | [`testing`] | test support: a fresh migrated database per test |
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod cluster;
 pub mod policy;
 pub mod pool;
 pub mod schema;
+pub mod secrets;
 pub mod testing;
 
 pub use pool::{AdminPool, PoolError, PoolOptions, TenantId, TenantPool, TenantTx};

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `tenantguard` command: a thin shell over the library (see `src/cli`).
+
+fn main() -> std::process::ExitCode {
+    tenantguard::cli::main()
+}

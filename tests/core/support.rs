@@ -1,6 +1,6 @@
 //! Shared helpers for the core tests.
 
-pub use tenantguard::testing::{unique_name, TestDb};
+pub use tenantguard::testing::TestDb;
 pub use tenantguard::TenantId;
 use tokio_postgres::Client;
 
