@@ -10,15 +10,19 @@
 //! | [`policy`] | the declarative RLS policy engine: declare tenant tables, plan, apply, check drift |
 //! | [`schema`] | the reference SaaS schema: migrations and its policy declaration |
 //! | [`pool`] | the tenant-scoped pool: `TenantPool::begin(tenant) -> TenantTx`, and `AdminPool` |
+//! | [`http`] | the reference SaaS API server (`serve`, `dev`) |
+//! | [`seed`] | demo data for `dev` |
 //! | [`testing`] | test support: a fresh migrated database per test |
 #![warn(missing_docs)]
 
 pub mod cli;
 pub mod cluster;
+pub mod http;
 pub mod policy;
 pub mod pool;
 pub mod schema;
 pub mod secrets;
+pub mod seed;
 pub mod testing;
 
 pub use pool::{AdminPool, PoolError, PoolOptions, TenantId, TenantPool, TenantTx};

@@ -26,7 +26,7 @@ pub(crate) async fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     set.validate()?;
     let mut client = connect(&args.database_url).await?;
     if args.check {
-        let diffs = schema::check(&mut client, &set).await?;
+        let diffs = schema::check_with(&mut client, &set, &args.roles.provisioner_role).await?;
         if diffs.is_empty() {
             println!("in sync: schema, roles, RLS, policies and grants match the declaration");
             return Ok(ExitCode::SUCCESS);
@@ -40,7 +40,7 @@ pub(crate) async fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(1));
     }
-    let report = schema::migrate(&mut client, &set).await?;
+    let report = schema::migrate_with(&mut client, &set, &args.roles.provisioner_role).await?;
     for m in &report.migrations {
         println!("applied migration {m}");
     }

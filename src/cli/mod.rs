@@ -68,6 +68,13 @@ pub struct RoleArgs {
         default_value = "app.tenant_id"
     )]
     pub tenant_setting: String,
+    /// NOLOGIN role that owns the tenant-provisioning function (BYPASSRLS, INSERT only).
+    #[arg(
+        long,
+        env = "TENANTGUARD_PROVISIONER_ROLE",
+        default_value = "tenantguard_provisioner"
+    )]
+    pub provisioner_role: String,
 }
 
 impl RoleArgs {

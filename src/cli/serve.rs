@@ -1,11 +1,222 @@
-//! `tenantguard serve` (being built: see the issue tracker).
+//! `tenantguard serve`: the API server for production. Everything comes from
+//! `TENANTGUARD_*` environment variables (or the matching flags); secrets only from the
+//! environment or `*_FILE` files, never flags, so they do not show in `ps`.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::http::{AppState, Application, HttpConfig, JwtConfig, JwtKey};
+use crate::pool::{AdminPool, PoolOptions, TenantPool};
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// JWT signature algorithms accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum JwtAlgorithm {
+    /// Shared secret from TENANTGUARD_JWT_HS256_SECRET (or _FILE).
+    Hs256,
+    /// RSA public key from --jwt-public-key-file.
+    Rs256,
+    /// EC P-256 public key from --jwt-public-key-file.
+    Es256,
+}
+
+/// Server settings shared by `serve` and `dev`.
+///
+/// Secrets are read from the environment only: TENANTGUARD_ADMIN_TOKEN (enables
+/// `/admin/v1`) and TENANTGUARD_JWT_HS256_SECRET, each also as NAME_FILE (a path whose
+/// contents are the secret).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// Address to listen on.
+    #[arg(long, env = "TENANTGUARD_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Most database connections in the app pool.
+    #[arg(long, env = "TENANTGUARD_POOL_SIZE", default_value_t = 32)]
+    pub pool_size: usize,
+    /// Largest request body in bytes (larger: 413).
+    #[arg(long, env = "TENANTGUARD_BODY_LIMIT", default_value_t = 2 * 1024 * 1024)]
+    pub body_limit: usize,
+    /// Longest a request may run, in seconds (then 503 and rollback).
+    #[arg(long, env = "TENANTGUARD_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+    /// How long a verified API key is cached, in seconds (a revoked key may work this long
+    /// on other servers; 0 disables the cache).
+    #[arg(long, env = "TENANTGUARD_KEY_CACHE_SECS", default_value_t = 5)]
+    pub key_cache_secs: u64,
+    /// Log format.
+    #[arg(
+        long,
+        env = "TENANTGUARD_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+    /// Accept JWT bearer tokens signed with this algorithm.
+    #[arg(long, env = "TENANTGUARD_JWT_ALGORITHM", value_enum)]
+    pub jwt_algorithm: Option<JwtAlgorithm>,
+    /// PEM public key for RS256/ES256.
+    #[arg(long, env = "TENANTGUARD_JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// Required JWT issuer (`iss`).
+    #[arg(long, env = "TENANTGUARD_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Required JWT audience (`aud`).
+    #[arg(long, env = "TENANTGUARD_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Clock skew allowed on JWT expiry, in seconds.
+    #[arg(long, env = "TENANTGUARD_JWT_LEEWAY_SECS", default_value_t = 30)]
+    pub jwt_leeway_secs: u64,
+}
+
+impl ServerArgs {
+    /// The HTTP settings, reading secrets from the environment.
+    pub fn http_config(&self) -> anyhow::Result<HttpConfig> {
+        let admin_token = crate::secrets::from_env("TENANTGUARD_ADMIN_TOKEN")?;
+        let hs_secret = crate::secrets::from_env("TENANTGUARD_JWT_HS256_SECRET")?;
+        let key = match (self.jwt_algorithm, hs_secret) {
+            (None, None) => None,
+            (None | Some(JwtAlgorithm::Hs256), Some(secret)) => Some(JwtKey::Hs256(secret)),
+            (Some(JwtAlgorithm::Hs256), None) => anyhow::bail!(
+                "--jwt-algorithm hs256 needs TENANTGUARD_JWT_HS256_SECRET or TENANTGUARD_JWT_HS256_SECRET_FILE"
+            ),
+            (Some(alg), _) => {
+                let path = self.jwt_public_key_file.as_ref().context(
+                    "RS256/ES256 need --jwt-public-key-file (TENANTGUARD_JWT_PUBLIC_KEY_FILE)",
+                )?;
+                let pem = std::fs::read(path)
+                    .with_context(|| format!("reading the JWT public key {}", path.display()))?;
+                Some(if alg == JwtAlgorithm::Rs256 {
+                    JwtKey::Rs256Pem(pem)
+                } else {
+                    JwtKey::Es256Pem(pem)
+                })
+            }
+        };
+        Ok(HttpConfig {
+            body_limit: self.body_limit,
+            request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
+            key_cache_ttl: Duration::from_secs(self.key_cache_secs),
+            admin_token,
+            jwt: key.map(|key| JwtConfig {
+                key,
+                leeway_secs: self.jwt_leeway_secs,
+                issuer: self.jwt_issuer.clone(),
+                audience: self.jwt_audience.clone(),
+            }),
+            ..HttpConfig::default()
+        })
+    }
+}
 
 /// Arguments of `tenantguard serve`.
 #[derive(Debug, clap::Args)]
-pub struct ServeArgs {}
+pub struct ServeArgs {
+    /// Connection URL of the app role (subject to RLS; the server refuses a superuser,
+    /// BYPASSRLS or table-owning role).
+    #[arg(long, env = "TENANTGUARD_DATABASE_URL")]
+    pub database_url: String,
+    /// Connection URL of the admin role (BYPASSRLS, read-only) for `/admin/v1`.
+    #[arg(long, env = "TENANTGUARD_ADMIN_DATABASE_URL")]
+    pub admin_database_url: Option<String>,
+    /// The custom setting that carries the current tenant id (must match the policies).
+    #[arg(
+        long,
+        env = "TENANTGUARD_TENANT_SETTING",
+        default_value = "app.tenant_id"
+    )]
+    pub tenant_setting: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
 
-pub(crate) async fn run(_args: ServeArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`tenantguard serve` is not built yet")
+/// Connects both pools, refusing unsafe roles with the reasons.
+pub(crate) async fn connect_pools(
+    app: tokio_postgres::Config,
+    admin: Option<tokio_postgres::Config>,
+    server: &ServerArgs,
+    tenant_setting: &str,
+) -> anyhow::Result<(TenantPool, Option<AdminPool>)> {
+    let opts = PoolOptions {
+        max_size: server.pool_size.max(1),
+        tenant_setting: tenant_setting.to_string(),
+        ..PoolOptions::default()
+    };
+    let pool = TenantPool::connect(app, opts.clone())
+        .await
+        .context("starting the app pool")?;
+    let admin = match admin {
+        Some(cfg) => Some(
+            AdminPool::connect(
+                cfg,
+                PoolOptions {
+                    max_size: 4,
+                    ..opts
+                },
+            )
+            .await
+            .context("starting the admin pool")?,
+        ),
+        None => None,
+    };
+    Ok((pool, admin))
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    crate::http::init_tracing(args.server.log_format == LogFormat::Json);
+    let config = args.server.http_config()?;
+    let app_cfg: tokio_postgres::Config = args
+        .database_url
+        .parse()
+        .context("TENANTGUARD_DATABASE_URL is not a valid connection URL")?;
+    let admin_cfg = args
+        .admin_database_url
+        .as_deref()
+        .map(str::parse::<tokio_postgres::Config>)
+        .transpose()
+        .context("TENANTGUARD_ADMIN_DATABASE_URL is not a valid connection URL")?;
+    if config.admin_token.is_some() && admin_cfg.is_none() {
+        tracing::warn!("TENANTGUARD_ADMIN_TOKEN is set but TENANTGUARD_ADMIN_DATABASE_URL is not: /admin/v1 will answer 503");
+    }
+    let (pool, admin) =
+        connect_pools(app_cfg, admin_cfg, &args.server, &args.tenant_setting).await?;
+    let state = AppState::new(pool, admin, config)?;
+    let app = Application::bind(args.server.listen, state)
+        .await
+        .with_context(|| format!("binding {}", args.server.listen))?;
+    tracing::info!(addr = %app.local_addr()?, "tenantguard API listening");
+    app.run_until(shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
 }

@@ -10,6 +10,8 @@ use tokio_postgres::Client;
 
 use crate::policy::{self, Change, Command, PolicyError, PolicySet, Roles, TenantTable};
 
+pub mod provisioning;
+
 mod embedded {
     refinery::embed_migrations!("migrations");
 }
@@ -102,6 +104,15 @@ impl MigrateReport {
 /// grants. `client` must connect as a superuser or a role that can create roles and is a
 /// member of the owner role. Idempotent.
 pub async fn migrate(client: &mut Client, set: &PolicySet) -> Result<MigrateReport, SchemaError> {
+    migrate_with(client, set, provisioning::DEFAULT_PROVISIONER).await
+}
+
+/// [`migrate`] with a chosen name for the tenant provisioner role (see [`provisioning`]).
+pub async fn migrate_with(
+    client: &mut Client,
+    set: &PolicySet,
+    provisioner: &str,
+) -> Result<MigrateReport, SchemaError> {
     let owner =
         set.roles.owner.clone().ok_or_else(|| {
             PolicyError::Config("the reference schema needs an owner role".into())
@@ -159,12 +170,34 @@ pub async fn migrate(client: &mut Client, set: &PolicySet) -> Result<MigrateRepo
         .collect();
 
     report.changes.extend(policy::apply(client, set).await?);
+
+    let tx = client
+        .transaction()
+        .await
+        .map_err(db("starting a transaction"))?;
+    report.changes.extend(
+        provisioning::apply(&tx, set, provisioner)
+            .await
+            .map_err(db("applying the provisioning function"))?,
+    );
+    tx.commit()
+        .await
+        .map_err(db("committing the provisioning function"))?;
     Ok(report)
 }
 
 /// Lists every difference between the database and the reference schema without
 /// changing anything: pending migrations, then policy-engine drift.
 pub async fn check(client: &mut Client, set: &PolicySet) -> Result<Vec<String>, SchemaError> {
+    check_with(client, set, provisioning::DEFAULT_PROVISIONER).await
+}
+
+/// [`check`] with a chosen name for the tenant provisioner role.
+pub async fn check_with(
+    client: &mut Client,
+    set: &PolicySet,
+    provisioner: &str,
+) -> Result<Vec<String>, SchemaError> {
     let mut runner = embedded::migrations::runner();
     runner.set_migration_table_name(HISTORY_TABLE);
     let history_exists: bool = client
@@ -204,5 +237,17 @@ pub async fn check(client: &mut Client, set: &PolicySet) -> Result<Vec<String>, 
             .into_iter()
             .map(|c| c.to_string()),
     );
+    let tx = client
+        .transaction()
+        .await
+        .map_err(db("starting a transaction"))?;
+    out.extend(
+        provisioning::plan(&tx, set, provisioner)
+            .await
+            .map_err(db("checking the provisioning function"))?
+            .into_iter()
+            .map(|c| c.to_string()),
+    );
+    tx.rollback().await.map_err(db("rolling back"))?;
     Ok(out)
 }

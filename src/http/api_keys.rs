@@ -1,0 +1,191 @@
+//! `/v1/api-keys`: admins create and revoke the tenant's API keys. A key is shown once,
+//! at creation; only its hash and a short display prefix are stored. A key can never get
+//! a stronger role than the caller's.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::auth::{new_api_key, Admin, Db, Need, Role};
+use super::error::{ApiError, Problem};
+use super::extract::{
+    audited, Check, Cursor, Json, ListQuery, Page, PageParams, Path, Query, Source,
+};
+use super::AppState;
+
+const COLS: &str = "id, name, prefix, role, created_at, last_used_at, revoked_at";
+const GET: &str = "SELECT id, name, prefix, role, created_at, last_used_at, revoked_at FROM api_keys WHERE id = $1";
+const RESOURCE: &str = "api_key";
+
+/// An API key, without its secret.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ApiKey {
+    /// Id.
+    pub id: Uuid,
+    /// Label.
+    pub name: String,
+    /// Display prefix (not usable as a key).
+    pub prefix: String,
+    /// Role it grants.
+    pub role: Role,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last use (recorded within seconds).
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// Revocation time.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl ApiKey {
+    fn from_row(r: &Row) -> Self {
+        Self {
+            id: r.get(0),
+            name: r.get(1),
+            prefix: r.get(2),
+            role: Role::parse(r.get(3)).unwrap_or(Role::Viewer),
+            created_at: r.get(4),
+            last_used_at: r.get(5),
+            revoked_at: r.get(6),
+        }
+    }
+    fn cursor(&self) -> Cursor {
+        Cursor {
+            at: self.created_at,
+            id: self.id,
+        }
+    }
+}
+
+/// A new key: the only time its secret is shown.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CreatedApiKey {
+    /// The key's metadata.
+    #[serde(flatten)]
+    pub key: ApiKey,
+    /// The secret key, `tgk_…`: store it now, it cannot be shown again.
+    pub api_key: String,
+}
+
+/// Body of `POST /v1/api-keys`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewApiKey {
+    /// Label.
+    pub name: String,
+    /// Role (at most the caller's).
+    pub role: Role,
+}
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/api-keys", get(list).post(create))
+        .route("/v1/api-keys/{id}", get(get_one).delete(revoke))
+}
+
+/// Lists keys, newest first.
+#[utoipa::path(get, path = "/v1/api-keys", tag = "api-keys", params(PageParams),
+    responses((status = 200, body = Page<ApiKey>), (status = 403, body = Problem)))]
+pub(crate) async fn list(
+    _: Need<Admin>,
+    mut db: Db,
+    Query(page): Query<PageParams>,
+) -> Result<Json<Page<ApiKey>>, ApiError> {
+    Ok(Json(
+        ListQuery::new()
+            .run(
+                &mut db,
+                Source {
+                    table: "api_keys",
+                    columns: COLS,
+                    time: "created_at",
+                },
+                &page,
+                ApiKey::from_row,
+                ApiKey::cursor,
+            )
+            .await?,
+    ))
+}
+
+/// Creates a key and shows it once.
+#[utoipa::path(post, path = "/v1/api-keys", tag = "api-keys", request_body = NewApiKey,
+    responses((status = 201, body = CreatedApiKey), (status = 403, body = Problem), (status = 422, body = Problem)))]
+pub(crate) async fn create(
+    Need(p, ..): Need<Admin>,
+    mut db: Db,
+    Json(b): Json<NewApiKey>,
+) -> Result<(StatusCode, Json<CreatedApiKey>), ApiError> {
+    Check::new().len("name", Some(&b.name), 1, 200).done()?;
+    p.require(b.role)?;
+    let key = new_api_key(p.tenant);
+    let sql = audited(
+        "INSERT INTO api_keys (name, prefix, key_hash, role) VALUES ($1, $2, $3, $4)",
+        COLS,
+        5,
+    );
+    let details = serde_json::json!({ "changed": ["name", "role"], "role": b.role.as_str() });
+    let row = db
+        .query_one(
+            &sql,
+            &[
+                &b.name,
+                &key.prefix,
+                &&key.hash[..],
+                &b.role.as_str(),
+                &p.actor,
+                &"create",
+                &RESOURCE,
+                &details,
+            ],
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedApiKey {
+            key: ApiKey::from_row(&row),
+            api_key: key.key,
+        }),
+    ))
+}
+
+/// Gets one key's metadata.
+#[utoipa::path(get, path = "/v1/api-keys/{id}", tag = "api-keys", params(("id" = Uuid, Path)),
+    responses((status = 200, body = ApiKey), (status = 404, body = Problem)))]
+pub(crate) async fn get_one(
+    _: Need<Admin>,
+    mut db: Db,
+    Path(id): Path<Uuid>,
+) -> Result<Json<ApiKey>, ApiError> {
+    let row = db.query_opt(GET, &[&id]).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(ApiKey::from_row(&row)))
+}
+
+/// Revokes a key: it stops working at once on this server, within the cache TTL elsewhere.
+#[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "api-keys", params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = Problem)))]
+pub(crate) async fn revoke(
+    State(state): State<AppState>,
+    Need(p, ..): Need<Admin>,
+    mut db: Db,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    let sql = audited(
+        "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
+        "id",
+        2,
+    );
+    let details = serde_json::json!({ "changed": ["revoked_at"] });
+    let rows = db
+        .query(&sql, &[&id, &p.actor, &"revoke", &RESOURCE, &details])
+        .await?;
+    if rows.is_empty() {
+        return Err(ApiError::NotFound);
+    }
+    state.auth().evict_key(id);
+    Ok(StatusCode::NO_CONTENT)
+}

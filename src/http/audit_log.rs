@@ -1,0 +1,128 @@
+//! `/v1/audit-log`: read-only. Every mutation elsewhere writes a row here in its own
+//! transaction; the app role has SELECT and INSERT only, so rows cannot be changed or
+//! removed through the API or the database. Admins read.
+
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::auth::{Admin, Db, Need};
+use super::error::{ApiError, Problem};
+use super::extract::{Check, Cursor, Json, ListQuery, Page, PageParams, Path, Query, Source};
+use super::AppState;
+
+const COLS: &str = "id, actor, action, resource_type, resource_id, occurred_at, details";
+const GET: &str = "SELECT id, actor, action, resource_type, resource_id, occurred_at, details FROM audit_log WHERE id = $1";
+
+/// One audit row.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AuditEntry {
+    /// Id.
+    pub id: Uuid,
+    /// Who: `api_key:<id>`, `user:<sub>` or `admin`.
+    pub actor: String,
+    /// `create`, `update`, `delete`, `revoke`, …
+    pub action: String,
+    /// e.g. `project`.
+    pub resource_type: String,
+    /// The resource's id.
+    pub resource_id: Option<Uuid>,
+    /// When.
+    pub occurred_at: DateTime<Utc>,
+    /// Changed fields and other details.
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+}
+
+impl AuditEntry {
+    fn from_row(r: &Row) -> Self {
+        Self {
+            id: r.get(0),
+            actor: r.get(1),
+            action: r.get(2),
+            resource_type: r.get(3),
+            resource_id: r.get(4),
+            occurred_at: r.get(5),
+            details: r.get(6),
+        }
+    }
+    fn cursor(&self) -> Cursor {
+        Cursor {
+            at: self.occurred_at,
+            id: self.id,
+        }
+    }
+}
+
+/// Filters of `GET /v1/audit-log`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AuditFilter {
+    /// Only this resource type.
+    pub resource_type: Option<String>,
+    /// Only this resource.
+    pub resource_id: Option<Uuid>,
+    /// Only this actor.
+    pub actor: Option<String>,
+    /// Page size.
+    pub limit: Option<i64>,
+    /// Cursor.
+    pub cursor: Option<String>,
+}
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/audit-log", get(list))
+        .route("/v1/audit-log/{id}", get(get_one))
+}
+
+/// Lists audit rows, newest first.
+#[utoipa::path(get, path = "/v1/audit-log", tag = "audit-log", params(AuditFilter),
+    responses((status = 200, body = Page<AuditEntry>), (status = 403, body = Problem)))]
+pub(crate) async fn list(
+    _: Need<Admin>,
+    mut db: Db,
+    Query(f): Query<AuditFilter>,
+) -> Result<Json<Page<AuditEntry>>, ApiError> {
+    Check::new()
+        .len("resource_type", f.resource_type.as_deref(), 1, 100)
+        .len("actor", f.actor.as_deref(), 1, 300)
+        .done()?;
+    let page = PageParams {
+        limit: f.limit,
+        cursor: f.cursor,
+    };
+    let mut q = ListQuery::new();
+    q.eq("resource_type", f.resource_type)
+        .eq("resource_id", f.resource_id)
+        .eq("actor", f.actor);
+    Ok(Json(
+        q.run(
+            &mut db,
+            Source {
+                table: "audit_log",
+                columns: COLS,
+                time: "occurred_at",
+            },
+            &page,
+            AuditEntry::from_row,
+            AuditEntry::cursor,
+        )
+        .await?,
+    ))
+}
+
+/// Gets one audit row.
+#[utoipa::path(get, path = "/v1/audit-log/{id}", tag = "audit-log", params(("id" = Uuid, Path)),
+    responses((status = 200, body = AuditEntry), (status = 404, body = Problem)))]
+pub(crate) async fn get_one(
+    _: Need<Admin>,
+    mut db: Db,
+    Path(id): Path<Uuid>,
+) -> Result<Json<AuditEntry>, ApiError> {
+    let row = db.query_opt(GET, &[&id]).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(AuditEntry::from_row(&row)))
+}

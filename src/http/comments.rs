@@ -1,0 +1,242 @@
+//! `/v1/comments`: comments on a task or a document (exactly one). Viewers read, members
+//! write.
+
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::auth::{Db, Member, Need, Viewer};
+use super::error::{ApiError, Problem};
+use super::extract::{
+    audited, delete, Audit, Check, Cursor, Json, ListQuery, Page, PageParams, Patch, Path, Query,
+    Source,
+};
+use super::AppState;
+
+const COLS: &str = "id, task_id, document_id, author_id, body, created_at, updated_at";
+const GET: &str = "SELECT id, task_id, document_id, author_id, body, created_at, updated_at FROM comments WHERE id = $1";
+const RESOURCE: &str = "comment";
+
+/// A comment.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Comment {
+    /// Id.
+    pub id: Uuid,
+    /// The task commented on (or null).
+    pub task_id: Option<Uuid>,
+    /// The document commented on (or null).
+    pub document_id: Option<Uuid>,
+    /// The member who wrote it.
+    pub author_id: Option<Uuid>,
+    /// Text, 1–20,000 characters.
+    pub body: String,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Comment {
+    fn from_row(r: &Row) -> Self {
+        Self {
+            id: r.get(0),
+            task_id: r.get(1),
+            document_id: r.get(2),
+            author_id: r.get(3),
+            body: r.get(4),
+            created_at: r.get(5),
+            updated_at: r.get(6),
+        }
+    }
+    fn cursor(&self) -> Cursor {
+        Cursor {
+            at: self.created_at,
+            id: self.id,
+        }
+    }
+}
+
+/// Body of `POST /v1/comments`: exactly one of `task_id` and `document_id`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewComment {
+    /// The task.
+    #[serde(default)]
+    pub task_id: Option<Uuid>,
+    /// The document.
+    #[serde(default)]
+    pub document_id: Option<Uuid>,
+    /// The author (a member).
+    #[serde(default)]
+    pub author_id: Option<Uuid>,
+    /// Text.
+    pub body: String,
+}
+
+/// Body of `PATCH /v1/comments/{id}`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CommentPatch {
+    /// New text.
+    #[serde(default)]
+    pub body: Option<String>,
+}
+
+/// Filters of `GET /v1/comments`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct CommentFilter {
+    /// Only comments on this task.
+    pub task_id: Option<Uuid>,
+    /// Only comments on this document.
+    pub document_id: Option<Uuid>,
+    /// Page size.
+    pub limit: Option<i64>,
+    /// Cursor.
+    pub cursor: Option<String>,
+}
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/comments", get(list).post(create))
+        .route(
+            "/v1/comments/{id}",
+            get(get_one).patch(update).delete(remove),
+        )
+}
+
+/// Lists comments, newest first.
+#[utoipa::path(get, path = "/v1/comments", tag = "comments", params(CommentFilter),
+    responses((status = 200, body = Page<Comment>), (status = 400, body = Problem)))]
+pub(crate) async fn list(
+    _: Need<Viewer>,
+    mut db: Db,
+    Query(f): Query<CommentFilter>,
+) -> Result<Json<Page<Comment>>, ApiError> {
+    let page = PageParams {
+        limit: f.limit,
+        cursor: f.cursor,
+    };
+    let mut q = ListQuery::new();
+    q.eq("task_id", f.task_id).eq("document_id", f.document_id);
+    Ok(Json(
+        q.run(
+            &mut db,
+            Source {
+                table: "comments",
+                columns: COLS,
+                time: "created_at",
+            },
+            &page,
+            Comment::from_row,
+            Comment::cursor,
+        )
+        .await?,
+    ))
+}
+
+/// Creates a comment.
+#[utoipa::path(post, path = "/v1/comments", tag = "comments", request_body = NewComment,
+    responses((status = 201, body = Comment), (status = 422, body = Problem)))]
+pub(crate) async fn create(
+    Need(p, ..): Need<Member>,
+    mut db: Db,
+    Json(b): Json<NewComment>,
+) -> Result<(StatusCode, Json<Comment>), ApiError> {
+    Check::new()
+        .len("body", Some(&b.body), 1, 20_000)
+        .that(
+            b.task_id.is_some() != b.document_id.is_some(),
+            "task_id",
+            "give exactly one of task_id and document_id",
+        )
+        .done()?;
+    let sql = audited(
+        "INSERT INTO comments (task_id, document_id, author_id, body) VALUES ($1, $2, $3, $4)",
+        COLS,
+        5,
+    );
+    let details = serde_json::json!({ "changed": ["task_id", "document_id", "author_id", "body"] });
+    let row = db
+        .query_one(
+            &sql,
+            &[
+                &b.task_id,
+                &b.document_id,
+                &b.author_id,
+                &b.body,
+                &p.actor,
+                &"create",
+                &RESOURCE,
+                &details,
+            ],
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(Comment::from_row(&row))))
+}
+
+/// Gets one comment.
+#[utoipa::path(get, path = "/v1/comments/{id}", tag = "comments", params(("id" = Uuid, Path)),
+    responses((status = 200, body = Comment), (status = 404, body = Problem)))]
+pub(crate) async fn get_one(
+    _: Need<Viewer>,
+    mut db: Db,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Comment>, ApiError> {
+    let row = db.query_opt(GET, &[&id]).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(Comment::from_row(&row)))
+}
+
+/// Changes a comment's text.
+#[utoipa::path(patch, path = "/v1/comments/{id}", tag = "comments", params(("id" = Uuid, Path)),
+    request_body = CommentPatch,
+    responses((status = 200, body = Comment), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub(crate) async fn update(
+    Need(p, ..): Need<Member>,
+    mut db: Db,
+    Path(id): Path<Uuid>,
+    Json(b): Json<CommentPatch>,
+) -> Result<Json<Comment>, ApiError> {
+    Check::new()
+        .len("body", b.body.as_deref(), 1, 20_000)
+        .done()?;
+    let mut patch = Patch::new(id);
+    patch.set("body", b.body);
+    let row = patch
+        .run(
+            &mut db,
+            "comments",
+            COLS,
+            Audit {
+                actor: &p.actor,
+                resource: RESOURCE,
+            },
+        )
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(Comment::from_row(&row)))
+}
+
+/// Deletes a comment.
+#[utoipa::path(delete, path = "/v1/comments/{id}", tag = "comments", params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = Problem)))]
+pub(crate) async fn remove(
+    Need(p, ..): Need<Member>,
+    mut db: Db,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    delete(
+        &mut db,
+        "comments",
+        id,
+        Audit {
+            actor: &p.actor,
+            resource: RESOURCE,
+        },
+    )
+    .await
+}

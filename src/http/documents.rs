@@ -1,0 +1,233 @@
+//! `/v1/documents`: documents of projects, filterable by project. Viewers read, members
+//! write.
+
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::auth::{Db, Member, Need, Viewer};
+use super::error::{ApiError, Problem};
+use super::extract::{
+    audited, delete, Audit, Check, Cursor, Json, ListQuery, Page, PageParams, Patch, Path, Query,
+    Source,
+};
+use super::AppState;
+
+const COLS: &str = "id, project_id, title, body, created_at, updated_at";
+const GET: &str =
+    "SELECT id, project_id, title, body, created_at, updated_at FROM documents WHERE id = $1";
+const RESOURCE: &str = "document";
+
+/// A document.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Document {
+    /// Id.
+    pub id: Uuid,
+    /// The project it belongs to.
+    pub project_id: Uuid,
+    /// Title, 1–500 characters.
+    pub title: String,
+    /// Body, up to 1,000,000 characters.
+    pub body: String,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Document {
+    fn from_row(r: &Row) -> Self {
+        Self {
+            id: r.get(0),
+            project_id: r.get(1),
+            title: r.get(2),
+            body: r.get(3),
+            created_at: r.get(4),
+            updated_at: r.get(5),
+        }
+    }
+    fn cursor(&self) -> Cursor {
+        Cursor {
+            at: self.created_at,
+            id: self.id,
+        }
+    }
+}
+
+/// Body of `POST /v1/documents`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewDocument {
+    /// The project.
+    pub project_id: Uuid,
+    /// Title.
+    pub title: String,
+    /// Body.
+    #[serde(default)]
+    pub body: String,
+}
+
+/// Body of `PATCH /v1/documents/{id}`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentPatch {
+    /// New title.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// New body.
+    #[serde(default)]
+    pub body: Option<String>,
+}
+
+/// Filters of `GET /v1/documents`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentFilter {
+    /// Only this project's documents.
+    pub project_id: Option<Uuid>,
+    /// Page size.
+    pub limit: Option<i64>,
+    /// Cursor.
+    pub cursor: Option<String>,
+}
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/documents", get(list).post(create))
+        .route(
+            "/v1/documents/{id}",
+            get(get_one).patch(update).delete(remove),
+        )
+}
+
+/// Lists documents, newest first.
+#[utoipa::path(get, path = "/v1/documents", tag = "documents", params(DocumentFilter),
+    responses((status = 200, body = Page<Document>), (status = 400, body = Problem)))]
+pub(crate) async fn list(
+    _: Need<Viewer>,
+    mut db: Db,
+    Query(f): Query<DocumentFilter>,
+) -> Result<Json<Page<Document>>, ApiError> {
+    let page = PageParams {
+        limit: f.limit,
+        cursor: f.cursor,
+    };
+    let mut q = ListQuery::new();
+    q.eq("project_id", f.project_id);
+    Ok(Json(
+        q.run(
+            &mut db,
+            Source {
+                table: "documents",
+                columns: COLS,
+                time: "created_at",
+            },
+            &page,
+            Document::from_row,
+            Document::cursor,
+        )
+        .await?,
+    ))
+}
+
+/// Creates a document.
+#[utoipa::path(post, path = "/v1/documents", tag = "documents", request_body = NewDocument,
+    responses((status = 201, body = Document), (status = 422, body = Problem)))]
+pub(crate) async fn create(
+    Need(p, ..): Need<Member>,
+    mut db: Db,
+    Json(b): Json<NewDocument>,
+) -> Result<(StatusCode, Json<Document>), ApiError> {
+    Check::new()
+        .len("title", Some(&b.title), 1, 500)
+        .len("body", Some(&b.body), 0, 1_000_000)
+        .done()?;
+    let sql = audited(
+        "INSERT INTO documents (project_id, title, body) VALUES ($1, $2, $3)",
+        COLS,
+        4,
+    );
+    let details = serde_json::json!({ "changed": ["project_id", "title", "body"] });
+    let row = db
+        .query_one(
+            &sql,
+            &[
+                &b.project_id,
+                &b.title,
+                &b.body,
+                &p.actor,
+                &"create",
+                &RESOURCE,
+                &details,
+            ],
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(Document::from_row(&row))))
+}
+
+/// Gets one document.
+#[utoipa::path(get, path = "/v1/documents/{id}", tag = "documents", params(("id" = Uuid, Path)),
+    responses((status = 200, body = Document), (status = 404, body = Problem)))]
+pub(crate) async fn get_one(
+    _: Need<Viewer>,
+    mut db: Db,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Document>, ApiError> {
+    let row = db.query_opt(GET, &[&id]).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(Document::from_row(&row)))
+}
+
+/// Changes a document.
+#[utoipa::path(patch, path = "/v1/documents/{id}", tag = "documents", params(("id" = Uuid, Path)),
+    request_body = DocumentPatch,
+    responses((status = 200, body = Document), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub(crate) async fn update(
+    Need(p, ..): Need<Member>,
+    mut db: Db,
+    Path(id): Path<Uuid>,
+    Json(b): Json<DocumentPatch>,
+) -> Result<Json<Document>, ApiError> {
+    Check::new()
+        .len("title", b.title.as_deref(), 1, 500)
+        .len("body", b.body.as_deref(), 0, 1_000_000)
+        .done()?;
+    let mut patch = Patch::new(id);
+    patch.set("title", b.title).set("body", b.body);
+    let row = patch
+        .run(
+            &mut db,
+            "documents",
+            COLS,
+            Audit {
+                actor: &p.actor,
+                resource: RESOURCE,
+            },
+        )
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(Document::from_row(&row)))
+}
+
+/// Deletes a document and its comments.
+#[utoipa::path(delete, path = "/v1/documents/{id}", tag = "documents", params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = Problem)))]
+pub(crate) async fn remove(
+    Need(p, ..): Need<Member>,
+    mut db: Db,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    delete(
+        &mut db,
+        "documents",
+        id,
+        Audit {
+            actor: &p.actor,
+            resource: RESOURCE,
+        },
+    )
+    .await
+}

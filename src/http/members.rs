@@ -1,0 +1,248 @@
+//! `/v1/members`: the tenant's team. Viewers read, admins manage; only an owner can
+//! grant the owner role or change or remove an owner.
+
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::auth::{Admin, Db, Need, Principal, Role, Viewer};
+use super::error::{ApiError, Problem};
+use super::extract::{
+    audited, delete, Audit, Check, Cursor, Json, ListQuery, Page, PageParams, Patch, Path, Query,
+    Source,
+};
+use super::AppState;
+
+const COLS: &str = "id, email, name, role, created_at, updated_at";
+const GET: &str =
+    "SELECT id, email, name, role, created_at, updated_at FROM team_members WHERE id = $1";
+const RESOURCE: &str = "member";
+
+/// A team member.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TeamMember {
+    /// Id.
+    pub id: Uuid,
+    /// Email (lower case, unique in the tenant).
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl TeamMember {
+    fn from_row(r: &Row) -> Self {
+        Self {
+            id: r.get(0),
+            email: r.get(1),
+            name: r.get(2),
+            role: Role::parse(r.get(3)).unwrap_or(Role::Viewer),
+            created_at: r.get(4),
+            updated_at: r.get(5),
+        }
+    }
+    fn cursor(&self) -> Cursor {
+        Cursor {
+            at: self.created_at,
+            id: self.id,
+        }
+    }
+}
+
+/// Body of `POST /v1/members`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewMember {
+    /// Email.
+    pub email: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// Role.
+    pub role: Role,
+}
+
+/// Body of `PATCH /v1/members/{id}`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemberPatch {
+    /// New display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// New role.
+    #[serde(default)]
+    pub role: Option<Role>,
+}
+
+fn valid_email(e: &str) -> bool {
+    matches!(e.split_once('@'), Some((l, d)) if !l.is_empty() && !d.is_empty() && !d.contains('@'))
+        && !e.chars().any(char::is_whitespace)
+}
+
+fn may_grant(p: &Principal, role: Role) -> Result<(), ApiError> {
+    if role == Role::Owner {
+        p.require(Role::Owner)
+    } else {
+        Ok(())
+    }
+}
+
+/// An owner can only be changed by an owner: 404 if absent, 403 if not allowed.
+async fn guard_target(p: &Principal, db: &mut Db, id: Uuid) -> Result<(), ApiError> {
+    let row = db
+        .query_opt("SELECT role FROM team_members WHERE id = $1", &[&id])
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    if row.get::<_, &str>(0) == "owner" {
+        p.require(Role::Owner)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/members", get(list).post(create))
+        .route(
+            "/v1/members/{id}",
+            get(get_one).patch(update).delete(remove),
+        )
+}
+
+/// Lists members, newest first.
+#[utoipa::path(get, path = "/v1/members", tag = "members", params(PageParams),
+    responses((status = 200, body = Page<TeamMember>), (status = 400, body = Problem)))]
+pub(crate) async fn list(
+    _: Need<Viewer>,
+    mut db: Db,
+    Query(page): Query<PageParams>,
+) -> Result<Json<Page<TeamMember>>, ApiError> {
+    Ok(Json(
+        ListQuery::new()
+            .run(
+                &mut db,
+                Source {
+                    table: "team_members",
+                    columns: COLS,
+                    time: "created_at",
+                },
+                &page,
+                TeamMember::from_row,
+                TeamMember::cursor,
+            )
+            .await?,
+    ))
+}
+
+/// Adds a member.
+#[utoipa::path(post, path = "/v1/members", tag = "members", request_body = NewMember,
+    responses((status = 201, body = TeamMember), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub(crate) async fn create(
+    Need(p, ..): Need<Admin>,
+    mut db: Db,
+    Json(b): Json<NewMember>,
+) -> Result<(StatusCode, Json<TeamMember>), ApiError> {
+    let email = b.email.trim().to_lowercase();
+    Check::new()
+        .len("email", Some(&email), 3, 320)
+        .that(valid_email(&email), "email", "must be an email address")
+        .len("name", Some(&b.name), 0, 200)
+        .done()?;
+    may_grant(&p, b.role)?;
+    let sql = audited(
+        "INSERT INTO team_members (email, name, role) VALUES ($1, $2, $3)",
+        COLS,
+        4,
+    );
+    let details = serde_json::json!({ "changed": ["email", "name", "role"] });
+    let row = db
+        .query_one(
+            &sql,
+            &[
+                &email,
+                &b.name,
+                &b.role.as_str(),
+                &p.actor,
+                &"create",
+                &RESOURCE,
+                &details,
+            ],
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(TeamMember::from_row(&row))))
+}
+
+/// Gets one member.
+#[utoipa::path(get, path = "/v1/members/{id}", tag = "members", params(("id" = Uuid, Path)),
+    responses((status = 200, body = TeamMember), (status = 404, body = Problem)))]
+pub(crate) async fn get_one(
+    _: Need<Viewer>,
+    mut db: Db,
+    Path(id): Path<Uuid>,
+) -> Result<Json<TeamMember>, ApiError> {
+    let row = db.query_opt(GET, &[&id]).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(TeamMember::from_row(&row)))
+}
+
+/// Changes a member's name or role.
+#[utoipa::path(patch, path = "/v1/members/{id}", tag = "members", params(("id" = Uuid, Path)),
+    request_body = MemberPatch,
+    responses((status = 200, body = TeamMember), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub(crate) async fn update(
+    Need(p, ..): Need<Admin>,
+    mut db: Db,
+    Path(id): Path<Uuid>,
+    Json(b): Json<MemberPatch>,
+) -> Result<Json<TeamMember>, ApiError> {
+    Check::new().len("name", b.name.as_deref(), 0, 200).done()?;
+    if let Some(r) = b.role {
+        may_grant(&p, r)?;
+    }
+    guard_target(&p, &mut db, id).await?;
+    let mut patch = Patch::new(id);
+    patch
+        .set("name", b.name)
+        .set("role", b.role.map(Role::as_str));
+    let row = patch
+        .run(
+            &mut db,
+            "team_members",
+            COLS,
+            Audit {
+                actor: &p.actor,
+                resource: RESOURCE,
+            },
+        )
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(TeamMember::from_row(&row)))
+}
+
+/// Removes a member (their tasks become unassigned).
+#[utoipa::path(delete, path = "/v1/members/{id}", tag = "members", params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub(crate) async fn remove(
+    Need(p, ..): Need<Admin>,
+    mut db: Db,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    guard_target(&p, &mut db, id).await?;
+    delete(
+        &mut db,
+        "team_members",
+        id,
+        Audit {
+            actor: &p.actor,
+            resource: RESOURCE,
+        },
+    )
+    .await
+}

@@ -1,0 +1,134 @@
+//! Operational endpoints: `/healthz` (the process answers), `/readyz` (the database is
+//! reachable and the app role is still safe), `/metrics` (Prometheus text) and
+//! `/openapi.json` (generated from the handlers' annotations).
+
+use std::sync::OnceLock;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::OpenApi;
+
+use super::error::{problem, ApiError};
+use super::AppState;
+use super::{
+    admin, api_keys, audit_log, comments, documents, invoices, members, projects, tasks, webhooks,
+};
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi_json))
+}
+
+/// The process-wide Prometheus recorder (installed once; every server in the process
+/// shares it).
+pub(crate) fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ])
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder is installed; ours then renders empty.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+async fn healthz() -> impl IntoResponse {
+    axum::Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if let Err(e) = state.pool().check_role().await {
+        tracing::warn!(error = %crate::error_chain(&e), "not ready: app pool");
+        return problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(if e.is_unavailable() {
+                "database unreachable".into()
+            } else {
+                "the app role is unsafe or the check failed".into()
+            }),
+            Vec::new(),
+        );
+    }
+    if let Some(admin) = state.admin_pool() {
+        let ok = match admin.get().await {
+            Ok(c) => c.simple_query("SELECT 1").await.is_ok(),
+            Err(_) => false,
+        };
+        if !ok {
+            return problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some("admin database unreachable".into()),
+                Vec::new(),
+            );
+        }
+    }
+    axum::Json(serde_json::json!({ "status": "ready" })).into_response()
+}
+
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    let s = state.pool().status();
+    metrics::gauge!("tenantguard_pool_connections").set(s.size as f64);
+    metrics::gauge!("tenantguard_pool_available").set(s.available as f64);
+    metrics::gauge!("tenantguard_pool_waiting").set(s.waiting as f64);
+    metrics::gauge!("tenantguard_uptime_seconds").set(state.0.started.elapsed().as_secs_f64());
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.0.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn openapi_json() -> Result<Response, ApiError> {
+    let json = ApiDoc::openapi()
+        .to_json()
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
+}
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI document of the whole API, built from the handlers' `#[utoipa::path]`.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "tenantguard reference SaaS API", description = "Tenant API (`/v1`, API key or JWT bearer) and admin API (`/admin/v1`, admin token). Errors are RFC 9457 problem+json."),
+    security(("bearer" = [])),
+    modifiers(&BearerAuth),
+    paths(
+        projects::list, projects::create, projects::get_one, projects::update, projects::remove,
+        tasks::list, tasks::create, tasks::get_one, tasks::update, tasks::remove,
+        documents::list, documents::create, documents::get_one, documents::update, documents::remove,
+        comments::list, comments::create, comments::get_one, comments::update, comments::remove,
+        invoices::list, invoices::create, invoices::get_one, invoices::update, invoices::remove,
+        members::list, members::create, members::get_one, members::update, members::remove,
+        api_keys::list, api_keys::create, api_keys::get_one, api_keys::revoke,
+        webhooks::list, webhooks::create, webhooks::get_one, webhooks::update, webhooks::remove,
+        audit_log::list, audit_log::get_one,
+        admin::list_tenants, admin::create_tenant, admin::get_tenant, admin::project_stats,
+    )
+)]
+pub struct ApiDoc;

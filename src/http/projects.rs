@@ -1,0 +1,215 @@
+//! `/v1/projects`: the seed's first resource. Viewers read, members write.
+
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::auth::{Db, Member, Need, Viewer};
+use super::error::ApiError;
+use super::extract::{
+    audited, nullable, Audit, Check, Cursor, Json, ListQuery, Page, PageParams, Patch, Path, Query,
+    Source,
+};
+use super::AppState;
+
+const COLS: &str = "id, name, description, created_at, updated_at";
+const RESOURCE: &str = "project";
+const GET: &str =
+    "SELECT id, name, description, created_at, updated_at FROM projects WHERE id = $1";
+
+/// A project.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Project {
+    /// Id (UUIDv7).
+    pub id: Uuid,
+    /// Name, 1–255 characters.
+    pub name: String,
+    /// Optional description, up to 10,000 characters.
+    pub description: Option<String>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Project {
+    fn from_row(r: &Row) -> Self {
+        Self {
+            id: r.get(0),
+            name: r.get(1),
+            description: r.get(2),
+            created_at: r.get(3),
+            updated_at: r.get(4),
+        }
+    }
+    fn cursor(&self) -> Cursor {
+        Cursor {
+            at: self.created_at,
+            id: self.id,
+        }
+    }
+}
+
+/// Body of `POST /v1/projects`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewProject {
+    /// Name, 1–255 characters.
+    pub name: String,
+    /// Optional description.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// Body of `PATCH /v1/projects/{id}`: only the fields sent change.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectPatch {
+    /// New name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// New description (`null` clears it).
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+}
+
+fn check(name: Option<&str>, description: Option<&str>) -> Result<(), ApiError> {
+    Check::new()
+        .len("name", name, 1, 255)
+        .len("description", description, 0, 10_000)
+        .done()
+}
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/projects", get(list).post(create))
+        .route(
+            "/v1/projects/{id}",
+            get(get_one).patch(update).delete(remove),
+        )
+}
+
+/// Lists projects, newest first.
+#[utoipa::path(get, path = "/v1/projects", tag = "projects", params(PageParams),
+    responses((status = 200, body = Page<Project>), (status = 400, body = super::error::Problem)))]
+pub(crate) async fn list(
+    _: Need<Viewer>,
+    mut db: Db,
+    Query(page): Query<PageParams>,
+) -> Result<Json<Page<Project>>, ApiError> {
+    let page = ListQuery::new()
+        .run(
+            &mut db,
+            Source {
+                table: "projects",
+                columns: COLS,
+                time: "created_at",
+            },
+            &page,
+            Project::from_row,
+            Project::cursor,
+        )
+        .await?;
+    Ok(Json(page))
+}
+
+/// Creates a project.
+#[utoipa::path(post, path = "/v1/projects", tag = "projects", request_body = NewProject,
+    responses((status = 201, body = Project), (status = 422, body = super::error::Problem)))]
+pub(crate) async fn create(
+    Need(p, ..): Need<Member>,
+    mut db: Db,
+    Json(body): Json<NewProject>,
+) -> Result<(StatusCode, Json<Project>), ApiError> {
+    check(Some(&body.name), body.description.as_deref())?;
+    let sql = audited(
+        "INSERT INTO projects (name, description) VALUES ($1, $2)",
+        COLS,
+        3,
+    );
+    let details = serde_json::json!({ "changed": ["name", "description"] });
+    let row = db
+        .query_one(
+            &sql,
+            &[
+                &body.name,
+                &body.description,
+                &p.actor,
+                &"create",
+                &RESOURCE,
+                &details,
+            ],
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(Project::from_row(&row))))
+}
+
+/// Gets one project.
+#[utoipa::path(get, path = "/v1/projects/{id}", tag = "projects", params(("id" = Uuid, Path)),
+    responses((status = 200, body = Project), (status = 404, body = super::error::Problem)))]
+pub(crate) async fn get_one(
+    _: Need<Viewer>,
+    mut db: Db,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Project>, ApiError> {
+    let row = db.query_opt(GET, &[&id]).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(Project::from_row(&row)))
+}
+
+/// Changes a project.
+#[utoipa::path(patch, path = "/v1/projects/{id}", tag = "projects", params(("id" = Uuid, Path)),
+    request_body = ProjectPatch,
+    responses((status = 200, body = Project), (status = 404, body = super::error::Problem), (status = 422, body = super::error::Problem)))]
+pub(crate) async fn update(
+    Need(p, ..): Need<Member>,
+    mut db: Db,
+    Path(id): Path<Uuid>,
+    Json(body): Json<ProjectPatch>,
+) -> Result<Json<Project>, ApiError> {
+    check(
+        body.name.as_deref(),
+        body.description.as_ref().and_then(|d| d.as_deref()),
+    )?;
+    let mut patch = Patch::new(id);
+    patch
+        .set("name", body.name)
+        .set("description", body.description);
+    let row = patch
+        .run(
+            &mut db,
+            "projects",
+            COLS,
+            Audit {
+                actor: &p.actor,
+                resource: RESOURCE,
+            },
+        )
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(Project::from_row(&row)))
+}
+
+/// Deletes a project with its tasks, documents and comments.
+#[utoipa::path(delete, path = "/v1/projects/{id}", tag = "projects", params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = super::error::Problem)))]
+pub(crate) async fn remove(
+    Need(p, ..): Need<Member>,
+    mut db: Db,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    super::extract::delete(
+        &mut db,
+        "projects",
+        id,
+        Audit {
+            actor: &p.actor,
+            resource: RESOURCE,
+        },
+    )
+    .await
+}

@@ -1,0 +1,287 @@
+//! `/v1/tasks`: tasks of projects, filterable by project, status and assignee. Viewers
+//! read, members write.
+
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::auth::{Db, Member, Need, Viewer};
+use super::error::{ApiError, Problem};
+use super::extract::{
+    audited, delete, nullable, Audit, Check, Cursor, Json, ListQuery, Page, PageParams, Patch,
+    Path, Query, Source,
+};
+use super::AppState;
+
+const COLS: &str =
+    "id, project_id, title, description, status, assignee_id, due_date, created_at, updated_at";
+const GET: &str = "SELECT id, project_id, title, description, status, assignee_id, due_date, created_at, updated_at FROM tasks WHERE id = $1";
+const RESOURCE: &str = "task";
+/// The statuses a task can have.
+pub const STATUSES: [&str; 4] = ["todo", "in_progress", "done", "cancelled"];
+
+/// A task.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Task {
+    /// Id.
+    pub id: Uuid,
+    /// The project it belongs to.
+    pub project_id: Uuid,
+    /// Title, 1–500 characters.
+    pub title: String,
+    /// Optional description.
+    pub description: Option<String>,
+    /// `todo`, `in_progress`, `done` or `cancelled`.
+    pub status: String,
+    /// The member it is assigned to.
+    pub assignee_id: Option<Uuid>,
+    /// Due date.
+    pub due_date: Option<NaiveDate>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Task {
+    fn from_row(r: &Row) -> Self {
+        Self {
+            id: r.get(0),
+            project_id: r.get(1),
+            title: r.get(2),
+            description: r.get(3),
+            status: r.get(4),
+            assignee_id: r.get(5),
+            due_date: r.get(6),
+            created_at: r.get(7),
+            updated_at: r.get(8),
+        }
+    }
+    fn cursor(&self) -> Cursor {
+        Cursor {
+            at: self.created_at,
+            id: self.id,
+        }
+    }
+}
+
+/// Body of `POST /v1/tasks`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTask {
+    /// The project (must exist in this tenant).
+    pub project_id: Uuid,
+    /// Title.
+    pub title: String,
+    /// Description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Status (default `todo`).
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Assignee (a member of this tenant).
+    #[serde(default)]
+    pub assignee_id: Option<Uuid>,
+    /// Due date (`YYYY-MM-DD`).
+    #[serde(default)]
+    pub due_date: Option<NaiveDate>,
+}
+
+/// Body of `PATCH /v1/tasks/{id}`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskPatch {
+    /// New title.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// New description (`null` clears).
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+    /// New status.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// New assignee (`null` unassigns).
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Uuid>)]
+    pub assignee_id: Option<Option<Uuid>>,
+    /// New due date (`null` clears).
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<NaiveDate>)]
+    pub due_date: Option<Option<NaiveDate>>,
+}
+
+/// Filters of `GET /v1/tasks`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct TaskFilter {
+    /// Only this project's tasks.
+    pub project_id: Option<Uuid>,
+    /// Only tasks with this status.
+    pub status: Option<String>,
+    /// Only tasks assigned to this member.
+    pub assignee_id: Option<Uuid>,
+    /// Page size.
+    pub limit: Option<i64>,
+    /// Cursor.
+    pub cursor: Option<String>,
+}
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/tasks", get(list).post(create))
+        .route("/v1/tasks/{id}", get(get_one).patch(update).delete(remove))
+}
+
+/// Lists tasks, newest first.
+#[utoipa::path(get, path = "/v1/tasks", tag = "tasks", params(TaskFilter),
+    responses((status = 200, body = Page<Task>), (status = 400, body = Problem)))]
+pub(crate) async fn list(
+    _: Need<Viewer>,
+    mut db: Db,
+    Query(f): Query<TaskFilter>,
+) -> Result<Json<Page<Task>>, ApiError> {
+    Check::new()
+        .one_of("status", f.status.as_deref(), &STATUSES)
+        .done()?;
+    let page = PageParams {
+        limit: f.limit,
+        cursor: f.cursor,
+    };
+    let mut q = ListQuery::new();
+    q.eq("project_id", f.project_id)
+        .eq("status", f.status)
+        .eq("assignee_id", f.assignee_id);
+    Ok(Json(
+        q.run(
+            &mut db,
+            Source {
+                table: "tasks",
+                columns: COLS,
+                time: "created_at",
+            },
+            &page,
+            Task::from_row,
+            Task::cursor,
+        )
+        .await?,
+    ))
+}
+
+/// Creates a task.
+#[utoipa::path(post, path = "/v1/tasks", tag = "tasks", request_body = NewTask,
+    responses((status = 201, body = Task), (status = 422, body = Problem)))]
+pub(crate) async fn create(
+    Need(p, ..): Need<Member>,
+    mut db: Db,
+    Json(b): Json<NewTask>,
+) -> Result<(StatusCode, Json<Task>), ApiError> {
+    Check::new()
+        .len("title", Some(&b.title), 1, 500)
+        .len("description", b.description.as_deref(), 0, 10_000)
+        .one_of("status", b.status.as_deref(), &STATUSES)
+        .done()?;
+    let sql = audited(
+        "INSERT INTO tasks (project_id, title, description, status, assignee_id, due_date) \
+         VALUES ($1, $2, $3, COALESCE($4, 'todo'), $5, $6)",
+        COLS,
+        7,
+    );
+    let details = serde_json::json!({ "changed": ["project_id", "title", "description", "status", "assignee_id", "due_date"] });
+    let row = db
+        .query_one(
+            &sql,
+            &[
+                &b.project_id,
+                &b.title,
+                &b.description,
+                &b.status,
+                &b.assignee_id,
+                &b.due_date,
+                &p.actor,
+                &"create",
+                &RESOURCE,
+                &details,
+            ],
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(Task::from_row(&row))))
+}
+
+/// Gets one task.
+#[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks", params(("id" = Uuid, Path)),
+    responses((status = 200, body = Task), (status = 404, body = Problem)))]
+pub(crate) async fn get_one(
+    _: Need<Viewer>,
+    mut db: Db,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Task>, ApiError> {
+    let row = db.query_opt(GET, &[&id]).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(Task::from_row(&row)))
+}
+
+/// Changes a task.
+#[utoipa::path(patch, path = "/v1/tasks/{id}", tag = "tasks", params(("id" = Uuid, Path)),
+    request_body = TaskPatch,
+    responses((status = 200, body = Task), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub(crate) async fn update(
+    Need(p, ..): Need<Member>,
+    mut db: Db,
+    Path(id): Path<Uuid>,
+    Json(b): Json<TaskPatch>,
+) -> Result<Json<Task>, ApiError> {
+    Check::new()
+        .len("title", b.title.as_deref(), 1, 500)
+        .len(
+            "description",
+            b.description.as_ref().and_then(|d| d.as_deref()),
+            0,
+            10_000,
+        )
+        .one_of("status", b.status.as_deref(), &STATUSES)
+        .done()?;
+    let mut patch = Patch::new(id);
+    patch
+        .set("title", b.title)
+        .set("description", b.description)
+        .set("status", b.status)
+        .set("assignee_id", b.assignee_id)
+        .set("due_date", b.due_date);
+    let row = patch
+        .run(
+            &mut db,
+            "tasks",
+            COLS,
+            Audit {
+                actor: &p.actor,
+                resource: RESOURCE,
+            },
+        )
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(Task::from_row(&row)))
+}
+
+/// Deletes a task and its comments.
+#[utoipa::path(delete, path = "/v1/tasks/{id}", tag = "tasks", params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = Problem)))]
+pub(crate) async fn remove(
+    Need(p, ..): Need<Member>,
+    mut db: Db,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    delete(
+        &mut db,
+        "tasks",
+        id,
+        Audit {
+            actor: &p.actor,
+            resource: RESOURCE,
+        },
+    )
+    .await
+}

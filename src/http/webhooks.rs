@@ -1,0 +1,264 @@
+//! `/v1/webhooks`: admins manage the tenant's webhook endpoints. The signing secret is
+//! generated here and shown once, at creation.
+
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::auth::{Admin, Db, Need};
+use super::error::{ApiError, Problem};
+use super::extract::{
+    audited, delete, Audit, Check, Cursor, Json, ListQuery, Page, PageParams, Patch, Path, Query,
+    Source,
+};
+use super::AppState;
+
+const COLS: &str = "id, url, event_types, active, created_at, updated_at";
+const GET: &str =
+    "SELECT id, url, event_types, active, created_at, updated_at FROM webhooks WHERE id = $1";
+const RESOURCE: &str = "webhook";
+
+/// A webhook endpoint (its secret is never shown again after creation).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Webhook {
+    /// Id.
+    pub id: Uuid,
+    /// Target URL (http or https).
+    pub url: String,
+    /// Events delivered.
+    pub event_types: Vec<String>,
+    /// Whether deliveries are on.
+    pub active: bool,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Webhook {
+    fn from_row(r: &Row) -> Self {
+        Self {
+            id: r.get(0),
+            url: r.get(1),
+            event_types: r.get(2),
+            active: r.get(3),
+            created_at: r.get(4),
+            updated_at: r.get(5),
+        }
+    }
+    fn cursor(&self) -> Cursor {
+        Cursor {
+            at: self.created_at,
+            id: self.id,
+        }
+    }
+}
+
+/// A new webhook with its signing secret.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CreatedWebhook {
+    /// The webhook.
+    #[serde(flatten)]
+    pub webhook: Webhook,
+    /// HMAC signing secret: store it now, it cannot be shown again.
+    pub signing_secret: String,
+}
+
+/// Body of `POST /v1/webhooks`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewWebhook {
+    /// Target URL.
+    pub url: String,
+    /// 1–64 event type names.
+    pub event_types: Vec<String>,
+    /// Default true.
+    #[serde(default)]
+    pub active: Option<bool>,
+}
+
+/// Body of `PATCH /v1/webhooks/{id}`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookPatch {
+    /// New URL.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// New event types.
+    #[serde(default)]
+    pub event_types: Option<Vec<String>>,
+    /// Turn deliveries on or off.
+    #[serde(default)]
+    pub active: Option<bool>,
+}
+
+fn check(url: Option<&str>, events: Option<&[String]>) -> Result<(), ApiError> {
+    let mut c = Check::new();
+    c.len("url", url, 1, 2048);
+    if let Some(u) = url {
+        c.that(
+            (u.starts_with("https://") || u.starts_with("http://"))
+                && !u.chars().any(|ch| ch.is_whitespace() || ch.is_control()),
+            "url",
+            "must be an http(s) URL",
+        );
+    }
+    if let Some(e) = events {
+        c.that(
+            (1..=64).contains(&e.len()),
+            "event_types",
+            "give 1 to 64 event types",
+        );
+        c.that(
+            e.iter()
+                .all(|t| (1..=100).contains(&t.len()) && !t.contains('\0')),
+            "event_types",
+            "each event type must be 1 to 100 characters",
+        );
+    }
+    c.done()
+}
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/webhooks", get(list).post(create))
+        .route(
+            "/v1/webhooks/{id}",
+            get(get_one).patch(update).delete(remove),
+        )
+}
+
+/// Lists webhooks, newest first.
+#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", params(PageParams),
+    responses((status = 200, body = Page<Webhook>), (status = 403, body = Problem)))]
+pub(crate) async fn list(
+    _: Need<Admin>,
+    mut db: Db,
+    Query(page): Query<PageParams>,
+) -> Result<Json<Page<Webhook>>, ApiError> {
+    Ok(Json(
+        ListQuery::new()
+            .run(
+                &mut db,
+                Source {
+                    table: "webhooks",
+                    columns: COLS,
+                    time: "created_at",
+                },
+                &page,
+                Webhook::from_row,
+                Webhook::cursor,
+            )
+            .await?,
+    ))
+}
+
+/// Creates a webhook and shows its signing secret once.
+#[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", request_body = NewWebhook,
+    responses((status = 201, body = CreatedWebhook), (status = 422, body = Problem)))]
+pub(crate) async fn create(
+    Need(p, ..): Need<Admin>,
+    mut db: Db,
+    Json(b): Json<NewWebhook>,
+) -> Result<(StatusCode, Json<CreatedWebhook>), ApiError> {
+    check(Some(&b.url), Some(&b.event_types))?;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let secret = format!("whsec_{}", hex::encode(bytes));
+    let sql = audited(
+        "INSERT INTO webhooks (url, event_types, signing_secret, active) VALUES ($1, $2, $3, COALESCE($4, true))",
+        COLS,
+        5,
+    );
+    let details = serde_json::json!({ "changed": ["url", "event_types", "active"] });
+    let row = db
+        .query_one(
+            &sql,
+            &[
+                &b.url,
+                &b.event_types,
+                &secret,
+                &b.active,
+                &p.actor,
+                &"create",
+                &RESOURCE,
+                &details,
+            ],
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedWebhook {
+            webhook: Webhook::from_row(&row),
+            signing_secret: secret,
+        }),
+    ))
+}
+
+/// Gets one webhook.
+#[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks", params(("id" = Uuid, Path)),
+    responses((status = 200, body = Webhook), (status = 404, body = Problem)))]
+pub(crate) async fn get_one(
+    _: Need<Admin>,
+    mut db: Db,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Webhook>, ApiError> {
+    let row = db.query_opt(GET, &[&id]).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(Webhook::from_row(&row)))
+}
+
+/// Changes a webhook.
+#[utoipa::path(patch, path = "/v1/webhooks/{id}", tag = "webhooks", params(("id" = Uuid, Path)),
+    request_body = WebhookPatch,
+    responses((status = 200, body = Webhook), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub(crate) async fn update(
+    Need(p, ..): Need<Admin>,
+    mut db: Db,
+    Path(id): Path<Uuid>,
+    Json(b): Json<WebhookPatch>,
+) -> Result<Json<Webhook>, ApiError> {
+    check(b.url.as_deref(), b.event_types.as_deref())?;
+    let mut patch = Patch::new(id);
+    patch
+        .set("url", b.url)
+        .set("event_types", b.event_types)
+        .set("active", b.active);
+    let row = patch
+        .run(
+            &mut db,
+            "webhooks",
+            COLS,
+            Audit {
+                actor: &p.actor,
+                resource: RESOURCE,
+            },
+        )
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(Webhook::from_row(&row)))
+}
+
+/// Deletes a webhook.
+#[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks", params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = Problem)))]
+pub(crate) async fn remove(
+    Need(p, ..): Need<Admin>,
+    mut db: Db,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    delete(
+        &mut db,
+        "webhooks",
+        id,
+        Audit {
+            actor: &p.actor,
+            resource: RESOURCE,
+        },
+    )
+    .await
+}

@@ -1,0 +1,1129 @@
+//! HTTP tests of the reference API: the real server on a random port, a fresh real
+//! PostgreSQL database per test, requests over HTTP only.
+
+mod helpers;
+
+mod resources {
+    use crate::helpers::*;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn every_resource_lists_gets_patches_and_deletes() {
+        let app = spawn_app().await;
+        let t = app.tenant("acme").await;
+        let ids = populate(&app, &t.key, "acme").await;
+        let patches = [
+            (
+                "/v1/projects",
+                json!({ "name": "renamed", "description": "d" }),
+            ),
+            ("/v1/members", json!({ "name": "Bob", "role": "admin" })),
+            (
+                "/v1/tasks",
+                json!({ "status": "done", "assignee_id": null, "due_date": "2030-01-31" }),
+            ),
+            ("/v1/documents", json!({ "body": "new body" })),
+            ("/v1/comments", json!({ "body": "edited" })),
+            (
+                "/v1/invoices",
+                json!({ "status": "issued", "issued_on": "2030-01-01" }),
+            ),
+            ("/v1/webhooks", json!({ "active": false })),
+        ];
+        for (path, id) in &ids {
+            let list = app.get(path, &t.key).await;
+            let items = list.ok(200)["items"].as_array().unwrap().clone();
+            assert!(items.iter().any(|i| i["id"] == *id), "{path} lists {id}");
+            let one = app.get(&format!("{path}/{id}"), &t.key).await;
+            assert_eq!(one.ok(200)["id"], *id);
+            assert!(
+                one.body.get("tenant_id").is_none(),
+                "no tenant ids leak into bodies"
+            );
+        }
+        for (path, body) in patches {
+            let id = &ids.iter().find(|(p, _)| *p == path).unwrap().1;
+            let r = app
+                .patch(&format!("{path}/{id}"), &t.key, body.clone())
+                .await;
+            let got = r.ok(200);
+            for (k, v) in body.as_object().unwrap() {
+                assert_eq!(&got[k], v, "{path}: {k}");
+            }
+        }
+        // Keys never come back with their secret after creation.
+        let keys = app.get("/v1/api-keys", &t.key).await;
+        for k in keys.ok(200)["items"].as_array().unwrap() {
+            assert!(k.get("api_key").is_none() && k.get("key_hash").is_none());
+        }
+        let hooks = app.get("/v1/webhooks", &t.key).await;
+        assert!(hooks.ok(200)["items"][0].get("signing_secret").is_none());
+        // Delete children before parents; each delete is 204, then the id is gone.
+        for path in [
+            "/v1/comments",
+            "/v1/documents",
+            "/v1/tasks",
+            "/v1/projects",
+            "/v1/invoices",
+            "/v1/webhooks",
+            "/v1/members",
+        ] {
+            let id = &ids.iter().find(|(p, _)| *p == path).unwrap().1;
+            app.delete(&format!("{path}/{id}"), &t.key).await.ok(204);
+            app.get(&format!("{path}/{id}"), &t.key).await.problem(404);
+            app.delete(&format!("{path}/{id}"), &t.key)
+                .await
+                .problem(404);
+        }
+        let key_id = &ids.iter().find(|(p, _)| *p == "/v1/api-keys").unwrap().1;
+        app.delete(&format!("/v1/api-keys/{key_id}"), &t.key)
+            .await
+            .ok(204);
+        let revoked = app.get(&format!("/v1/api-keys/{key_id}"), &t.key).await;
+        assert!(revoked.ok(200)["revoked_at"].is_string());
+        app.stop().await;
+    }
+
+    #[tokio::test]
+    async fn lists_paginate_with_opaque_cursors_and_filter() {
+        let app = spawn_app().await;
+        let t = app.tenant("acme").await;
+        let p1 = app
+            .post("/v1/projects", &t.key, json!({ "name": "p1" }))
+            .await
+            .ok(201)["id"]
+            .clone();
+        let p2 = app
+            .post("/v1/projects", &t.key, json!({ "name": "p2" }))
+            .await
+            .ok(201)["id"]
+            .clone();
+        for i in 0..5 {
+            let status = if i % 2 == 0 { "todo" } else { "done" };
+            app.post(
+                "/v1/tasks",
+                &t.key,
+                json!({ "project_id": p1, "title": format!("t{i}"), "status": status }),
+            )
+            .await
+            .ok(201);
+        }
+        app.post(
+            "/v1/tasks",
+            &t.key,
+            json!({ "project_id": p2, "title": "other" }),
+        )
+        .await
+        .ok(201);
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/v1/tasks?project_id={}&limit=2", p1.as_str().unwrap());
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={c}"));
+            }
+            let page = app.get(&path, &t.key).await;
+            let body = page.ok(200).clone();
+            for i in body["items"].as_array().unwrap() {
+                assert_eq!(i["project_id"], p1);
+                seen.push(i["title"].as_str().unwrap().to_string());
+            }
+            match body["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => break,
+            }
+        }
+        assert_eq!(
+            seen,
+            vec!["t4", "t3", "t2", "t1", "t0"],
+            "newest first, no gaps or repeats"
+        );
+        let todo = app.get("/v1/tasks?status=todo", &t.key).await;
+        assert_eq!(todo.ok(200)["items"].as_array().unwrap().len(), 4);
+        let all = app.get("/v1/tasks?limit=200", &t.key).await;
+        assert_eq!(all.ok(200)["items"].as_array().unwrap().len(), 6);
+        app.stop().await;
+    }
+}
+
+mod isolation {
+    use crate::helpers::*;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn another_tenants_ids_are_404_exactly_like_missing_ids_and_change_nothing() {
+        let app = spawn_app().await;
+        let a = app.tenant("a").await;
+        let b = app.tenant("b").await;
+        populate(&app, &a.key, "a").await;
+        let b_ids = populate(&app, &b.key, "b").await;
+        let before: Vec<_> = {
+            let mut v = Vec::new();
+            for (path, id) in &b_ids {
+                v.push(
+                    app.get(&format!("{path}/{id}"), &b.key)
+                        .await
+                        .ok(200)
+                        .clone(),
+                );
+            }
+            v
+        };
+        let missing = uuid::Uuid::now_v7().to_string();
+        for (path, id) in &b_ids {
+            for method in ["GET", "PATCH", "DELETE"] {
+                if method == "PATCH" && *path == "/v1/api-keys" {
+                    continue;
+                }
+                let body = (method == "PATCH").then(|| match *path {
+                    "/v1/projects" => json!({ "name": "pwned" }),
+                    "/v1/tasks" | "/v1/documents" => json!({ "title": "pwned" }),
+                    "/v1/comments" => json!({ "body": "pwned" }),
+                    "/v1/invoices" => json!({ "customer_name": "pwned" }),
+                    "/v1/members" => json!({ "name": "pwned" }),
+                    _ => json!({ "active": false }),
+                });
+                let theirs = app
+                    .send(method, &format!("{path}/{id}"), Some(&a.key), body.clone())
+                    .await;
+                let none = app
+                    .send(method, &format!("{path}/{missing}"), Some(&a.key), body)
+                    .await;
+                theirs.problem(404);
+                none.problem(404);
+                assert_eq!(
+                    theirs.body, none.body,
+                    "{method} {path}: same 404 either way"
+                );
+            }
+            let list = app.get(path, &a.key).await;
+            assert!(
+                !list.ok(200)["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|i| i["id"] == id.as_str()),
+                "{path}: a's list must not show b's rows"
+            );
+        }
+        for ((path, id), old) in b_ids.iter().zip(before) {
+            let now = app.get(&format!("{path}/{id}"), &b.key).await;
+            assert_eq!(*now.ok(200), old, "{path}: b's row unchanged");
+        }
+        // References to another tenant's rows are refused exactly like unknown ones.
+        let b_project = &b_ids[0].1;
+        let r = app
+            .post(
+                "/v1/tasks",
+                &a.key,
+                json!({ "project_id": b_project, "title": "x" }),
+            )
+            .await;
+        r.problem(422);
+        assert_eq!(r.body["errors"][0]["field"], "project_id");
+        let r2 = app
+            .post(
+                "/v1/tasks",
+                &a.key,
+                json!({ "project_id": missing, "title": "x" }),
+            )
+            .await;
+        assert_eq!(r.body, r2.body);
+        // b's audit log holds nothing of a's.
+        let audit = app.get("/v1/audit-log?limit=200", &b.key).await;
+        for row in audit.ok(200)["items"].as_array().unwrap() {
+            assert!(row["actor"].as_str().unwrap() != "");
+        }
+        let a_audit = app.get("/v1/audit-log?limit=200", &a.key).await;
+        let a_ids: Vec<_> = a_audit.ok(200)["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].clone())
+            .collect();
+        for row in audit.body["items"].as_array().unwrap() {
+            assert!(!a_ids.contains(&row["id"]));
+        }
+        app.stop().await;
+    }
+
+    #[tokio::test]
+    async fn tenant_id_in_a_body_is_rejected() {
+        let app = spawn_app().await;
+        let a = app.tenant("a").await;
+        let b = app.tenant("b").await;
+        let r = app
+            .post(
+                "/v1/projects",
+                &a.key,
+                json!({ "name": "x", "tenant_id": b.id }),
+            )
+            .await;
+        r.problem(422);
+        assert_eq!(r.body["errors"][0]["field"], "tenant_id");
+        let p = app
+            .post("/v1/projects", &a.key, json!({ "name": "x" }))
+            .await
+            .ok(201)["id"]
+            .clone();
+        let r = app
+            .patch(
+                &format!("/v1/projects/{}", p.as_str().unwrap()),
+                &a.key,
+                json!({ "tenant_id": b.id }),
+            )
+            .await;
+        r.problem(422);
+        assert_eq!(
+            app.get("/v1/projects", &b.key).await.ok(200)["items"]
+                .as_array()
+                .unwrap()
+                .len(),
+            0
+        );
+        app.stop().await;
+    }
+}
+
+mod roles {
+    use crate::helpers::*;
+    use serde_json::{json, Value};
+
+    /// Makes a create body; the argument makes unique values (invoice numbers, emails).
+    type BodyFn = Box<dyn Fn(usize) -> Value>;
+
+    const ROLES: [&str; 4] = ["viewer", "member", "admin", "owner"];
+
+    fn rank(r: &str) -> usize {
+        ROLES.iter().position(|x| *x == r).unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_route_enforces_its_minimum_role() {
+        let app = spawn_app().await;
+        let t = app.tenant("acme").await;
+        let ids = populate(&app, &t.key, "acme").await;
+        let id = |p: &str| ids.iter().find(|(x, _)| *x == p).unwrap().1.clone();
+        let mut keys = Vec::new();
+        for r in ROLES {
+            keys.push((
+                r,
+                if r == "owner" {
+                    t.key.clone()
+                } else {
+                    app.key(&t.key, r).await
+                },
+            ));
+        }
+        let project = id("/v1/projects");
+        let task = id("/v1/tasks");
+        let n = std::sync::atomic::AtomicUsize::new(0);
+        let next = || n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // (method, path, body, minimum role). Deletes come last, children first.
+        let mut routes: Vec<(&str, String, Option<Value>, &str)> = Vec::new();
+        for (path, read, write) in [
+            ("/v1/projects", "viewer", "member"),
+            ("/v1/tasks", "viewer", "member"),
+            ("/v1/documents", "viewer", "member"),
+            ("/v1/comments", "viewer", "member"),
+            ("/v1/invoices", "viewer", "admin"),
+            ("/v1/members", "viewer", "admin"),
+            ("/v1/webhooks", "admin", "admin"),
+            ("/v1/api-keys", "admin", "admin"),
+            ("/v1/audit-log", "admin", "admin"),
+        ] {
+            routes.push(("GET", path.to_string(), None, read));
+            let one = if path == "/v1/audit-log" {
+                let a = app.get("/v1/audit-log", &t.key).await;
+                a.ok(200)["items"][0]["id"].as_str().unwrap().to_string()
+            } else {
+                id(path)
+            };
+            routes.push(("GET", format!("{path}/{one}"), None, read));
+            let _ = write;
+        }
+        let creates: Vec<(&str, BodyFn, &str)> = vec![
+            (
+                "/v1/projects",
+                Box::new(|_| json!({ "name": "p" })),
+                "member",
+            ),
+            (
+                "/v1/tasks",
+                Box::new(move |_| json!({ "project_id": project, "title": "t" })),
+                "member",
+            ),
+            (
+                "/v1/documents",
+                Box::new({
+                    let p = id("/v1/projects");
+                    move |_| json!({ "project_id": p, "title": "d" })
+                }),
+                "member",
+            ),
+            (
+                "/v1/comments",
+                Box::new(move |_| json!({ "task_id": task, "body": "c" })),
+                "member",
+            ),
+            (
+                "/v1/invoices",
+                Box::new(
+                    |i| json!({ "number": format!("N{i}"), "customer_name": "c", "amount_minor": 1, "currency": "USD" }),
+                ),
+                "admin",
+            ),
+            (
+                "/v1/members",
+                Box::new(|i| json!({ "email": format!("x{i}@e.example"), "role": "viewer" })),
+                "admin",
+            ),
+            (
+                "/v1/webhooks",
+                Box::new(|_| json!({ "url": "https://e.example/h", "event_types": ["a"] })),
+                "admin",
+            ),
+            (
+                "/v1/api-keys",
+                Box::new(|_| json!({ "name": "k", "role": "viewer" })),
+                "admin",
+            ),
+        ];
+        for (path, body, min) in &creates {
+            for (role, key) in &keys {
+                let r = app.post(path, key, body(next())).await;
+                if rank(role) < rank(min) {
+                    r.problem(403);
+                } else {
+                    assert_eq!(r.status, 201, "{role} POST {path}: {}", r.body);
+                }
+            }
+        }
+        for (path, body, min) in [
+            ("/v1/projects", json!({ "name": "x" }), "member"),
+            ("/v1/tasks", json!({ "title": "x" }), "member"),
+            ("/v1/documents", json!({ "title": "x" }), "member"),
+            ("/v1/comments", json!({ "body": "x" }), "member"),
+            ("/v1/invoices", json!({ "customer_name": "x" }), "admin"),
+            ("/v1/members", json!({ "name": "x" }), "admin"),
+            ("/v1/webhooks", json!({ "active": true }), "admin"),
+        ] {
+            routes.push(("PATCH", format!("{path}/{}", id(path)), Some(body), min));
+        }
+        for (path, min) in [
+            ("/v1/comments", "member"),
+            ("/v1/documents", "member"),
+            ("/v1/tasks", "member"),
+            ("/v1/projects", "member"),
+            ("/v1/invoices", "admin"),
+            ("/v1/webhooks", "admin"),
+            ("/v1/members", "admin"),
+            ("/v1/api-keys", "admin"),
+        ] {
+            routes.push(("DELETE", format!("{path}/{}", id(path)), None, min));
+        }
+        for (method, path, body, min) in &routes {
+            for (role, key) in &keys {
+                let r = app.send(method, path, Some(key), body.clone()).await;
+                if rank(role) < rank(min) {
+                    r.problem(403);
+                } else {
+                    assert!(
+                        r.status == 200 || r.status == 204 || r.status == 404,
+                        "{role} {method} {path}: {} {}",
+                        r.status,
+                        r.body
+                    );
+                }
+            }
+        }
+        app.stop().await;
+    }
+
+    #[tokio::test]
+    async fn no_one_grants_more_than_they_have() {
+        let app = spawn_app().await;
+        let t = app.tenant("acme").await;
+        let admin = app.key(&t.key, "admin").await;
+        app.post(
+            "/v1/api-keys",
+            &admin,
+            json!({ "name": "k", "role": "owner" }),
+        )
+        .await
+        .problem(403);
+        app.post(
+            "/v1/members",
+            &admin,
+            json!({ "email": "o@x.example", "role": "owner" }),
+        )
+        .await
+        .problem(403);
+        let owner = app
+            .post(
+                "/v1/members",
+                &t.key,
+                json!({ "email": "o@x.example", "role": "owner" }),
+            )
+            .await;
+        let oid = owner.ok(201)["id"].as_str().unwrap().to_string();
+        app.patch(
+            &format!("/v1/members/{oid}"),
+            &admin,
+            json!({ "role": "viewer" }),
+        )
+        .await
+        .problem(403);
+        app.delete(&format!("/v1/members/{oid}"), &admin)
+            .await
+            .problem(403);
+        app.delete(&format!("/v1/members/{oid}"), &t.key)
+            .await
+            .ok(204);
+        app.stop().await;
+    }
+}
+
+mod input {
+    use crate::helpers::*;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn bad_input_gets_the_right_problem() {
+        let app = spawn_app().await;
+        let t = app.tenant("acme").await;
+        let k = &t.key;
+        let ids = populate(&app, k, "acme").await;
+        let project = &ids[0].1;
+        // Malformed ids, cursors and limits: 400.
+        for path in [
+            "/v1/projects/not-a-uuid",
+            "/v1/tasks/123",
+            "/v1/projects?cursor=garbage!",
+            "/v1/projects?cursor=MTIzLm5vdGF1dWlk",
+            "/v1/projects?limit=0",
+            "/v1/projects?limit=201",
+            "/v1/projects?limit=abc",
+            "/v1/tasks?project_id=nope",
+            "/v1/tasks?status=sleeping",
+            "/v1/audit-log/xyz",
+        ] {
+            let r = app.get(path, k).await;
+            assert!(r.status == 400 || r.status == 422, "{path}: {}", r.status);
+            r.problem(r.status);
+        }
+        // Malformed JSON: 400. Wrong content type: 415.
+        let raw = app
+            .raw(
+                app.client
+                    .post(format!("{}/v1/projects", app.base))
+                    .bearer_auth(k)
+                    .header("content-type", "application/json")
+                    .body("{\"name\": "),
+            )
+            .await;
+        raw.problem(400);
+        let raw = app
+            .raw(
+                app.client
+                    .post(format!("{}/v1/projects", app.base))
+                    .bearer_auth(k)
+                    .header("content-type", "text/plain")
+                    .body("{\"name\": \"x\"}"),
+            )
+            .await;
+        raw.problem(415);
+        // Too large: 413 (limit is 256 KiB in tests).
+        let huge = "x".repeat(300 * 1024);
+        app.post(
+            "/v1/documents",
+            k,
+            json!({ "project_id": project, "title": "t", "body": huge }),
+        )
+        .await
+        .problem(413);
+        // Wrong types, missing fields, unknown fields, out-of-range values: 422 with the field.
+        let cases = [
+            ("/v1/projects", json!({ "name": 5 }), "name"),
+            ("/v1/projects", json!({}), "name"),
+            ("/v1/projects", json!({ "name": "" }), "name"),
+            ("/v1/projects", json!({ "name": "n".repeat(256) }), "name"),
+            (
+                "/v1/projects",
+                json!({ "name": "ok", "owner": "me" }),
+                "owner",
+            ),
+            (
+                "/v1/tasks",
+                json!({ "project_id": project, "title": "t", "status": "nope" }),
+                "status",
+            ),
+            (
+                "/v1/tasks",
+                json!({ "project_id": "zzz", "title": "t" }),
+                "project_id",
+            ),
+            (
+                "/v1/tasks",
+                json!({ "project_id": project, "title": "t", "due_date": "tomorrow" }),
+                "due_date",
+            ),
+            (
+                "/v1/documents",
+                json!({ "project_id": project, "title": "t".repeat(501) }),
+                "title",
+            ),
+            ("/v1/comments", json!({ "body": "no parent" }), "task_id"),
+            (
+                "/v1/comments",
+                json!({ "task_id": ids[2].1, "body": "" }),
+                "body",
+            ),
+            (
+                "/v1/invoices",
+                json!({ "number": "1", "customer_name": "c", "amount_minor": -1, "currency": "EUR" }),
+                "amount_minor",
+            ),
+            (
+                "/v1/invoices",
+                json!({ "number": "1", "customer_name": "c", "amount_minor": 1, "currency": "euro" }),
+                "currency",
+            ),
+            (
+                "/v1/invoices",
+                json!({ "number": "1", "customer_name": "c", "amount_minor": "1", "currency": "EUR" }),
+                "amount_minor",
+            ),
+            (
+                "/v1/invoices",
+                json!({ "number": "2", "customer_name": "c", "amount_minor": 1, "currency": "EUR", "issued_on": "2030-02-01", "due_on": "2030-01-01" }),
+                "due_on",
+            ),
+            (
+                "/v1/members",
+                json!({ "email": "not-an-email", "role": "member" }),
+                "email",
+            ),
+            (
+                "/v1/members",
+                json!({ "email": "a@b.example", "role": "god" }),
+                "role",
+            ),
+            (
+                "/v1/webhooks",
+                json!({ "url": "ftp://x", "event_types": ["a"] }),
+                "url",
+            ),
+            (
+                "/v1/webhooks",
+                json!({ "url": "https://x.example", "event_types": [] }),
+                "event_types",
+            ),
+            (
+                "/v1/api-keys",
+                json!({ "name": "", "role": "viewer" }),
+                "name",
+            ),
+        ];
+        for (path, body, field) in cases {
+            let r = app.post(path, k, body.clone()).await;
+            r.problem(422);
+            let fields: Vec<_> = r.body["errors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["field"].as_str().unwrap().to_string())
+                .collect();
+            assert!(
+                fields.iter().any(|f| f.contains(field)),
+                "{path} {body}: want {field}, got {fields:?}"
+            );
+        }
+        // A PATCH with nothing to change, or a wrong type.
+        app.patch(&format!("/v1/projects/{project}"), k, json!({}))
+            .await
+            .problem(422);
+        app.patch(&format!("/v1/projects/{project}"), k, json!({ "name": [] }))
+            .await
+            .problem(422);
+        // Conflicts: 409.
+        app.post("/v1/invoices", k, json!({ "number": "acme-1", "customer_name": "c", "amount_minor": 1, "currency": "EUR" })).await.problem(409);
+        app.post(
+            "/v1/members",
+            k,
+            json!({ "email": "M@acme.example", "role": "member" }),
+        )
+        .await
+        .problem(409);
+        // Unknown routes and methods are problems too.
+        app.get("/v1/nothing-here", k).await.problem(404);
+        app.send("PUT", "/v1/projects", Some(k), Some(json!({})))
+            .await
+            .problem(405);
+        app.stop().await;
+    }
+}
+
+mod auth {
+    use crate::helpers::*;
+    use serde_json::json;
+
+    fn jwt(claims: serde_json::Value, secret: &str) -> String {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn credentials_are_checked_and_revocation_is_immediate() {
+        let app = spawn_app().await;
+        let a = app.tenant("a").await;
+        let b = app.tenant("b").await;
+        app.send("GET", "/v1/projects", None, None)
+            .await
+            .problem(401);
+        for bad in ["garbage", "tgk_", "tgk_zz_zz", &format!("{}x", a.key)] {
+            app.get("/v1/projects", bad).await.problem(401);
+        }
+        // a's secret with b's tenant: looked up in b's scope, found nothing.
+        let secret = a.key.rsplit('_').next().unwrap();
+        let forged = format!("tgk_{}_{secret}", b.id.replace('-', ""));
+        app.get("/v1/projects", &forged).await.problem(401);
+        // Revocation takes effect at once.
+        let k = app
+            .post(
+                "/v1/api-keys",
+                &a.key,
+                json!({ "name": "temp", "role": "member" }),
+            )
+            .await;
+        let (kid, key) = (
+            k.ok(201)["id"].as_str().unwrap().to_string(),
+            k.body["api_key"].as_str().unwrap().to_string(),
+        );
+        app.get("/v1/projects", &key).await.ok(200);
+        app.get("/v1/projects", &key).await.ok(200);
+        app.delete(&format!("/v1/api-keys/{kid}"), &a.key)
+            .await
+            .ok(204);
+        app.get("/v1/projects", &key).await.problem(401);
+        // last_used_at is recorded (flushed in the background, no write per request).
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        let meta = app.get(&format!("/v1/api-keys/{kid}"), &a.key).await;
+        assert!(meta.ok(200)["last_used_at"].is_string(), "{}", meta.body);
+        app.stop().await;
+    }
+
+    #[tokio::test]
+    async fn jwts_carry_tenant_and_role_and_are_validated() {
+        let app = spawn_app().await;
+        let a = app.tenant("a").await;
+        let exp = chrono::Utc::now().timestamp() + 600;
+        let good = jwt(
+            json!({ "sub": "u1", "tenant_id": a.id, "role": "member", "exp": exp }),
+            JWT_SECRET,
+        );
+        let p = app
+            .post("/v1/projects", &good, json!({ "name": "by jwt" }))
+            .await;
+        let pid = p.ok(201)["id"].as_str().unwrap().to_string();
+        let viewer = jwt(
+            json!({ "sub": "u2", "tenant_id": a.id, "role": "viewer", "exp": exp }),
+            JWT_SECRET,
+        );
+        app.get(&format!("/v1/projects/{pid}"), &viewer)
+            .await
+            .ok(200);
+        app.post("/v1/projects", &viewer, json!({ "name": "no" }))
+            .await
+            .problem(403);
+        let audit = app
+            .get(&format!("/v1/audit-log?resource_id={pid}"), &a.key)
+            .await;
+        assert_eq!(audit.ok(200)["items"][0]["actor"], "user:u1");
+        for bad in [
+            jwt(
+                json!({ "sub": "u1", "tenant_id": a.id, "role": "member", "exp": exp - 3600 }),
+                JWT_SECRET,
+            ),
+            jwt(
+                json!({ "sub": "u1", "tenant_id": a.id, "role": "member", "exp": exp }),
+                "wrong-secret-wrong-secret",
+            ),
+            jwt(
+                json!({ "sub": "u1", "role": "member", "exp": exp }),
+                JWT_SECRET,
+            ),
+            jwt(
+                json!({ "sub": "u1", "tenant_id": "nope", "role": "member", "exp": exp }),
+                JWT_SECRET,
+            ),
+            jwt(
+                json!({ "sub": "u1", "tenant_id": a.id, "role": "superuser", "exp": exp }),
+                JWT_SECRET,
+            ),
+            jwt(
+                json!({ "sub": "u1", "tenant_id": a.id, "role": "member" }),
+                JWT_SECRET,
+            ),
+        ] {
+            app.get("/v1/projects", &bad).await.problem(401);
+        }
+        app.stop().await;
+    }
+
+    #[tokio::test]
+    async fn admin_and_tenant_credentials_never_cross() {
+        let app = spawn_app().await;
+        let a = app.tenant("a").await;
+        app.get("/v1/projects", ADMIN_TOKEN).await.problem(401);
+        app.get("/admin/v1/tenants", &a.key).await.problem(401);
+        app.send("GET", "/admin/v1/tenants", None, None)
+            .await
+            .problem(401);
+        app.get("/admin/v1/tenants", "not-the-token")
+            .await
+            .problem(401);
+        app.post("/admin/v1/tenants", &a.key, json!({ "name": "evil" }))
+            .await
+            .problem(401);
+        app.stop().await;
+    }
+}
+
+mod audit {
+    use crate::helpers::*;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn every_mutation_writes_an_audit_row_and_failed_ones_none() {
+        let app = spawn_app().await;
+        let t = app.tenant("acme").await;
+        let ids = populate(&app, &t.key, "acme").await;
+        let (pid, kid) = (&ids[0].1, &ids[7].1);
+        app.patch(
+            &format!("/v1/projects/{pid}"),
+            &t.key,
+            json!({ "name": "renamed" }),
+        )
+        .await
+        .ok(200);
+        app.delete(&format!("/v1/api-keys/{kid}"), &t.key)
+            .await
+            .ok(204);
+        app.delete(&format!("/v1/projects/{pid}"), &t.key)
+            .await
+            .ok(204);
+        // A failing request rolls back, audit row included.
+        app.post("/v1/invoices", &t.key, json!({ "number": "acme-1", "customer_name": "c", "amount_minor": 1, "currency": "EUR" })).await.problem(409);
+        let log = app.get("/v1/audit-log?limit=200", &t.key).await;
+        let rows = log.ok(200)["items"].as_array().unwrap().clone();
+        let owner_key_actor = rows.iter().find(|r| r["action"] == "create").unwrap()["actor"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(owner_key_actor.starts_with("api_key:"));
+        for (path, id) in &ids {
+            let kind = match *path {
+                "/v1/projects" => "project",
+                "/v1/members" => "member",
+                "/v1/tasks" => "task",
+                "/v1/documents" => "document",
+                "/v1/comments" => "comment",
+                "/v1/invoices" => "invoice",
+                "/v1/webhooks" => "webhook",
+                _ => "api_key",
+            };
+            assert!(
+                rows.iter().any(|r| r["action"] == "create"
+                    && r["resource_type"] == kind
+                    && r["resource_id"] == id.as_str()),
+                "create of {kind} audited"
+            );
+        }
+        let upd = rows.iter().find(|r| r["action"] == "update").unwrap();
+        assert_eq!(upd["resource_id"], pid.as_str());
+        assert_eq!(upd["details"]["changed"], json!(["name"]));
+        assert!(rows
+            .iter()
+            .any(|r| r["action"] == "delete" && r["resource_id"] == pid.as_str()));
+        assert!(rows
+            .iter()
+            .any(|r| r["action"] == "revoke" && r["resource_id"] == kid.as_str()));
+        assert!(rows
+            .iter()
+            .any(|r| r["action"] == "provision" && r["resource_type"] == "tenant"));
+        let invoice_creates = rows
+            .iter()
+            .filter(|r| r["resource_type"] == "invoice")
+            .count();
+        assert_eq!(
+            invoice_creates, 1,
+            "the rolled-back invoice left no audit row"
+        );
+        // The audit log is read-only over HTTP.
+        let any = rows[0]["id"].as_str().unwrap();
+        app.delete(&format!("/v1/audit-log/{any}"), &t.key)
+            .await
+            .problem(405);
+        app.patch(
+            &format!("/v1/audit-log/{any}"),
+            &t.key,
+            json!({ "action": "x" }),
+        )
+        .await
+        .problem(405);
+        app.stop().await;
+    }
+}
+
+mod admin {
+    use crate::helpers::*;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn admin_reports_and_provisions_tenants() {
+        let app = spawn_app().await;
+        let a = app.tenant("alpha").await;
+        let b = app.tenant("beta").await;
+        populate(&app, &a.key, "a").await;
+        app.post("/v1/projects", &a.key, json!({ "name": "second" }))
+            .await
+            .ok(201);
+        let list = app.get("/admin/v1/tenants?limit=1", ADMIN_TOKEN).await;
+        assert_eq!(list.ok(200)["items"].as_array().unwrap().len(), 1);
+        let next = list.body["next_cursor"].as_str().unwrap().to_string();
+        let page2 = app
+            .get(
+                &format!("/admin/v1/tenants?limit=1&cursor={next}"),
+                ADMIN_TOKEN,
+            )
+            .await;
+        assert_eq!(page2.ok(200)["items"].as_array().unwrap().len(), 1);
+        assert_ne!(page2.body["items"][0]["id"], list.body["items"][0]["id"]);
+        let detail = app
+            .get(&format!("/admin/v1/tenants/{}", a.id), ADMIN_TOKEN)
+            .await;
+        let d = detail.ok(200);
+        assert_eq!(d["name"], "alpha");
+        assert_eq!(d["usage"]["projects"], 2);
+        assert_eq!(d["usage"]["tasks"], 1);
+        assert_eq!(d["usage"]["active_api_keys"], 2);
+        app.get(
+            &format!("/admin/v1/tenants/{}", uuid::Uuid::now_v7()),
+            ADMIN_TOKEN,
+        )
+        .await
+        .problem(404);
+        app.get("/admin/v1/tenants/xyz", ADMIN_TOKEN)
+            .await
+            .problem(400);
+        let stats = app.get("/admin/v1/stats/projects", ADMIN_TOKEN).await;
+        let rows = stats.ok(200)["tenants"].as_array().unwrap().clone();
+        let ra = rows
+            .iter()
+            .find(|r| r["tenant_id"] == a.id.as_str())
+            .unwrap();
+        let rb = rows
+            .iter()
+            .find(|r| r["tenant_id"] == b.id.as_str())
+            .unwrap();
+        assert_eq!(ra["project_count"], 2);
+        assert_eq!(rb["project_count"], 0);
+        assert!(ra["last_activity"].is_string());
+        // Provisioning: bad bodies are 422, the new owner key works at once, in its tenant only.
+        app.post("/admin/v1/tenants", ADMIN_TOKEN, json!({ "name": "" }))
+            .await
+            .problem(422);
+        app.post(
+            "/admin/v1/tenants",
+            ADMIN_TOKEN,
+            json!({ "name": "x", "id": a.id }),
+        )
+        .await
+        .problem(422);
+        let c = app
+            .post(
+                "/admin/v1/tenants",
+                ADMIN_TOKEN,
+                json!({ "name": "gamma", "owner_email": "Boss@Gamma.example" }),
+            )
+            .await;
+        let key = c.ok(201)["api_key"].as_str().unwrap().to_string();
+        let members = app.get("/v1/members", &key).await;
+        assert_eq!(members.ok(200)["items"][0]["email"], "boss@gamma.example");
+        assert_eq!(members.body["items"][0]["role"], "owner");
+        assert_eq!(
+            app.get("/v1/projects", &key).await.ok(200)["items"]
+                .as_array()
+                .unwrap()
+                .len(),
+            0
+        );
+        app.stop().await;
+    }
+}
+
+mod ops {
+    use crate::helpers::*;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn health_ready_metrics_and_openapi() {
+        let app = spawn_app().await;
+        let t = app.tenant("acme").await;
+        app.send("GET", "/healthz", None, None).await.ok(200);
+        let ready = app.send("GET", "/readyz", None, None).await;
+        assert_eq!(ready.ok(200)["status"], "ready");
+        app.get("/v1/projects", &t.key).await.ok(200);
+        let m = app.send("GET", "/metrics", None, None).await;
+        let text = m.body.as_str().unwrap_or_default().to_string();
+        assert!(text.contains("http_requests_total"), "{text}");
+        assert!(text.contains("route=\"/v1/projects\""), "{text}");
+        assert!(m.headers.get("x-request-id").is_some());
+        // The OpenAPI document lists exactly the routes the server has.
+        let doc = app.send("GET", "/openapi.json", None, None).await;
+        let paths = doc.ok(200)["paths"].as_object().unwrap().clone();
+        assert!(paths.len() >= 18, "{}", paths.len());
+        let any_id = uuid::Uuid::now_v7().to_string();
+        for (path, ops) in &paths {
+            let concrete = path.replace("{id}", &any_id);
+            let token = if path.starts_with("/admin") {
+                ADMIN_TOKEN.to_string()
+            } else {
+                t.key.clone()
+            };
+            for method in ops.as_object().unwrap().keys() {
+                let body = matches!(method.as_str(), "post" | "patch").then(|| json!({}));
+                let r = app
+                    .send(&method.to_uppercase(), &concrete, Some(&token), body)
+                    .await;
+                assert!(
+                    r.status != 405,
+                    "{method} {path} is documented but not routed"
+                );
+                if r.status == 404 {
+                    assert_eq!(
+                        r.body["detail"], "not found",
+                        "{method} {path} is documented but not routed"
+                    );
+                }
+            }
+        }
+        app.stop().await;
+    }
+}
+
+mod dev {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    /// Runs `tenantguard dev` in `dir` until it prints `ready:`; returns the child and the
+    /// curl lines it printed.
+    fn start(dir: &std::path::Path, port: u16) -> (std::process::Child, Vec<String>, Vec<String>) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tenantguard"))
+            .arg("dev")
+            .current_dir(dir)
+            .env("TENANTGUARD_LISTEN", format!("127.0.0.1:{port}"))
+            .env_remove("TENANTGUARD_ADMIN_TOKEN")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let (mut curls, mut keys) = (Vec::new(), Vec::new());
+        loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("dev printed ready");
+            if let Some(c) = line.trim().strip_prefix("curl ") {
+                curls.push(format!("curl --fail-with-body {c}"));
+            }
+            if let Some(k) = line.trim().strip_prefix("API key: ") {
+                keys.push(k.to_string());
+            }
+            if line.starts_with("ready:") {
+                break;
+            }
+        }
+        (child, curls, keys)
+    }
+
+    fn stop(mut child: std::process::Child) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "dev exited with {status}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "dev did not stop");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    #[test]
+    fn dev_starts_from_nothing_and_its_curl_lines_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let (child, curls, keys) = start(dir.path(), port);
+        assert_eq!(keys.len(), 3, "three demo tenants");
+        assert!(curls.len() >= 4, "{curls:?}");
+        for c in &curls {
+            let out = Command::new("sh").arg("-c").arg(c).output().unwrap();
+            assert!(
+                out.status.success(),
+                "{c}: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(&curls[0])
+            .output()
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(body["items"].as_array().unwrap().len() >= 3, "{body}");
+        stop(child);
+        // Second run: same cluster, no re-seed, the same keys still work.
+        let (child, curls2, keys2) = start(dir.path(), port);
+        assert_eq!(keys, keys2);
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(&curls2[0])
+            .output()
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(
+            body["items"].as_array().unwrap().len() >= 4,
+            "the project created by curl persisted: {body}"
+        );
+        stop(child);
+    }
+}
