@@ -67,7 +67,8 @@ fn script(set: &PolicySet, provisioner: &str) -> Vec<String> {
         format!("GRANT USAGE ON SCHEMA public TO {p}"),
         format!("GRANT USAGE ON SCHEMA {s} TO {p}"),
         format!("GRANT EXECUTE ON FUNCTION {s}.uuid_v7() TO {p}"),
-        format!("REVOKE ALL ON {tables} FROM {p}"),
+        // Everything in public, not just the four tables: a stray grant elsewhere is drift too.
+        format!("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {p}"),
         format!("GRANT INSERT ON {tables} TO {p}"),
         format!(
             "CREATE OR REPLACE FUNCTION {s}.provision_tenant(p_tenant_id uuid, p_name text, \

@@ -157,6 +157,10 @@ impl TestApp {
         r.ok(201)["api_key"].as_str().unwrap().to_string()
     }
 
+    pub fn db(&self) -> &TestDb {
+        &self._db
+    }
+
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
@@ -267,4 +271,14 @@ pub async fn populate(app: &TestApp, key: &str, tag: &str) -> Vec<(&'static str,
         ("/v1/webhooks", hook_id),
         ("/v1/api-keys", apikey_id),
     ]
+}
+
+/// A superuser connection to the `postgres` database (for changing the test database
+/// while it refuses connections).
+pub async fn superuser_elsewhere(db: &TestDb) -> tokio_postgres::Client {
+    let mut cfg = db.superuser_config();
+    cfg.dbname("postgres");
+    let (client, conn) = cfg.connect(tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(conn);
+    client
 }

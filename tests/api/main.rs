@@ -1127,3 +1127,129 @@ mod dev {
         stop(child);
     }
 }
+
+mod resilience {
+    use crate::helpers::*;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn database_outage_is_a_503_and_the_server_recovers() {
+        let app = spawn_app().await;
+        let t = app.tenant("acme").await;
+        app.get("/v1/projects", &t.key).await.ok(200);
+        let su = crate::helpers::superuser_elsewhere(app.db()).await;
+        let name = app.db().name().to_string();
+        su.batch_execute(&format!(
+            "ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false"
+        ))
+        .await
+        .unwrap();
+        su.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&name],
+        )
+        .await
+        .unwrap();
+        // Every pooled connection is gone and no new one can be made.
+        let mut saw_503 = false;
+        for _ in 0..20 {
+            let r = app.get("/v1/projects", &t.key).await;
+            if r.status == 503 {
+                r.problem(503);
+                saw_503 = true;
+                break;
+            }
+            assert!(
+                r.status == 200 || r.status == 503,
+                "{} {}",
+                r.status,
+                r.body
+            );
+        }
+        assert!(saw_503, "an unreachable database must give 503");
+        app.send("GET", "/readyz", None, None).await.problem(503);
+        app.post("/v1/projects", &t.key, json!({ "name": "x" }))
+            .await
+            .problem(503);
+        su.batch_execute(&format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true"))
+            .await
+            .unwrap();
+        app.get("/v1/projects", &t.key).await.ok(200);
+        app.send("GET", "/readyz", None, None).await.ok(200);
+        app.stop().await;
+    }
+}
+
+mod provisioning {
+    use crate::helpers::*;
+    use tenantguard::schema;
+
+    #[tokio::test]
+    async fn only_the_admin_role_can_provision_and_drift_is_reported_and_fixed() {
+        let app = spawn_app().await;
+        let db = app.db();
+        // The app role cannot call the provisioning function, nor write tenants.
+        let appc = db.connect_as("tenantguard_app").await;
+        let err = appc
+            .execute(
+                "SELECT * FROM tenantguard.provision_tenant(gen_random_uuid(), 'x', 'tgk_abcd', '\\x00', NULL)",
+                &[],
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            tenantguard::error_chain(&err).contains("permission denied"),
+            "{err}"
+        );
+        assert!(appc
+            .execute("INSERT INTO tenants (name) VALUES ('x')", &[])
+            .await
+            .is_err());
+        // The admin role still cannot write any table directly.
+        let adminc = db.connect_as("tenantguard_admin").await;
+        assert!(adminc
+            .execute("INSERT INTO tenants (name) VALUES ('x')", &[])
+            .await
+            .is_err());
+        // Drift: a widened grant and a weakened function are reported, then repaired.
+        let mut su = db.superuser().await;
+        su.batch_execute(
+            "GRANT SELECT, UPDATE ON projects TO tenantguard_provisioner;
+             GRANT EXECUTE ON FUNCTION tenantguard.provision_tenant(uuid, text, text, bytea, text) TO PUBLIC;
+             ALTER FUNCTION tenantguard.provision_tenant(uuid, text, text, bytea, text) RESET search_path;",
+        )
+        .await
+        .unwrap();
+        let policy = tenantguard::testing::policy();
+        let diffs = schema::check(&mut su, &policy).await.unwrap();
+        let text = diffs.join("\n");
+        assert!(text.contains("provision"), "{text}");
+        assert!(text.contains("EXECUTE granted"), "{text}");
+        assert!(text.contains("definition differs"), "{text}");
+        assert!(text.contains("table privileges"), "{text}");
+        schema::migrate(&mut su, &policy).await.unwrap();
+        let after = schema::check(&mut su, &policy).await.unwrap();
+        assert!(after.is_empty(), "{after:?}");
+        // And provisioning still works after the repair.
+        app.tenant("after repair").await;
+        app.stop().await;
+    }
+}
+
+mod serve_cli {
+    use std::process::Command;
+
+    #[tokio::test]
+    async fn serve_refuses_an_unsafe_app_role_and_says_why() {
+        let db = tenantguard::testing::TestDb::new().await;
+        let out = Command::new(env!("CARGO_BIN_EXE_tenantguard"))
+            .arg("serve")
+            .env("TENANTGUARD_DATABASE_URL", db.superuser_url())
+            .env("TENANTGUARD_LISTEN", "127.0.0.1:0")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("SUPERUSER"), "{err}");
+    }
+}
