@@ -433,6 +433,44 @@ impl Authenticator {
         ))
     }
 
+    /// The bench-only baseline's authentication (see [`super::compare`]): API keys only,
+    /// looked up with an explicit tenant filter on a connection without RLS.
+    pub(crate) async fn authenticate_explicit(
+        &self,
+        headers: &HeaderMap,
+        client: &deadpool_postgres::Object,
+    ) -> Result<Principal, ApiError> {
+        let token = bearer(headers).ok_or(ApiError::Unauthorized)?;
+        let tenant = key_tenant(token).ok_or(ApiError::Unauthorized)?;
+        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let (key_id, role) = match self.cache_get(&hash) {
+            Some(c) if c.tenant == tenant => (c.key_id, c.role),
+            _ => {
+                let stmt = client
+                    .prepare_cached(
+                        "SELECT id, role FROM api_keys WHERE tenant_id = $1 AND key_hash = $2 AND revoked_at IS NULL",
+                    )
+                    .await
+                    .map_err(|e| ApiError::from(crate::pool::PoolError::db("looking up a key")(e)))?;
+                let row = client
+                    .query_opt(&stmt, &[&tenant.as_uuid(), &&hash[..]])
+                    .await
+                    .map_err(|e| ApiError::from(crate::pool::PoolError::db("looking up a key")(e)))?
+                    .ok_or(ApiError::Unauthorized)?;
+                let key_id: Uuid = row.get(0);
+                let role = Role::parse(row.get::<_, &str>(1)).ok_or(ApiError::Unauthorized)?;
+                self.cache_put(hash, tenant, key_id, role);
+                (key_id, role)
+            }
+        };
+        self.touch(tenant, key_id);
+        Ok(Principal {
+            tenant,
+            role,
+            actor: format!("api_key:{key_id}"),
+        })
+    }
+
     fn cache_get(&self, hash: &[u8; 32]) -> Option<CachedKey> {
         let cache = self.cache.lock().ok()?;
         cache

@@ -16,6 +16,8 @@ pub mod api_keys;
 pub mod audit_log;
 pub mod auth;
 pub mod comments;
+#[doc(hidden)]
+pub mod compare;
 pub mod documents;
 pub mod error;
 pub mod extract;
@@ -64,6 +66,10 @@ pub struct HttpConfig {
     pub admin_token: Option<SecretString>,
     /// JWT verification; `None` accepts API keys only.
     pub jwt: Option<JwtConfig>,
+    /// Bench only: serve the benchmarked endpoints through this non-RLS pool with explicit
+    /// tenant filters instead (see [`compare`]).
+    #[doc(hidden)]
+    pub explicit_filter_pool: Option<compare::ExplicitFilterPool>,
 }
 
 impl Default for HttpConfig {
@@ -75,6 +81,7 @@ impl Default for HttpConfig {
             last_used_flush: Duration::from_secs(10),
             admin_token: None,
             jwt: None,
+            explicit_filter_pool: None,
         }
     }
 }
@@ -145,20 +152,14 @@ impl AppState {
 
 /// The whole API: `/v1` (tenant), `/admin/v1` (admin), and the operational endpoints.
 pub fn router(state: AppState) -> Router {
-    let tenant = Router::new()
-        .merge(projects::router())
-        .merge(tasks::router())
-        .merge(documents::router())
-        .merge(comments::router())
-        .merge(invoices::router())
-        .merge(members::router())
-        .merge(api_keys::router())
-        .merge(webhooks::router())
-        .merge(audit_log::router())
-        .route_layer(middleware::from_fn_with_state(
+    let tenant = if state.config().explicit_filter_pool.is_some() {
+        compare::router().route_layer(middleware::from_fn_with_state(
             state.clone(),
-            auth::tenant_scope,
-        ));
+            compare::scope,
+        ))
+    } else {
+        tenant_router(&state)
+    };
     let admin = admin::router().route_layer(middleware::from_fn_with_state(
         state.clone(),
         auth::admin_guard,
@@ -195,6 +196,23 @@ pub fn router(state: AppState) -> Router {
         )
         // Outermost, so it also rewrites what the layers above produce themselves.
         .layer(middleware::map_response(error::ensure_problem))
+}
+
+fn tenant_router(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .merge(projects::router())
+        .merge(tasks::router())
+        .merge(documents::router())
+        .merge(comments::router())
+        .merge(invoices::router())
+        .merge(members::router())
+        .merge(api_keys::router())
+        .merge(webhooks::router())
+        .merge(audit_log::router())
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::tenant_scope,
+        ))
 }
 
 async fn not_found() -> error::ApiError {

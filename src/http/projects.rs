@@ -16,7 +16,7 @@ use super::extract::{
 };
 use super::AppState;
 
-const COLS: &str = "id, name, description, created_at, updated_at";
+pub(crate) const COLS: &str = "id, name, description, created_at, updated_at";
 const RESOURCE: &str = "project";
 const GET: &str =
     "SELECT id, name, description, created_at, updated_at FROM projects WHERE id = $1";
@@ -37,7 +37,7 @@ pub struct Project {
 }
 
 impl Project {
-    fn from_row(r: &Row) -> Self {
+    pub(crate) fn from_row(r: &Row) -> Self {
         Self {
             id: r.get(0),
             name: r.get(1),

@@ -17,7 +17,7 @@ use super::extract::{
 };
 use super::AppState;
 
-const COLS: &str =
+pub(crate) const COLS: &str =
     "id, project_id, title, description, status, assignee_id, due_date, created_at, updated_at";
 const GET: &str = "SELECT id, project_id, title, description, status, assignee_id, due_date, created_at, updated_at FROM tasks WHERE id = $1";
 const RESOURCE: &str = "task";
@@ -48,7 +48,7 @@ pub struct Task {
 }
 
 impl Task {
-    fn from_row(r: &Row) -> Self {
+    pub(crate) fn from_row(r: &Row) -> Self {
         Self {
             id: r.get(0),
             project_id: r.get(1),

@@ -1,0 +1,428 @@
+//! HTTP benchmark of the reference API: RLS versus explicit `WHERE tenant_id = $1`.
+//!
+//! From nothing: starts a throwaway private PostgreSQL, migrates, seeds 400 tenants (one
+//! with 30% of the rows; over a million tasks in all) with generate_series, starts two
+//! servers in this process — the real one (app role under RLS) and the bench-only
+//! baseline (a BYPASSRLS role, explicit tenant filters, one autocommitted statement per
+//! request) — and drives each with `wrk` for list projects, get a project, list a
+//! project's tasks, create a task, and a mix, at a few concurrencies. Then it removes the
+//! big tenant and measures a small tenant's latency again.
+//!
+//! Run with `bench/run.sh` (installs wrk if needed). Settings, from the environment:
+//! BENCH_TASKS (default 1050000), BENCH_TENANTS (400), BENCH_DURATION seconds per run
+//! (10), BENCH_CONCURRENCY (comma-separated, default "16,64"), BENCH_POOL (16),
+//! BENCH_SCENARIOS (default all five).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use tenantguard::cluster::{Cluster, ClusterOptions, Durability, SUPERUSER};
+use tenantguard::http::compare::ExplicitFilterPool;
+use tenantguard::http::{AppState, Application, HttpConfig};
+use tenantguard::pool::{PoolOptions, TenantId, TenantPool};
+use uuid::Uuid;
+
+const DB: &str = "bench";
+const EXPLICIT_ROLE: &str = "tenantguard_bench_explicit";
+const TASKS_PER_PROJECT: i64 = 100;
+
+struct Opts {
+    tasks: i64,
+    tenants: usize,
+    duration: u64,
+    concurrency: Vec<u32>,
+    pool: usize,
+    scenarios: Vec<String>,
+}
+
+fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+impl Opts {
+    fn from_env() -> Self {
+        let list = |name: &str, default: &str| -> Vec<String> {
+            std::env::var(name)
+                .unwrap_or_else(|_| default.to_string())
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        Self {
+            tasks: env("BENCH_TASKS", 1_050_000),
+            tenants: env("BENCH_TENANTS", 400usize).max(2),
+            duration: env("BENCH_DURATION", 10),
+            concurrency: list("BENCH_CONCURRENCY", "16,64")
+                .iter()
+                .filter_map(|c| c.parse().ok())
+                .collect(),
+            pool: env("BENCH_POOL", 16),
+            scenarios: list(
+                "BENCH_SCENARIOS",
+                "list_projects,get_project,list_tasks,create_task,mix",
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Measure {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    // `cargo bench` passes `--bench`; nothing else is taken from the command line.
+    let opts = Opts::from_env();
+    which("wrk").context("wrk is needed: run bench/run.sh, or apt-get install wrk")?;
+    let out_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&out_dir)?;
+    eprintln!("starting a throwaway PostgreSQL …");
+    let cluster = Cluster::start(&ClusterOptions {
+        durability: Durability::Throwaway,
+        max_connections: 200,
+        settings: vec![
+            ("shared_buffers".into(), "1GB".into()),
+            ("work_mem".into(), "16MB".into()),
+            ("maintenance_work_mem".into(), "512MB".into()),
+        ],
+        ..ClusterOptions::default()
+    })?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(run(&cluster, &opts, &out_dir));
+    drop(rt);
+    drop(cluster);
+    result
+}
+
+fn which(bin: &str) -> anyhow::Result<()> {
+    let ok = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {bin}"))
+        .output()?
+        .status
+        .success();
+    if ok {
+        Ok(())
+    } else {
+        bail!("{bin} not found")
+    }
+}
+
+async fn connect(cfg: tokio_postgres::Config) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, conn) = cfg.connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+struct Seeded {
+    big: TenantId,
+    /// "<key> <project id>" lines: all tenants, and small tenants only.
+    all_targets: PathBuf,
+    small_targets: PathBuf,
+}
+
+async fn run(cluster: &Cluster, opts: &Opts, out: &Path) -> anyhow::Result<()> {
+    let admin = connect(cluster.config(SUPERUSER, "postgres")).await?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {DB}"))
+        .await?;
+    let mut su = connect(cluster.config(SUPERUSER, DB)).await?;
+    tenantguard::schema::migrate(&mut su, &tenantguard::testing::policy()).await?;
+    let seeded = seed(&su, opts, out).await?;
+    su.batch_execute(&format!(
+        "CREATE ROLE {EXPLICIT_ROLE} LOGIN BYPASSRLS NOSUPERUSER;
+         GRANT USAGE ON SCHEMA tenantguard TO {EXPLICIT_ROLE};
+         GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA tenantguard TO {EXPLICIT_ROLE};
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {EXPLICIT_ROLE};"
+    ))
+    .await?;
+
+    let rls = start_server(cluster, opts, false).await?;
+    let explicit = start_server(cluster, opts, true).await?;
+    eprintln!("RLS server on {rls}, explicit-filter baseline on {explicit}");
+
+    let mut rows = Vec::new();
+    for (i, scenario) in opts.scenarios.iter().enumerate() {
+        for &c in &opts.concurrency {
+            // Alternate which mode goes first so drift does not favour one.
+            let order: [(bool, SocketAddr); 2] = if i % 2 == 0 {
+                [(true, rls), (false, explicit)]
+            } else {
+                [(false, explicit), (true, rls)]
+            };
+            let mut r = Measure::default();
+            let mut e = Measure::default();
+            for (is_rls, addr) in order {
+                wrk(addr, scenario, &seeded.all_targets, c, 2).await?; // warm-up
+                let m = wrk(addr, scenario, &seeded.all_targets, c, opts.duration).await?;
+                if is_rls {
+                    r = m;
+                } else {
+                    e = m;
+                }
+            }
+            eprintln!(
+                "{scenario} c={c}: rls {:.0} req/s, explicit {:.0} req/s",
+                r.rps, e.rps
+            );
+            rows.push((scenario.clone(), c, r, e));
+        }
+    }
+
+    // A small tenant's latency with and without the big tenant's data.
+    let c = opts.concurrency.first().copied().unwrap_or(16);
+    let with_big = wrk(rls, "list_tasks", &seeded.small_targets, c, opts.duration).await?;
+    eprintln!("removing the big tenant …");
+    su.execute(
+        "DELETE FROM tenants WHERE id = $1",
+        &[&seeded.big.as_uuid()],
+    )
+    .await?;
+    su.batch_execute("VACUUM ANALYZE").await?;
+    wrk(rls, "list_tasks", &seeded.small_targets, c, 2).await?;
+    let without_big = wrk(rls, "list_tasks", &seeded.small_targets, c, opts.duration).await?;
+
+    let mut table = String::new();
+    table.push_str(&format!(
+        "tenants {}, tasks {}, {} s per run, pool {} per server, wrk -t2 --latency\n\n",
+        opts.tenants, opts.tasks, opts.duration, opts.pool
+    ));
+    table.push_str("| scenario | conc | RLS req/s | RLS p50 | RLS p99 | explicit req/s | explicit p50 | explicit p99 | RLS/explicit |\n");
+    table.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (s, c, r, e) in &rows {
+        let err = if r.errors + e.errors > 0 {
+            format!(" (non-2xx: rls {}, explicit {})", r.errors, e.errors)
+        } else {
+            String::new()
+        };
+        table.push_str(&format!(
+            "| {s} | {c} | {:.0} | {:.2} ms | {:.2} ms | {:.0} | {:.2} ms | {:.2} ms | {:.2}×{err} |\n",
+            r.rps, r.p50_ms, r.p99_ms, e.rps, e.p50_ms, e.p99_ms, r.rps / e.rps.max(1e-9)
+        ));
+    }
+    table.push_str(&format!(
+        "\nsmall tenants, list a project's tasks, c={c}: p99 {:.2} ms with the big tenant, {:.2} ms without ({:.2}×); p50 {:.2} / {:.2} ms\n",
+        with_big.p99_ms,
+        without_big.p99_ms,
+        with_big.p99_ms / without_big.p99_ms.max(1e-9),
+        with_big.p50_ms,
+        without_big.p50_ms
+    ));
+    print!("\n{table}");
+    std::fs::write(out.join("api-results.md"), &table)?;
+    eprintln!("written to {}", out.join("api-results.md").display());
+    Ok(())
+}
+
+async fn seed(su: &tokio_postgres::Client, opts: &Opts, out: &Path) -> anyhow::Result<Seeded> {
+    let started = Instant::now();
+    let n = opts.tenants;
+    let total_projects = (opts.tasks / TASKS_PER_PROJECT).max(n as i64);
+    let big_projects = (total_projects * 3 / 10).max(1);
+    let small_projects = ((total_projects - big_projects) / (n as i64 - 1)).max(1);
+    let ids: Vec<Uuid> = (0..n).map(|_| Uuid::now_v7()).collect();
+    let names: Vec<String> = (0..n).map(|i| format!("tenant {i:03}")).collect();
+    let counts: Vec<i32> = (0..n)
+        .map(|i| if i == 0 { big_projects } else { small_projects } as i32)
+        .collect();
+    let keys: Vec<_> = ids
+        .iter()
+        .map(|id| tenantguard::http::auth::new_api_key(TenantId::from_uuid(*id)))
+        .collect();
+    let prefixes: Vec<&str> = keys.iter().map(|k| k.prefix.as_str()).collect();
+    let hashes: Vec<&[u8]> = keys.iter().map(|k| &k.hash[..]).collect();
+    eprintln!(
+        "seeding {n} tenants: {big_projects} projects for the big one, {small_projects} for each other, {TASKS_PER_PROJECT} tasks each …"
+    );
+    // Bulk load: skip FK triggers (the data is consistent by construction).
+    su.batch_execute("SET session_replication_role = replica")
+        .await?;
+    su.execute(
+        "INSERT INTO tenants (id, name) SELECT * FROM unnest($1::uuid[], $2::text[])",
+        &[&ids, &names],
+    )
+    .await?;
+    su.execute(
+        "INSERT INTO api_keys (tenant_id, name, prefix, key_hash, role)
+         SELECT t, 'bench', p, h, 'owner' FROM unnest($1::uuid[], $2::text[], $3::bytea[]) AS x(t, p, h)",
+        &[&ids, &prefixes, &hashes],
+    )
+    .await?;
+    su.execute(
+        "INSERT INTO team_members (tenant_id, email, name, role)
+         SELECT t, 'user' || g || '@example.com', 'User ' || g, 'member'
+         FROM unnest($1::uuid[]) AS t, generate_series(1, 5) g",
+        &[&ids],
+    )
+    .await?;
+    su.execute(
+        "INSERT INTO projects (tenant_id, name, description, created_at)
+         SELECT t, 'Project ' || g, 'bench project', now() - g * interval '1 minute'
+         FROM unnest($1::uuid[], $2::int[]) AS x(t, n), generate_series(1, x.n) g",
+        &[&ids, &counts],
+    )
+    .await?;
+    su.execute(
+        "INSERT INTO tasks (tenant_id, project_id, title, status, created_at)
+         SELECT p.tenant_id, p.id, 'Task ' || g,
+                (ARRAY['todo', 'in_progress', 'done', 'cancelled'])[1 + g % 4],
+                p.created_at + g * interval '1 second'
+         FROM projects p, generate_series(1, $1::int) g",
+        &[&(TASKS_PER_PROJECT as i32)],
+    )
+    .await?;
+    su.batch_execute("RESET session_replication_role").await?;
+    // On its own: VACUUM cannot run in the implicit transaction of a multi-statement batch.
+    su.batch_execute("VACUUM ANALYZE").await?;
+    let tasks: i64 = su
+        .query_one("SELECT count(*) FROM tasks", &[])
+        .await?
+        .get(0);
+    eprintln!(
+        "seeded {tasks} tasks in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    // Five random projects per tenant as request targets.
+    let rows = su
+        .query(
+            "SELECT tenant_id, id FROM (
+                 SELECT tenant_id, id, row_number() OVER (PARTITION BY tenant_id ORDER BY random()) AS r
+                 FROM projects) x WHERE r <= 5",
+            &[],
+        )
+        .await?;
+    let key_of = |t: Uuid| {
+        ids.iter()
+            .position(|i| *i == t)
+            .map(|p| keys[p].key.clone())
+    };
+    let mut all = String::new();
+    let mut small = String::new();
+    for r in rows {
+        let t: Uuid = r.get(0);
+        let p: Uuid = r.get(1);
+        let Some(k) = key_of(t) else { continue };
+        let line = format!("{k} {p}\n");
+        all.push_str(&line);
+        if t != ids[0] {
+            small.push_str(&line);
+        }
+    }
+    let all_targets = out.join("targets-all.txt");
+    let small_targets = out.join("targets-small.txt");
+    std::fs::write(&all_targets, all)?;
+    std::fs::write(&small_targets, small)?;
+    Ok(Seeded {
+        big: TenantId::from_uuid(ids[0]),
+        all_targets,
+        small_targets,
+    })
+}
+
+async fn start_server(
+    cluster: &Cluster,
+    opts: &Opts,
+    explicit: bool,
+) -> anyhow::Result<SocketAddr> {
+    let pool = TenantPool::connect(
+        cluster.config("tenantguard_app", DB),
+        PoolOptions {
+            max_size: opts.pool,
+            ..PoolOptions::default()
+        },
+    )
+    .await?;
+    let mut config = HttpConfig::default();
+    if explicit {
+        let mgr = deadpool_postgres::Manager::from_config(
+            cluster.config(EXPLICIT_ROLE, DB),
+            tokio_postgres::NoTls,
+            deadpool_postgres::ManagerConfig {
+                recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+            },
+        );
+        let p = deadpool_postgres::Pool::builder(mgr)
+            .max_size(opts.pool)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()?;
+        config.explicit_filter_pool = Some(ExplicitFilterPool(p));
+    }
+    let state = AppState::new(pool, None, config)?;
+    let app = Application::bind(SocketAddr::from(([127, 0, 0, 1], 0)), state).await?;
+    let addr = app.local_addr()?;
+    tokio::spawn(app.run_until(std::future::pending()));
+    Ok(addr)
+}
+
+async fn wrk(
+    addr: SocketAddr,
+    scenario: &str,
+    targets: &Path,
+    connections: u32,
+    secs: u64,
+) -> anyhow::Result<Measure> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/wrk/scenario.lua");
+    let mut cmd = tokio::process::Command::new("wrk");
+    cmd.arg("-t2")
+        .arg(format!("-c{connections}"))
+        .arg(format!("-d{secs}s"))
+        .arg("--latency")
+        .arg("--timeout")
+        .arg("10s")
+        .arg("-s")
+        .arg(&script)
+        .arg(format!("http://{addr}"))
+        .env("SCENARIO", scenario)
+        .env("TARGETS", targets);
+    let out = tokio::time::timeout(Duration::from_secs(secs + 60), cmd.output())
+        .await
+        .context("wrk hung")??;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    if !out.status.success() {
+        bail!("wrk failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+    }
+    parse_wrk(&text).with_context(|| format!("unexpected wrk output:\n{text}"))
+}
+
+fn parse_ms(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let (num, mult) = if let Some(v) = s.strip_suffix("us") {
+        (v, 0.001)
+    } else if let Some(v) = s.strip_suffix("ms") {
+        (v, 1.0)
+    } else if let Some(v) = s.strip_suffix('s') {
+        (v, 1000.0)
+    } else {
+        return None;
+    };
+    num.parse::<f64>().ok().map(|n| n * mult)
+}
+
+fn parse_wrk(text: &str) -> Option<Measure> {
+    let mut m = Measure::default();
+    for line in text.lines() {
+        let l = line.trim();
+        if let Some(v) = l.strip_prefix("Requests/sec:") {
+            m.rps = v.trim().parse().ok()?;
+        } else if let Some(v) = l.strip_prefix("50%") {
+            m.p50_ms = parse_ms(v)?;
+        } else if let Some(v) = l.strip_prefix("99%") {
+            m.p99_ms = parse_ms(v)?;
+        } else if let Some(v) = l.strip_prefix("Non-2xx or 3xx responses:") {
+            m.errors = v.trim().parse().ok()?;
+        }
+    }
+    (m.rps > 0.0).then_some(m)
+}
