@@ -25,6 +25,7 @@ const DATABASE: &str = "tenantguard";
 
 /// Arguments of `tenantguard dev`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = super::serve::SECRETS_HELP)]
 pub struct DevArgs {
     /// Where the private PostgreSQL and the demo keys live.
     #[arg(long, env = "TENANTGUARD_DEV_DIR", default_value = ".tenantguard")]

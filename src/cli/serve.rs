@@ -120,8 +120,16 @@ impl ServerArgs {
     }
 }
 
+/// Secrets, read only from the environment (never flags), shown in `--help` of `serve`
+/// and `dev`.
+pub(crate) const SECRETS_HELP: &str = "Secrets (environment only; each may instead be given as NAME_FILE, a path to a file holding it):
+  TENANTGUARD_ADMIN_TOKEN        bearer token of the admin API (/admin/v1); unset disables it (dev generates one)
+  TENANTGUARD_JWT_HS256_SECRET   accept HS256 JWTs (claims sub, tenant_id, role, exp) signed with this secret
+Logging: RUST_LOG filters (default info); TENANTGUARD_LOG_FORMAT=json for JSON lines.";
+
 /// Arguments of `tenantguard serve`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = SECRETS_HELP)]
 pub struct ServeArgs {
     /// Connection URL of the app role (subject to RLS; the server refuses a superuser,
     /// BYPASSRLS or table-owning role).

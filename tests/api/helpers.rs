@@ -61,7 +61,15 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut HttpConfig)) -> TestApp {
-    let db = TestDb::new().await;
+    spawn_on(TestDb::new().await, tweak).await
+}
+
+/// Another server on the same database (as a second replica would be).
+pub async fn spawn_replica(of: &TestApp, tweak: impl FnOnce(&mut HttpConfig)) -> TestApp {
+    spawn_on(of.db().clone(), tweak).await
+}
+
+async fn spawn_on(db: TestDb, tweak: impl FnOnce(&mut HttpConfig)) -> TestApp {
     let pool = db.app_pool(8).await;
     let admin = db.admin_pool().await;
     let mut config = HttpConfig {

@@ -718,6 +718,44 @@ mod auth {
     }
 
     #[tokio::test]
+    async fn a_key_revoked_on_another_server_stops_working_within_the_cache_ttl() {
+        let ttl = std::time::Duration::from_secs(1);
+        let app = spawn_app_with(|c| c.key_cache_ttl = ttl).await;
+        let replica = spawn_replica(&app, |c| c.key_cache_ttl = ttl).await;
+        let a = app.tenant("a").await;
+        let k = app
+            .post(
+                "/v1/api-keys",
+                &a.key,
+                json!({ "name": "t", "role": "viewer" }),
+            )
+            .await;
+        let (kid, key) = (
+            k.ok(201)["id"].as_str().unwrap().to_string(),
+            k.body["api_key"].as_str().unwrap().to_string(),
+        );
+        replica.get("/v1/projects", &key).await.ok(200); // now cached on the replica
+        app.delete(&format!("/v1/api-keys/{kid}"), &a.key)
+            .await
+            .ok(204);
+        let revoked_at = std::time::Instant::now();
+        loop {
+            let r = replica.get("/v1/projects", &key).await;
+            if r.status == 401 {
+                break;
+            }
+            assert_eq!(r.status, 200);
+            assert!(
+                revoked_at.elapsed() < ttl * 3,
+                "still accepted after the TTL"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        replica.stop().await;
+        app.stop().await;
+    }
+
+    #[tokio::test]
     async fn jwts_carry_tenant_and_role_and_are_validated() {
         let app = spawn_app().await;
         let a = app.tenant("a").await;
