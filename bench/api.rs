@@ -11,7 +11,8 @@
 //! Run with `bench/run.sh` (installs wrk if needed). Settings, from the environment:
 //! BENCH_TASKS (default 1050000), BENCH_TENANTS (400), BENCH_DURATION seconds per run
 //! (10), BENCH_CONCURRENCY (comma-separated, default "16,64"), BENCH_POOL (16),
-//! BENCH_SCENARIOS (default all five).
+//! BENCH_SCENARIOS (default all five), BENCH_DB_ONLY (stop after the database-level
+//! comparison).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -149,6 +150,12 @@ async fn run(cluster: &Cluster, opts: &Opts, out: &Path) -> anyhow::Result<()> {
     ))
     .await?;
 
+    let db_level = db_level(cluster, opts, &seeded).await?;
+    eprintln!("{db_level}");
+    if std::env::var("BENCH_DB_ONLY").is_ok() {
+        return Ok(());
+    }
+
     let rls = start_server(cluster, opts, false).await?;
     let explicit = start_server(cluster, opts, true).await?;
     eprintln!("RLS server on {rls}, explicit-filter baseline on {explicit}");
@@ -220,6 +227,7 @@ async fn run(cluster: &Cluster, opts: &Opts, out: &Path) -> anyhow::Result<()> {
         with_big.p50_ms,
         without_big.p50_ms
     ));
+    table.push_str(&format!("\n{db_level}"));
     print!("\n{table}");
     std::fs::write(out.join("api-results.md"), &table)?;
     eprintln!("written to {}", out.join("api-results.md").display());
@@ -329,6 +337,109 @@ async fn seed(su: &tokio_postgres::Client, opts: &Opts, out: &Path) -> anyhow::R
         all_targets,
         small_targets,
     })
+}
+
+/// The same comparison without HTTP: list a tenant's projects straight through the pools,
+/// as one statement (explicit filter), as a pipelined `TenantTx`, and as a naive
+/// BEGIN / set_config / SELECT / COMMIT sequence awaited one by one.
+async fn db_level(cluster: &Cluster, opts: &Opts, seeded: &Seeded) -> anyhow::Result<String> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let tenant_pool = TenantPool::connect(
+        cluster.config("tenantguard_app", DB),
+        PoolOptions {
+            max_size: opts.pool,
+            ..PoolOptions::default()
+        },
+    )
+    .await?;
+    let mgr = deadpool_postgres::Manager::from_config(
+        cluster.config(EXPLICIT_ROLE, DB),
+        tokio_postgres::NoTls,
+        deadpool_postgres::ManagerConfig {
+            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+        },
+    );
+    let plain = deadpool_postgres::Pool::builder(mgr)
+        .max_size(opts.pool)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()?;
+    let text = std::fs::read_to_string(&seeded.all_targets)?;
+    let tenants: Arc<Vec<TenantId>> = Arc::new(
+        text.lines()
+            .filter_map(|l| l.split(' ').next())
+            .filter_map(|k| {
+                k.strip_prefix("tgk_")?
+                    .split('_')
+                    .next()
+                    .map(str::to_string)
+            })
+            .filter_map(|t| Uuid::try_parse(&t).ok().map(TenantId::from_uuid))
+            .collect(),
+    );
+    let secs = opts.duration.min(5);
+    let conc = opts.concurrency.first().copied().unwrap_or(16) as usize;
+    let mut out = format!("database level (no HTTP), list 20 projects, c={conc}, {secs} s each:\n");
+    let mut base = 0.0;
+    for mode in [
+        "explicit filter, one statement",
+        "RLS, pipelined TenantTx",
+        "RLS, naive sequential",
+    ] {
+        let count = Arc::new(AtomicU64::new(0));
+        let stop = Instant::now() + Duration::from_secs(secs);
+        let mut tasks = Vec::new();
+        for w in 0..conc {
+            let (tp, pp, ts, count) = (
+                tenant_pool.clone(),
+                plain.clone(),
+                tenants.clone(),
+                count.clone(),
+            );
+            let mode = mode.to_string();
+            tasks.push(tokio::spawn(async move {
+                let mut i = w;
+                while Instant::now() < stop {
+                    i = (i + 7) % ts.len();
+                    let t = ts[i];
+                    let limit = 20i64;
+                    let r: anyhow::Result<()> = async {
+                        if mode.starts_with("explicit") {
+                            let c = pp.get().await?;
+                            let st = c.prepare_cached("SELECT id, name, description, created_at, updated_at FROM projects WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2").await?;
+                            c.query(&st, &[&t.as_uuid(), &limit]).await?;
+                        } else if mode.contains("pipelined") {
+                            let mut tx = tp.begin_read_only(t).await?;
+                            tx.query("SELECT id, name, description, created_at, updated_at FROM projects ORDER BY created_at DESC, id DESC LIMIT $1", &[&limit]).await?;
+                            tx.commit().await?;
+                        } else {
+                            let c = pp.get().await?;
+                            c.batch_execute("BEGIN READ ONLY").await?;
+                            let set = c.prepare_cached("SELECT set_config('app.tenant_id', $1, true)").await?;
+                            c.query(&set, &[&t.to_string()]).await?;
+                            let st = c.prepare_cached("SELECT id, name, description, created_at, updated_at FROM projects WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2").await?;
+                            c.query(&st, &[&t.as_uuid(), &limit]).await?;
+                            c.batch_execute("COMMIT").await?;
+                        }
+                        Ok(())
+                    }
+                    .await;
+                    if r.is_ok() {
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await?;
+        }
+        let rate = count.load(Ordering::Relaxed) as f64 / secs as f64;
+        if base == 0.0 {
+            base = rate;
+        }
+        out.push_str(&format!("  {mode}: {rate:.0} /s ({:.2}×)\n", rate / base));
+    }
+    Ok(out)
 }
 
 async fn start_server(
