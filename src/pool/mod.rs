@@ -212,9 +212,60 @@ impl TenantPool {
         })
     }
 
+    /// Checks out a connection and, without setting any tenant, reports what a statement on
+    /// it would see: the backend, the tenant setting (NULL or `''` when clean) and, if a
+    /// table is named, how many of its rows are visible (0 when policies fail closed).
+    /// A diagnostic for tests and readiness checks; it runs only this fixed query.
+    pub async fn inspect_idle(&self, table: Option<&str>) -> Result<IdleState, PoolError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_one(
+                "SELECT pg_backend_pid(), current_setting($1, true)",
+                &[&&*self.setting],
+            )
+            .await
+            .map_err(PoolError::db("inspecting an idle connection"))?;
+        let visible_rows = match table {
+            Some(t) => Some(
+                client
+                    .query_one(
+                        &format!("SELECT count(*) FROM {}", crate::policy::ident(t)),
+                        &[],
+                    )
+                    .await
+                    .map_err(PoolError::db("counting visible rows"))?
+                    .get(0),
+            ),
+            None => None,
+        };
+        Ok(IdleState {
+            backend_pid: row.get(0),
+            tenant_setting: row.get(1),
+            visible_rows,
+        })
+    }
+
     /// Pool occupancy, for metrics.
     pub fn status(&self) -> deadpool_postgres::Status {
         self.pool.status()
+    }
+}
+
+/// What an idle pooled connection sees with no tenant set ([`TenantPool::inspect_idle`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdleState {
+    /// `pg_backend_pid()` of the connection.
+    pub backend_pid: i32,
+    /// The tenant setting: `None` (never set) or `Some("")` (reset) when clean.
+    pub tenant_setting: Option<String>,
+    /// Rows of the named table visible without a tenant.
+    pub visible_rows: Option<i64>,
+}
+
+impl IdleState {
+    /// Whether no tenant context is in effect.
+    pub fn is_clean(&self) -> bool {
+        self.tenant_setting.as_deref().unwrap_or("").is_empty()
     }
 }
 
