@@ -5,6 +5,7 @@
 mod context;
 mod isolation;
 mod migrate;
+mod pgbouncer;
 mod pool_safety;
 mod rls_apply;
 mod support;
