@@ -2,10 +2,12 @@
 //! TEST_DATABASE_URL): policies on every table and command, composite keys, the tenant
 //! context's lifetime in the scoped pool, pool start-up refusals, migrate and rls apply.
 
+mod cluster;
 mod context;
 mod isolation;
 mod migrate;
 mod pgbouncer;
+mod plans;
 mod pool_safety;
 mod rls_apply;
 mod support;
