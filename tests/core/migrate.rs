@@ -134,3 +134,35 @@ async fn bad_input_gets_a_clear_error() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("tenant_setting"), "{out}");
 }
+
+#[tokio::test]
+async fn check_reports_a_dropped_table_and_migrate_refuses_without_changing_anything() {
+    let db = TestDb::new().await;
+    let su = db.superuser().await;
+    su.batch_execute("DROP TABLE webhooks; ALTER TABLE projects DISABLE ROW LEVEL SECURITY;")
+        .await
+        .unwrap();
+    let url = db.superuser_url();
+    let (code, out) = cli(&["migrate", "--check", "--database-url", &url]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("table public.webhooks: does not exist"),
+        "{out}"
+    );
+    assert!(
+        out.contains("table public.projects: row level security is disabled"),
+        "{out}"
+    );
+    let (code, out) = cli(&["migrate", "--database-url", &url]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("nothing was changed"), "{out}");
+    let rls: bool = su
+        .query_one(
+            "SELECT relrowsecurity FROM pg_class WHERE oid = 'projects'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!rls, "the refused run changed nothing");
+}
