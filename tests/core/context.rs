@@ -171,54 +171,7 @@ async fn context_dies_with_a_panic_and_a_cancelled_query() {
 async fn concurrent_tenants_on_a_small_pool_see_only_their_own_rows() {
     let db = TestDb::new().await;
     let su = db.superuser().await;
-    let mut tenants = Vec::new();
-    for i in 0..24 {
-        let t: uuid::Uuid = su
-            .query_one(
-                "INSERT INTO tenants (name) VALUES ($1) RETURNING id",
-                &[&format!("t{i}")],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        tenants.push(t);
-    }
+    let tenants = tenants(&su, 24).await;
     let pool = db.app_pool(3).await;
-    let mut tasks = Vec::new();
-    for round in 0..8 {
-        for &t in &tenants {
-            let pool = pool.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut tx = pool.begin(t.into()).await.unwrap();
-                tx.execute(
-                    "INSERT INTO projects (name) VALUES ($1)",
-                    &[&format!("{t}/{round}")],
-                )
-                .await
-                .unwrap();
-                tokio::task::yield_now().await;
-                let rows = tx
-                    .query("SELECT tenant_id, name FROM projects", &[])
-                    .await
-                    .unwrap();
-                tx.commit().await.unwrap();
-                for r in &rows {
-                    let owner: uuid::Uuid = r.get(0);
-                    let name: String = r.get(1);
-                    assert_eq!(owner, t, "saw another tenant's row {name}");
-                    assert!(name.starts_with(&t.to_string()), "saw {name}");
-                }
-                rows.len()
-            }));
-        }
-    }
-    for t in tasks {
-        assert!(t.await.unwrap() >= 1);
-    }
-    let total: i64 = su
-        .query_one("SELECT count(*) FROM projects", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(total, 24 * 8);
+    concurrent_isolation(&su, &pool, &tenants, 8).await;
 }

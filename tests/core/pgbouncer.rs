@@ -198,18 +198,7 @@ async fn session_level_context_leaks_behind_pgbouncer_transaction_local_does_not
 async fn tenant_pool_behind_pgbouncer_keeps_tenants_apart() {
     let db = TestDb::new().await;
     let su = db.superuser().await;
-    let mut tenants = Vec::new();
-    for i in 0..16 {
-        let t: uuid::Uuid = su
-            .query_one(
-                "INSERT INTO tenants (name) VALUES ($1) RETURNING id",
-                &[&format!("t{i}")],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        tenants.push(t);
-    }
+    let tenants = tenants(&su, 16).await;
     // Two server connections shared by eight pooled clients.
     let Some(b) = start(&db, 2) else { return };
     let pool = TenantPool::connect(
@@ -222,47 +211,5 @@ async fn tenant_pool_behind_pgbouncer_keeps_tenants_apart() {
     )
     .await
     .expect("the role check works through pgbouncer");
-    let mut handles = Vec::new();
-    for round in 0..6 {
-        for &t in &tenants {
-            let pool = pool.clone();
-            handles.push(tokio::spawn(async move {
-                let mut tx = pool.begin(t.into()).await.unwrap();
-                tx.execute(
-                    "INSERT INTO projects (name) VALUES ($1)",
-                    &[&format!("{t}/{round}")],
-                )
-                .await
-                .unwrap();
-                let rows = tx
-                    .query("SELECT tenant_id FROM projects", &[])
-                    .await
-                    .unwrap();
-                tx.commit().await.unwrap();
-                for r in &rows {
-                    assert_eq!(r.get::<_, uuid::Uuid>(0), t, "saw another tenant's row");
-                }
-                // A transaction that fails and is dropped must not poison the server
-                // connection for the next client either.
-                let mut tx = pool.begin(t.into()).await.unwrap();
-                assert!(tx.query("SELECT 1/0", &[]).await.is_err());
-                drop(tx);
-                rows.len()
-            }));
-        }
-    }
-    for h in handles {
-        assert!(h.await.unwrap() >= 1);
-    }
-    for _ in 0..8 {
-        let idle = pool.inspect_idle(Some("projects")).await.unwrap();
-        assert!(idle.is_clean(), "{idle:?}");
-        assert_eq!(idle.visible_rows, Some(0));
-    }
-    let total: i64 = su
-        .query_one("SELECT count(*) FROM projects", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(total, 16 * 6);
+    concurrent_isolation(&su, &pool, &tenants, 6).await;
 }

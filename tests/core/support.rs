@@ -44,17 +44,7 @@ impl Graph {
 }
 
 /// The nine tenant tables.
-pub const TABLES: [&str; 9] = [
-    "team_members",
-    "projects",
-    "tasks",
-    "documents",
-    "comments",
-    "invoices",
-    "api_keys",
-    "webhooks",
-    "audit_log",
-];
+pub use tenantguard::schema::TENANT_TABLES as TABLES;
 
 /// SQL inserting a fresh row into `table` for tenant `t`, pointing at the parents in `g`
 /// (which may belong to another tenant: that is what some tests try).
@@ -164,4 +154,73 @@ pub fn sqlstate(e: &tokio_postgres::Error) -> String {
     e.code()
         .map(|c| c.code().to_string())
         .unwrap_or_else(|| format!("no sqlstate: {e}"))
+}
+
+/// Inserts `n` tenants as the superuser and returns their ids.
+pub async fn tenants(su: &Client, n: usize) -> Vec<Uuid> {
+    su.query(
+        "INSERT INTO tenants (name) SELECT 't' || g FROM generate_series(1, $1::int) g RETURNING id",
+        &[&(n as i32)],
+    )
+    .await
+    .expect("insert tenants")
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+/// Runs `rounds` × `tenants` concurrent requests on `pool`: each inserts a project, reads
+/// every project it can see and asserts all are its own, then runs a failing transaction
+/// that is dropped (which must not poison the connection for the next user). Afterwards
+/// every idle connection is clean and the superuser sees every insert.
+pub async fn concurrent_isolation(
+    su: &Client,
+    pool: &tenantguard::TenantPool,
+    tenants: &[Uuid],
+    rounds: usize,
+) {
+    let mut handles = Vec::new();
+    for round in 0..rounds {
+        for &t in tenants {
+            let pool = pool.clone();
+            handles.push(tokio::spawn(async move {
+                let mut tx = pool.begin(t.into()).await.unwrap();
+                tx.execute(
+                    "INSERT INTO projects (name) VALUES ($1)",
+                    &[&format!("{t}/{round}")],
+                )
+                .await
+                .unwrap();
+                tokio::task::yield_now().await;
+                let rows = tx
+                    .query("SELECT tenant_id, name FROM projects", &[])
+                    .await
+                    .unwrap();
+                tx.commit().await.unwrap();
+                for r in &rows {
+                    let name: String = r.get(1);
+                    assert_eq!(r.get::<_, Uuid>(0), t, "saw another tenant's row {name}");
+                    assert!(name.starts_with(&t.to_string()), "saw {name}");
+                }
+                let mut tx = pool.begin(t.into()).await.unwrap();
+                assert!(tx.query("SELECT 1/0", &[]).await.is_err());
+                drop(tx);
+                rows.len()
+            }));
+        }
+    }
+    for h in handles {
+        assert!(h.await.unwrap() >= 1);
+    }
+    for _ in 0..pool.status().max_size {
+        let idle = pool.inspect_idle(Some("projects")).await.unwrap();
+        assert!(idle.is_clean(), "{idle:?}");
+        assert_eq!(idle.visible_rows, Some(0));
+    }
+    let total: i64 = su
+        .query_one("SELECT count(*) FROM projects", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(total as usize, tenants.len() * rounds);
 }
