@@ -73,3 +73,26 @@ fn missing_binaries_give_a_clear_error() {
     // Without PG_BIN the machine's own binaries are found.
     assert!(Binaries::locate_with(None).is_ok());
 }
+
+#[test]
+fn a_directory_the_server_user_cannot_reach_is_refused_with_a_hint() {
+    use std::os::unix::fs::PermissionsExt;
+    let outer = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(outer.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let opts = ClusterOptions {
+        base_dir: Some(outer.path().join("pg")),
+        ..ClusterOptions::default()
+    };
+    let result = Cluster::start(&opts);
+    if nix::unistd::geteuid().is_root() {
+        // Root hands the cluster to the postgres user, which cannot enter a 0700 root dir.
+        let msg = result.expect_err("unreachable directory").to_string();
+        assert!(
+            msg.contains("cannot reach") && msg.contains("/var/tmp"),
+            "{msg}"
+        );
+    } else {
+        // Not root: the server runs as this user, who owns the directory.
+        drop(result.expect("own 0700 directory is fine"));
+    }
+}
