@@ -18,7 +18,7 @@ pub mod cli;
 pub mod cluster;
 pub mod policy;
 pub mod pool;
-// pub mod probe;
+pub mod probe;
 pub mod schema;
 pub mod secrets;
 pub mod testing;

@@ -1,0 +1,177 @@
+//! `tenantguard probe` against the reference schema and the exploitable fixtures.
+
+use tenantguard::probe::{Attack, ProbeReport};
+
+use crate::support::*;
+
+pub async fn probe(db: &TestDb, config: &AuditConfig) -> ProbeReport {
+    let mut su = db.superuser().await;
+    tenantguard::probe::probe(&mut su, config)
+        .await
+        .unwrap_or_else(|e| panic!("probe: {}", tenantguard::error_chain(&e)))
+}
+
+#[tokio::test]
+async fn reference_schema_has_no_leaks_and_is_left_unchanged() {
+    let db = TestDb::new().await;
+    let report = probe(&db, &AuditConfig::default()).await;
+    eprintln!("{}", report.text());
+    assert_eq!(report.leaks(), 0, "{}", report.text());
+    assert!(report.unchanged(), "{}", report.text());
+    // Every tenant table got rows and was attacked (nothing silently skipped).
+    for t in &report.tables {
+        assert_eq!(
+            t.get(Attack::ReadOther).map(|o| o.label()),
+            Some("blocked"),
+            "{}",
+            t.table
+        );
+    }
+    assert_eq!(report.tables.len(), 10);
+}
+
+#[tokio::test]
+async fn clean_prelude_has_no_leaks() {
+    let fx = Fixture::load("clean").await;
+    let report = probe(&fx.db, &fx.config()).await;
+    assert_eq!(report.leaks(), 0, "{}", report.text());
+    assert!(report.unchanged(), "{}", report.text());
+}
+
+/// The probe shows the planted weakness as LEAKED in the right cells, and only in tables
+/// the fixture broke; the database is unchanged afterwards.
+macro_rules! leaks {
+    ($test:ident, $fixture:literal, $table:literal, [$($attack:ident),+]) => {
+        #[tokio::test]
+        async fn $test() {
+            let fx = Fixture::load($fixture).await;
+            let report = probe(&fx.db, &fx.config()).await;
+            $(
+                let cell = report.cell($table, Attack::$attack);
+                assert!(
+                    cell.is_some_and(|o| o.leaked()),
+                    "{} {:?} is {:?}\n{}", $table, Attack::$attack, cell, report.text()
+                );
+            )+
+            assert!(report.unchanged(), "{}", report.text());
+        }
+    };
+}
+
+leaks!(
+    probe_rls_disabled,
+    "rls_disabled",
+    "public.leaky",
+    [
+        ReadOther,
+        UpdateOther,
+        DeleteOther,
+        InsertOther,
+        MoveToOther,
+        ReadUnset
+    ]
+);
+leaks!(
+    probe_dormant_policies,
+    "dormant_policies",
+    "public.notes",
+    [ReadOther, InsertOther]
+);
+leaks!(
+    probe_app_owns_table,
+    "app_owns_table",
+    "public.notes",
+    [ReadOther, DeleteOther]
+);
+leaks!(
+    probe_permissive_true,
+    "permissive_true",
+    "public.docs",
+    [
+        ReadOther,
+        UpdateOther,
+        DeleteOther,
+        InsertOther,
+        MoveToOther,
+        ReadEmpty
+    ]
+);
+leaks!(
+    probe_or_widened,
+    "or_widened",
+    "public.notes",
+    [ReadOther, UpdateOther]
+);
+leaks!(
+    probe_several_permissive,
+    "several_permissive",
+    "public.notes",
+    [ReadOther]
+);
+leaks!(
+    probe_insert_check_true,
+    "insert_check_true",
+    "public.notes",
+    [InsertOther]
+);
+leaks!(
+    probe_update_check_moves,
+    "update_check_moves",
+    "public.notes",
+    [MoveToOther]
+);
+leaks!(
+    probe_fail_open,
+    "fail_open",
+    "public.notes",
+    [ReadUnset, ReadEmpty]
+);
+leaks!(
+    probe_fail_open_coalesce,
+    "fail_open_coalesce",
+    "public.notes",
+    [ReadUnset, ReadEmpty]
+);
+leaks!(
+    probe_app_bypassrls,
+    "app_bypassrls",
+    "public.notes",
+    [ReadOther]
+);
+leaks!(
+    probe_truncate_granted,
+    "truncate_granted",
+    "public.notes",
+    [Truncate]
+);
+leaks!(
+    probe_fk_without_tenant,
+    "fk_without_tenant",
+    "public.replies",
+    [ReferenceOther]
+);
+leaks!(
+    probe_unique_without_tenant,
+    "unique_without_tenant",
+    "public.notes",
+    [UniqueOracle]
+);
+leaks!(
+    probe_unprotected_partition,
+    "unprotected_partition",
+    "public.events_all",
+    [ReadOther, ReadUnset]
+);
+
+#[tokio::test]
+async fn one_argument_current_setting_fails_closed() {
+    // TG021 is low because the probe shows it errors rather than leaks.
+    let fx = Fixture::load("one_argument").await;
+    let report = probe(&fx.db, &fx.config()).await;
+    assert_eq!(report.leaks(), 0, "{}", report.text());
+    let cell = report.cell("public.notes", Attack::ReadEmpty).unwrap();
+    assert!(
+        matches!(cell, tenantguard::probe::Outcome::Blocked(d) if d.contains("fails closed")),
+        "{cell:?}"
+    );
+}
