@@ -5,6 +5,7 @@
 
 mod support;
 
+mod cli;
 mod fixtures;
 mod probe;
 mod reference;
