@@ -90,6 +90,8 @@ pub struct Model {
     pub source_names: Vec<String>,
     /// Lower-case names of tenant tables with row-level security enabled.
     pub scoped_relations: Vec<String>,
+    /// Compiled patterns for the tenant setting.
+    pub setting: predicate::SettingPatterns,
 }
 
 impl Model {
@@ -166,10 +168,11 @@ impl Model {
             }
         }
 
+        let setting = predicate::SettingPatterns::new(&config.tenant_setting);
         let mut source_functions: HashSet<u32> = catalog
             .functions
             .iter()
-            .filter(|f| predicate::setting_use(&f.source, &config.tenant_setting).reads)
+            .filter(|f| setting.find(&f.source).reads)
             .map(|f| f.oid)
             .collect();
         loop {
@@ -202,6 +205,7 @@ impl Model {
             scoped_relations.push(t.name.to_lowercase());
         }
         Model {
+            setting,
             scoped_relations,
             catalog,
             config: config.clone(),

@@ -381,49 +381,58 @@ pub struct SettingUse {
     pub session_scoped_set: bool,
 }
 
-/// Finds how `text` uses `setting` (case-insensitive, whitespace-tolerant).
-pub fn setting_use(text: &str, setting: &str) -> SettingUse {
-    let lower = text.to_lowercase();
-    let name = regex::escape(&setting.to_lowercase());
-    let call = format!(r"current_setting\s*\(\s*'{name}'(?:\s*::\s*\w+)?\s*(,[^)]*)?\)");
-    let mut out = SettingUse::default();
-    if let Ok(re) = Regex::new(&call) {
-        for m in re.captures_iter(&lower) {
+/// Compiled patterns for one setting name (compile once: an audit matches thousands of
+/// predicates).
+#[derive(Debug, Clone)]
+pub struct SettingPatterns {
+    call: Regex,
+    cast: Regex,
+    nullif: Regex,
+    session_set: [Regex; 2],
+}
+
+impl SettingPatterns {
+    /// Patterns for `setting` (case-insensitive, whitespace-tolerant).
+    pub fn new(setting: &str) -> SettingPatterns {
+        let name = regex::escape(&setting.to_lowercase());
+        let call = format!(r"current_setting\s*\(\s*'{name}'(?:\s*::\s*\w+)?\s*(,[^)]*)?\)");
+        // The patterns are built from an escaped name, so they always compile.
+        let re =
+            |p: &str| Regex::new(p).unwrap_or_else(|_| Regex::new("$^").expect("trivial regex"));
+        SettingPatterns {
+            cast: re(&format!(r"{call}\s*\)?\s*::\s*\w+")),
+            nullif: re(&format!(r"nullif\s*\(\s*\(?\s*{call}")),
+            call: re(&call),
+            session_set: [
+                re(&format!(
+                    r"set_config\s*\(\s*'{name}'[^;]*,\s*(false|'f'|'false')\s*\)"
+                )),
+                re(&format!(r"(^|[;\s])set\s+(session\s+)?{name}\s*(=|to)")),
+            ],
+        }
+    }
+
+    /// How `text` (a deparsed predicate or a function body) uses the setting.
+    pub fn find(&self, text: &str) -> SettingUse {
+        let lower = text.to_lowercase();
+        let mut out = SettingUse::default();
+        for m in self.call.captures_iter(&lower) {
             out.reads = true;
             if m.get(1).is_none() {
                 out.one_argument = true;
             }
         }
         // A cast right after the call (optionally behind one closing paren) without NULLIF.
-        let cast = format!(r"{call}\s*\)?\s*::\s*\w+");
-        let nullif = format!(r"nullif\s*\(\s*\(?\s*{call}");
-        if let (Ok(c), Ok(n)) = (Regex::new(&cast), Regex::new(&nullif)) {
-            if c.is_match(&lower) && !n.is_match(&lower) {
-                out.missing_nullif = true;
-            }
-        }
+        out.missing_nullif =
+            out.reads && self.cast.is_match(&lower) && !self.nullif.is_match(&lower);
+        out.session_scoped_set = self.session_set.iter().any(|r| r.is_match(&lower));
+        out
     }
-    let set_call = format!(r"set_config\s*\(\s*'{name}'[^;]*,\s*(false|'f'|'false')\s*\)");
-    let plain_set = format!(r"(^|[;\s])set\s+(session\s+)?{name}\s*(=|to)");
-    for p in [set_call, plain_set] {
-        if Regex::new(&p).map(|r| r.is_match(&lower)).unwrap_or(false) {
-            out.session_scoped_set = true;
-        }
-    }
-    out
 }
 
-/// Whether `text` mentions the relation `schema.name` or `name` as a word (function bodies).
-pub fn mentions_relation(text: &str, schema: &str, name: &str) -> bool {
-    let lower = text.to_lowercase();
-    let pat = format!(
-        r#"(^|[^a-z0-9_."])("?{}"?\s*\.\s*)?"?{}"?($|[^a-z0-9_"])"#,
-        regex::escape(&schema.to_lowercase()),
-        regex::escape(&name.to_lowercase())
-    );
-    Regex::new(&pat)
-        .map(|r| r.is_match(&lower))
-        .unwrap_or(false)
+/// Finds how `text` uses `setting` (compiles the patterns; prefer [`SettingPatterns`]).
+pub fn setting_use(text: &str, setting: &str) -> SettingUse {
+    SettingPatterns::new(setting).find(text)
 }
 
 #[cfg(test)]

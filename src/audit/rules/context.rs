@@ -20,7 +20,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
                 .into_iter()
                 .flatten()
             {
-                let u = predicate::setting_use(e, setting);
+                let u = model.setting.find(e);
                 uses.one_argument |= u.one_argument;
                 uses.missing_nullif |= u.missing_nullif;
                 identity |= predicate::analyse(e, &cx).identity_key;
@@ -85,7 +85,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
                     p.functions.contains(&f.oid) && model.source_functions.contains(&f.oid)
                 })
             {
-                let u = predicate::setting_use(&f.source, setting);
+                let u = model.setting.find(&f.source);
                 let fobj = format!("function {}.{}({})", f.schema, f.name, f.args);
                 if u.one_argument {
                     sink.add("TG021", Severity::Low, fobj.clone(),
@@ -101,7 +101,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
         }
     }
     for f in &model.catalog.functions {
-        if f.app_can_execute && predicate::setting_use(&f.source, setting).session_scoped_set {
+        if f.app_can_execute && model.setting.find(&f.source).session_scoped_set {
             sink.add(
                 "TG025",
                 Severity::Medium,
