@@ -175,3 +175,103 @@ async fn one_argument_current_setting_fails_closed() {
         "{cell:?}"
     );
 }
+
+#[tokio::test]
+async fn unsynthesizable_rows_make_attacks_not_applicable_with_the_reason() {
+    let fx = Fixture::load("unsynthesizable").await;
+    let report = probe(&fx.db, &fx.config()).await;
+    for attack in Attack::ALL {
+        let cell = report.cell("public.codes", attack).unwrap();
+        assert!(
+            matches!(cell, tenantguard::probe::Outcome::NotApplicable(r) if r.contains("CHECK")),
+            "{attack:?}: {cell:?}"
+        );
+    }
+    // The other tables are still attacked.
+    assert_eq!(
+        report
+            .cell("public.notes", Attack::ReadOther)
+            .map(|o| o.label()),
+        Some("blocked")
+    );
+    assert_eq!(report.leaks(), 0, "{}", report.text());
+    assert!(report.unchanged());
+}
+
+#[tokio::test]
+async fn custom_column_and_setting_names() {
+    let fx = Fixture::load("standalone_custom_names").await;
+    let config = AuditConfig {
+        app_role: fx.app.clone(),
+        tenant_column: "org_id".into(),
+        tenant_setting: "app.current_tenant_id".into(),
+        schemas: vec!["public".into()],
+    };
+    let report = probe(&fx.db, &config).await;
+    assert_eq!(report.leaks(), 0, "{}", report.text());
+    assert_eq!(
+        report
+            .cell("public.items", Attack::ReadOther)
+            .map(|o| o.label()),
+        Some("blocked"),
+        "{}",
+        report.text()
+    );
+    assert_eq!(
+        report
+            .cell("public.items", Attack::InsertOther)
+            .map(|o| o.label()),
+        Some("blocked"),
+        "{}",
+        report.text()
+    );
+    let findings = audit(&fx.db, &config).await;
+    assert!(
+        findings.iter().all(|f| f.severity < Severity::High),
+        "{}",
+        dump(&findings)
+    );
+    // With the wrong setting name every policy ignores "the" tenant: the audit says so.
+    let wrong = AuditConfig {
+        tenant_setting: "app.tenant_id".into(),
+        ..config
+    };
+    let findings = audit(&fx.db, &wrong).await;
+    expect(&findings, "TG010", "\"items_all\" on public.items");
+}
+
+#[tokio::test]
+async fn the_snapshot_notices_a_change() {
+    // The "unchanged" proof can fail: one inserted row is a difference.
+    let fx = Fixture::load("clean").await;
+    let su = fx.db.superuser().await;
+    let before = tenantguard::probe::snapshot::take(&su, &fx.app, &[])
+        .await
+        .unwrap();
+    su.batch_execute("INSERT INTO tenants (name) VALUES ('x')")
+        .await
+        .unwrap();
+    let after = tenantguard::probe::snapshot::take(&su, &fx.app, &[])
+        .await
+        .unwrap();
+    let diff = before.diff(&after);
+    assert_eq!(diff.len(), 1, "{diff:?}");
+    assert!(
+        diff[0].starts_with("rows public.tenants: 0 -> 1"),
+        "{diff:?}"
+    );
+}
+
+#[tokio::test]
+async fn audit_changes_nothing() {
+    let db = TestDb::new().await;
+    let su = db.superuser().await;
+    let before = tenantguard::probe::snapshot::take(&su, "tenantguard_app", &[])
+        .await
+        .unwrap();
+    audit(&db, &AuditConfig::default()).await;
+    let after = tenantguard::probe::snapshot::take(&su, "tenantguard_app", &[])
+        .await
+        .unwrap();
+    assert!(before.diff(&after).is_empty(), "{:?}", before.diff(&after));
+}

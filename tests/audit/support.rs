@@ -22,9 +22,15 @@ impl Fixture {
             "{}/tests/fixtures/audit/_prelude.sql",
             env!("CARGO_MANIFEST_DIR")
         );
-        let sql = std::fs::read_to_string(&prelude).unwrap_or_else(|e| panic!("{prelude}: {e}"))
-            + "\n"
-            + &std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let own = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        // `standalone_*` fixtures bring their own roles and tables.
+        let sql = if name.starts_with("standalone_") {
+            own
+        } else {
+            std::fs::read_to_string(&prelude).unwrap_or_else(|e| panic!("{prelude}: {e}"))
+                + "\n"
+                + &own
+        };
         let app = unique_name("app");
         let owner = unique_name("owner");
         let sql = sql.replace("{{app}}", &app).replace("{{owner}}", &owner);
