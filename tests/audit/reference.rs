@@ -52,3 +52,16 @@ async fn reference_model_sees_every_tenant_table() {
     }
     assert!(!model.source_functions.is_empty());
 }
+
+#[test]
+fn every_rule_is_documented() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/audit-json.md"))
+        .unwrap();
+    for r in tenantguard::audit::RULES {
+        let row = format!("| {} | {} | {} |", r.id, r.severity, r.name);
+        assert!(
+            doc.contains(&row),
+            "docs/audit-json.md lacks the row {row:?}"
+        );
+    }
+}
