@@ -92,6 +92,8 @@ pub struct Model {
     pub scoped_relations: Vec<String>,
     /// Compiled patterns for the tenant setting.
     pub setting: predicate::SettingPatterns,
+    /// Position of each table in `catalog.tables`, by oid.
+    index: HashMap<u32, usize>,
 }
 
 impl Model {
@@ -125,15 +127,20 @@ impl Model {
                 );
             }
         }
+        let index: HashMap<u32, usize> = catalog
+            .tables
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.oid, i))
+            .collect();
         // Children: reach a tenant table through foreign keys (to a fixpoint).
         loop {
             let mut added = false;
             for fk in &catalog.foreign_keys {
                 if !tenant.contains_key(&fk.table) && tenant.contains_key(&fk.references) {
-                    let is_table = catalog
-                        .tables
-                        .iter()
-                        .any(|t| t.oid == fk.table && matches!(t.kind, 'r' | 'p' | 'f'));
+                    let is_table = index
+                        .get(&fk.table)
+                        .is_some_and(|&i| matches!(catalog.tables[i].kind, 'r' | 'p' | 'f'));
                     if is_table {
                         tenant.insert(
                             fk.table,
@@ -205,6 +212,7 @@ impl Model {
             scoped_relations.push(t.name.to_lowercase());
         }
         Model {
+            index,
             setting,
             scoped_relations,
             catalog,
@@ -217,7 +225,7 @@ impl Model {
 
     /// The table with this oid.
     pub fn table(&self, oid: u32) -> Option<&Table> {
-        self.catalog.tables.iter().find(|t| t.oid == oid)
+        self.index.get(&oid).map(|&i| &self.catalog.tables[i])
     }
 
     /// Tenant tables (relations that hold rows), in catalog order.

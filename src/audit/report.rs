@@ -194,7 +194,6 @@ impl Report {
                     "name": r.name,
                     "shortDescription": { "text": r.title },
                     "fullDescription": { "text": r.title },
-                    "helpUri": "https://github.com/tenantguard/tenantguard/blob/main/docs/audit-json.md",
                     "defaultConfiguration": { "level": level(r.severity) },
                     "properties": {
                         "tags": ["security", "multi-tenancy", "row-level-security"],
@@ -233,7 +232,6 @@ impl Report {
                 "tool": { "driver": {
                     "name": "tenantguard",
                     "version": env!("CARGO_PKG_VERSION"),
-                    "informationUri": "https://github.com/tenantguard/tenantguard",
                     "rules": rules_json,
                 }},
                 "results": results,
