@@ -319,6 +319,8 @@ pub struct Catalog {
     pub setting_config_source: Option<String>,
     /// Default privileges the app would get on future tables.
     pub default_acls: Vec<DefaultAcl>,
+    /// Server-file and large-object functions a non-superuser role of the app may execute.
+    pub file_functions: Vec<String>,
 }
 
 fn db(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> AuditError {
@@ -715,5 +717,20 @@ pub async fn load(tx: &Transaction<'_>, config: &AuditConfig) -> Result<Catalog,
             privilege: r.get(2),
         })
         .collect();
+    let rows = tx
+        .query(
+            "SELECT p.oid::regprocedure::text FROM pg_proc p
+             WHERE p.oid = ANY (ARRAY['pg_catalog.pg_read_file(text)', 'pg_catalog.pg_read_binary_file(text)',
+                                      'pg_catalog.pg_read_file(text,bigint,bigint)', 'pg_catalog.pg_ls_dir(text)',
+                                      'pg_catalog.lo_import(text)', 'pg_catalog.lo_export(oid,text)']::regprocedure[])
+               AND EXISTS (SELECT 1 FROM pg_roles r
+                           WHERE pg_has_role($1::text, r.oid, 'MEMBER') AND NOT r.rolsuper
+                             AND has_function_privilege(r.oid, p.oid, 'EXECUTE'))
+             ORDER BY 1",
+            &[app],
+        )
+        .await
+        .map_err(db("server-file functions"))?;
+    cat.file_functions = rows.iter().map(|r| r.get(0)).collect();
     Ok(cat)
 }

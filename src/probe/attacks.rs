@@ -205,8 +205,25 @@ pub async fn run_all(
         .filter(|(t, _)| matches!(t.kind, 'r' | 'p'))
         .map(|(t, _)| t)
         .collect();
+    // Views and materialized views over tenant tables that expose the tenant column: read
+    // attacks only.
+    let tcol = &model.config.tenant_column;
+    let views: Vec<&Table> = model
+        .catalog
+        .tables
+        .iter()
+        .filter(|v| matches!(v.kind, 'v' | 'm') && v.column(tcol).is_some())
+        .filter(|v| {
+            model
+                .catalog
+                .view_deps
+                .iter()
+                .any(|(x, r)| *x == v.oid && model.tenant.contains_key(r))
+        })
+        .collect();
     let mut results: Vec<TableResult> = targets
         .iter()
+        .chain(views.iter())
         .map(|t| TableResult {
             table: t.display(),
             cells: Vec::new(),
@@ -219,6 +236,12 @@ pub async fn run_all(
             _ => no_rows(t, &failed),
         };
         results[i].cells.push((Attack::ReadUnset, o));
+    }
+    for (j, v) in views.iter().enumerate() {
+        let o = view_read(&cx, v, None).await?;
+        results[targets.len() + j]
+            .cells
+            .push((Attack::ReadUnset, o));
     }
     for (i, t) in targets.iter().enumerate() {
         let tt = &model.tenant[&t.oid];
@@ -264,7 +287,75 @@ pub async fn run_all(
             .cells
             .sort_by_key(|(a, _)| Attack::ALL.iter().position(|x| x == a));
     }
+    for (j, v) in views.iter().enumerate() {
+        let cells = &mut results[targets.len() + j].cells;
+        cells.push((Attack::ReadOther, view_read(&cx, v, Some(0)).await?));
+        cells.push((
+            Attack::ReadEmpty,
+            view_read(&cx, v, Some(usize::MAX)).await?,
+        ));
+        for atk in Attack::ALL {
+            if !cells.iter().any(|(a, _)| *a == atk) {
+                cells.push((
+                    atk,
+                    Outcome::NotApplicable("a view: only reads are attacked".into()),
+                ));
+            }
+        }
+        cells.sort_by_key(|(a, _)| Attack::ALL.iter().position(|x| x == a));
+    }
     Ok((results, notes))
+}
+
+/// Reads a view over tenant tables as the app: with tenant A set (`Some(0)`), B's rows
+/// must be invisible; with no tenant or '' (`None`, `Some(usize::MAX)`), all synthetic
+/// rows. A materialized view is refreshed first (inside the savepoint) so it holds them.
+async fn view_read(cx: &Ctx<'_>, v: &Table, tenant: Option<usize>) -> Result<Outcome, ProbeError> {
+    let tcol = ident(&cx.model.config.tenant_column);
+    let (a, b) = (cx.seeds.tenants.sql(0), cx.seeds.tenants.sql(1));
+    let filter = if tenant == Some(0) {
+        format!("{tcol} = {b}")
+    } else {
+        format!("{tcol} IN ({a}, {b})")
+    };
+    cx.savepoint().await?;
+    if v.kind == 'm' {
+        if let Err(e) = cx
+            .tx
+            .batch_execute(&format!("REFRESH MATERIALIZED VIEW {}", v.qualified()))
+            .await
+        {
+            cx.end().await?;
+            return Ok(Outcome::NotApplicable(format!(
+                "cannot refresh the materialized view: {}",
+                err_text(&e)
+            )));
+        }
+    }
+    let r = match cx.become_app(tenant).await {
+        Ok(()) => {
+            cx.count(&format!(
+                "SELECT count(*) FROM {} WHERE {filter}",
+                v.qualified()
+            ))
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    cx.end().await?;
+    let what = match tenant {
+        Some(0) => "with tenant A set, rows of tenant B",
+        Some(_) => "with the tenant set to '', synthetic rows",
+        None => "with no tenant set, synthetic rows",
+    };
+    Ok(match r {
+        Ok(n) if n > 0 => Outcome::Leaked(format!("through the view, {what} were visible ({n})")),
+        Ok(_) => Outcome::Blocked(format!(
+            "through the view, no {}",
+            &what[what.find(", ").map(|i| i + 2).unwrap_or(0)..]
+        )),
+        Err(e) => Outcome::Blocked(format!("error: {}", err_text(&e))),
+    })
 }
 
 fn no_column(tt: &crate::audit::model::TenantTable) -> String {

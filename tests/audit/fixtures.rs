@@ -93,3 +93,5 @@ async fn print_all() {
         eprintln!("== {name}\n{}", dump(&fx.audit().await));
     }
 }
+fixture!(server_file_functions, "TG038" on "function pg_read_file(text)" at High);
+fixture!(matview_readable, "TG041" on "materialized view public.note_copies" at Critical);

@@ -275,3 +275,46 @@ async fn audit_changes_nothing() {
         .unwrap();
     assert!(before.diff(&after).is_empty(), "{:?}", before.diff(&after));
 }
+leaks!(
+    probe_owner_rights_view,
+    "owner_rights_view",
+    "public.all_notes",
+    [ReadOther, ReadUnset, ReadEmpty]
+);
+leaks!(
+    probe_matview,
+    "matview_readable",
+    "public.note_copies",
+    [ReadOther]
+);
+
+#[tokio::test]
+async fn a_security_invoker_view_is_blocked() {
+    let fx = Fixture::load("clean").await;
+    fx.db
+        .superuser()
+        .await
+        .batch_execute(&format!(
+            "CREATE VIEW safe_notes WITH (security_invoker = true) AS SELECT tenant_id, id FROM notes;
+             GRANT SELECT ON safe_notes TO \"{}\"",
+            fx.app
+        ))
+        .await
+        .unwrap();
+    let report = probe(&fx.db, &fx.config()).await;
+    assert_eq!(
+        report
+            .cell("public.safe_notes", Attack::ReadOther)
+            .map(|o| o.label()),
+        Some("blocked"),
+        "{}",
+        report.text()
+    );
+    assert_eq!(report.leaks(), 0, "{}", report.text());
+    let findings = audit(&fx.db, &fx.config()).await;
+    assert!(
+        !findings.iter().any(|f| f.rule == "TG040"),
+        "{}",
+        dump(&findings)
+    );
+}

@@ -66,6 +66,7 @@ rules! {
     "TG035" "trigger-granted" Medium "TRIGGER on a tenant table is granted to the app";
     "TG036" "dangerous-predefined-role" High "The app can become a predefined role that reads files or bypasses unprotected tables";
     "TG037" "default-privileges" Medium "Default privileges give the app TRUNCATE, TRIGGER or REFERENCES on future tables";
+    "TG038" "server-file-functions" High "The app may execute functions that read server files or move large objects to and from them";
     "TG040" "owner-rights-view" Critical "A view over tenant tables runs with its owner's rights (no security_invoker)";
     "TG041" "materialized-view-over-tenant-data" Critical "A materialized view over tenant tables is readable by the app";
     "TG042" "definer-function-touches-tenant-tables" High "A SECURITY DEFINER function the app can execute reads or writes tenant tables";

@@ -125,6 +125,15 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
             );
         }
     }
+    for f in &model.catalog.file_functions {
+        sink.add(
+            "TG038",
+            Severity::High,
+            format!("function {f}"),
+            "It reads server files (or moves large objects to and from them) outside row-level security; the data directory holds every tenant's rows.",
+            format!("REVOKE EXECUTE ON FUNCTION {f} FROM {qapp};"),
+        );
+    }
     for d in &model.catalog.default_acls {
         let scope = if d.schema.is_empty() {
             "all schemas".to_string()
