@@ -259,3 +259,62 @@ async fn probe_cli_on_the_reference_schema_exits_zero() {
         stdout(&o)
     );
 }
+
+#[tokio::test]
+async fn probe_interrupted_by_ctrl_c_leaves_nothing_behind() {
+    let fx = Fixture::load("clean").await;
+    let su = fx.db.superuser().await;
+    let before = tenantguard::probe::snapshot::take(&su, &fx.app, &[])
+        .await
+        .unwrap();
+    // EXCLUSIVE lets the snapshot count `notes` but makes the probe's insert wait, after it
+    // has already inserted its synthetic tenants.
+    let mut locker = fx.db.superuser().await;
+    let lock = locker.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE notes IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenantguard"))
+        .args([
+            "probe",
+            "--database-url",
+            &fx.db.superuser_url(),
+            "--app-role",
+            &fx.app,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let waiting = "SELECT count(*) FROM pg_stat_activity
+                   WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    let mut seen = false;
+    for _ in 0..80 {
+        if su.query_one(waiting, &[]).await.unwrap().get::<_, i64>(0) > 0 {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(seen, "the probe never waited on the lock");
+    let pid = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(code(&out), 2, "{}{}", stdout(&out), stderr(&out));
+    assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
+    lock.rollback().await.unwrap();
+    // The server ends the probe's session; its inserts are gone.
+    let others = "SELECT count(*) FROM pg_stat_activity
+                  WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+                    AND state <> 'idle'";
+    for _ in 0..100 {
+        if su.query_one(others, &[]).await.unwrap().get::<_, i64>(0) == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let after = tenantguard::probe::snapshot::take(&su, &fx.app, &[])
+        .await
+        .unwrap();
+    assert!(before.diff(&after).is_empty(), "{:?}", before.diff(&after));
+}
