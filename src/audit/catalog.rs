@@ -198,6 +198,8 @@ pub struct Policy {
     pub public: bool,
     /// Applies to the app role (directly, through PUBLIC or an inherited role).
     pub applies_to_app: bool,
+    /// The roles the app is or can become (see [`Catalog::app_roles`]) it applies to.
+    pub applies_to: Vec<String>,
     /// USING, deparsed.
     pub using: Option<String>,
     /// WITH CHECK, deparsed.
@@ -569,7 +571,11 @@ pub async fn load(tx: &Transaction<'_>, config: &AuditConfig) -> Result<Catalog,
                             AND d.refclassid = 'pg_proc'::regclass),
                     ARRAY(SELECT DISTINCT d.refobjid FROM pg_depend d
                           WHERE d.classid = 'pg_policy'::regclass AND d.objid = p.oid
-                            AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> p.polrelid)
+                            AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> p.polrelid),
+                    ARRAY(SELECT rr.rolname::text FROM pg_roles rr
+                          WHERE pg_has_role($2::text, rr.oid, 'MEMBER')
+                            AND EXISTS (SELECT 1 FROM unnest(p.polroles) r
+                                        WHERE r = 0 OR pg_has_role(rr.oid, r, 'USAGE')))
              FROM pg_policy p WHERE p.polrelid = ANY($1)
              ORDER BY p.polrelid, p.polname",
             &[&oids, app],
@@ -593,6 +599,7 @@ pub async fn load(tx: &Transaction<'_>, config: &AuditConfig) -> Result<Catalog,
                 check: r.get(9),
                 functions: r.get(10),
                 relations: r.get(11),
+                applies_to: r.get(12),
             }
         })
         .collect();

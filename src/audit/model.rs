@@ -255,10 +255,33 @@ impl Model {
             .filter(move |p| p.table == table && p.applies_to_app)
     }
 
-    /// The effective rules of `command` on a tenant table, for the USING side and (INSERT,
-    /// UPDATE) the WITH CHECK side.
+    /// Roles whose policies decide what the app sees: the app role and every role it can
+    /// SET ROLE to, except superusers and BYPASSRLS roles (which skip policies, and are
+    /// findings of their own).
+    pub fn policy_roles(&self) -> impl Iterator<Item = &str> {
+        self.catalog
+            .app_roles
+            .iter()
+            .filter(|r| !r.superuser && !r.bypass_rls)
+            .map(|r| r.name.as_str())
+    }
+
+    /// The effective rules of `command` on a tenant table for the app role, for the USING
+    /// side and (INSERT, UPDATE) the WITH CHECK side.
     pub fn effective<'a>(
         &'a self,
+        table: &'a Table,
+        tt: &'a TenantTable,
+        command: Command,
+        check_side: bool,
+    ) -> Effective<'a> {
+        self.effective_as(&self.config.app_role, table, tt, command, check_side)
+    }
+
+    /// Like [`Model::effective`], for `role` (the app or a role it can become).
+    pub fn effective_as<'a>(
+        &'a self,
+        role: &str,
         table: &'a Table,
         tt: &'a TenantTable,
         command: Command,
@@ -271,7 +294,12 @@ impl Model {
             permissive: Vec::new(),
             restrictive: Vec::new(),
         };
-        for p in self.app_policies(table.oid) {
+        let policies = self
+            .catalog
+            .policies
+            .iter()
+            .filter(|p| p.table == table.oid && p.applies_to.iter().any(|r| r == role));
+        for p in policies {
             if p.cmd != '*' && p.cmd != command.polcmd() {
                 continue;
             }

@@ -403,27 +403,70 @@ fn seed_order(model: &Model) -> Vec<u32> {
 }
 
 async fn read_other(cx: &Ctx<'_>, t: &Table, b: &Row) -> Result<Outcome, ProbeError> {
-    cx.savepoint().await?;
-    let r = match cx.become_app(Some(0)).await {
-        Ok(()) => {
-            cx.count(&format!(
-                "SELECT count(*) FROM {} WHERE {}",
-                t.qualified(),
-                b.locator()
-            ))
-            .await
+    // As the app, then as every role it can SET ROLE to (switching from the app itself, so
+    // PostgreSQL checks that it may); predefined roles are left out.
+    let app = cx.model.config.app_role.clone();
+    let mut roles = vec![app.clone()];
+    roles.extend(
+        cx.model
+            .catalog
+            .app_roles
+            .iter()
+            .map(|r| r.name.clone())
+            .filter(|n| *n != app && !n.starts_with("pg_")),
+    );
+    let mut first_err = None;
+    for role in &roles {
+        cx.savepoint().await?;
+        let r = match cx.become_app(Some(0)).await {
+            Ok(()) => {
+                let switch = if *role == app {
+                    Ok(())
+                } else {
+                    cx.tx
+                        .batch_execute(&format!("SET LOCAL ROLE {}", ident(role)))
+                        .await
+                };
+                match switch {
+                    Ok(()) => {
+                        cx.count(&format!(
+                            "SELECT count(*) FROM {} WHERE {}",
+                            t.qualified(),
+                            b.locator()
+                        ))
+                        .await
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        cx.end().await?;
+        match r {
+            Ok(n) if n > 0 => {
+                let how = if *role == app {
+                    format!("as {app}")
+                } else {
+                    format!("as {app} after SET ROLE {role}")
+                };
+                return Ok(Outcome::Leaked(format!(
+                    "{how} with tenant A set, SELECT returned tenant B's row"
+                )));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                first_err.get_or_insert_with(|| format!("error as {role}: {}", err_text(&e)));
+            }
         }
-        Err(e) => Err(e),
-    };
-    cx.end().await?;
-    Ok(match r {
-        Ok(n) if n > 0 => Outcome::Leaked(format!(
-            "as {} with tenant A set, SELECT returned tenant B's row",
-            cx.model.config.app_role
-        )),
-        Ok(_) => Outcome::Blocked("tenant B's row is invisible".into()),
-        Err(e) => Outcome::Blocked(format!("error: {}", err_text(&e))),
-    })
+    }
+    Ok(Outcome::Blocked(match (first_err, roles.len()) {
+        (Some(e), _) => format!("tenant B's row is invisible or unreadable ({e})"),
+        (None, 1) => "tenant B's row is invisible".into(),
+        (None, n) => format!(
+            "tenant B's row is invisible to the app and the {} role(s) it can become",
+            n - 1
+        ),
+    }))
 }
 
 fn touch_column(t: &Table) -> Option<String> {

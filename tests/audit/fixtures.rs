@@ -82,12 +82,16 @@ fixture!(volatile_policy_function, "TG061" on "\"notes_all\" on public.notes" at
 #[ignore = "prints the findings of every fixture, for review"]
 async fn print_all() {
     for name in [
-        "clean",
-        "child_without_tenant",
-        "permissive_true",
-        "writable_membership",
-        "identity_key",
-        "unprotected_partition",
+        "or_widened",
+        "fail_open",
+        "owner_rights_view",
+        "definer_function",
+        "trigger_copy",
+        "fk_without_tenant",
+        "mislabelled_volatility",
+        "setting_default",
+        "app_owns_table",
+        "volatile_policy_function",
     ] {
         let fx = Fixture::load(name).await;
         eprintln!("== {name}\n{}", dump(&fx.audit().await));
@@ -95,3 +99,16 @@ async fn print_all() {
 }
 fixture!(server_file_functions, "TG038" on "function pg_read_file(text)" at High);
 fixture!(matview_readable, "TG041" on "materialized view public.note_copies" at Critical);
+
+#[tokio::test]
+async fn the_admin_role_bypasses_rls() {
+    // The reference admin role has BYPASSRLS: audited as "the app", that is critical.
+    let db = TestDb::new().await;
+    let config = AuditConfig {
+        app_role: "tenantguard_admin".into(),
+        ..AuditConfig::default()
+    };
+    let findings = audit(&db, &config).await;
+    expect(&findings, "TG031", "role tenantguard_admin");
+}
+fixture!(set_role_policy, "TG010" on "\"notes_reports\" on public.notes (after SET ROLE app_" at Critical);

@@ -318,3 +318,15 @@ async fn a_security_invoker_view_is_blocked() {
         dump(&findings)
     );
 }
+leaks!(
+    probe_set_role_policy,
+    "set_role_policy",
+    "public.notes",
+    [ReadOther]
+);
+leaks!(
+    probe_app_superuser,
+    "app_superuser",
+    "public.notes",
+    [ReadOther]
+);

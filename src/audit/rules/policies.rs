@@ -37,14 +37,25 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
                 );
             }
         }
-        for (cmd, check_side) in [
+        let sides = [
             (Command::Select, false),
             (Command::Update, false),
             (Command::Delete, false),
             (Command::Insert, true),
             (Command::Update, true),
-        ] {
-            let eff = model.effective(t, tt, cmd, check_side);
+        ];
+        let roles: Vec<&str> = model.policy_roles().collect();
+        for (role, (cmd, check_side)) in roles
+            .iter()
+            .flat_map(|r| sides.iter().map(move |s| (*r, *s)))
+        {
+            // Under another role the app has to SET ROLE first; say so in the object.
+            let via = if role == model.config.app_role {
+                String::new()
+            } else {
+                format!(" (after SET ROLE {role})")
+            };
+            let eff = model.effective_as(role, t, tt, cmd, check_side);
             if eff.scoped() {
                 continue;
             }
@@ -68,7 +79,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
                 let p = term.policy;
                 let a = &term.analysis;
                 let expr = term.expr.unwrap_or_default();
-                let obj = obj_policy(p, t);
+                let obj = format!("{}{via}", obj_policy(p, t));
                 let alter = if check_side {
                     format!("ALTER POLICY {} ON {qt} WITH CHECK {pred};", ident(&p.name))
                 } else {
@@ -101,10 +112,15 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
                         );
                     }
                 } else if check_side {
-                    let (rule, why) = if cmd == Command::Insert {
-                        ("TG014", format!("WITH CHECK {expr} does not constrain the tenant column, so the app can insert rows into another tenant."))
+                    let how = if a.widened_by_or {
+                        "ORs the tenant predicate with another condition"
                     } else {
-                        ("TG015", format!("WITH CHECK {expr} does not constrain the tenant column, so an UPDATE can move a row into another tenant."))
+                        "does not constrain the tenant column"
+                    };
+                    let (rule, why) = if cmd == Command::Insert {
+                        ("TG014", format!("WITH CHECK {expr} {how}, so the app can insert rows into another tenant."))
+                    } else {
+                        ("TG015", format!("WITH CHECK {expr} {how}, so an UPDATE can move a row into another tenant."))
                     };
                     sink.add(rule, lower(Severity::High), obj, why, alter);
                 } else if a.widened_by_or {
