@@ -256,8 +256,14 @@ pub async fn run_all(
         let owns_key = tt.kind == TenantKind::Column;
         let mut cells = vec![
             (Attack::ReadOther, read_other(&cx, t, &b).await?),
-            (Attack::UpdateOther, write_other(&cx, t, &b, false).await?),
-            (Attack::DeleteOther, write_other(&cx, t, &b, true).await?),
+            (
+                Attack::UpdateOther,
+                write_other(&cx, t, &a, &b, false).await?,
+            ),
+            (
+                Attack::DeleteOther,
+                write_other(&cx, t, &a, &b, true).await?,
+            ),
             (
                 Attack::InsertOther,
                 if owns_key {
@@ -469,24 +475,57 @@ async fn read_other(cx: &Ctx<'_>, t: &Table, b: &Row) -> Result<Outcome, ProbeEr
     }))
 }
 
-fn touch_column(t: &Table) -> Option<String> {
-    t.columns
-        .iter()
-        .find(|c| c.generated.is_empty() && c.identity != "a")
-        .map(|c| ident(&c.name))
+/// `col = value` for an UPDATE that reads no column (reading one would add the SELECT
+/// policies): a column outside every key, set to the value tenant A's row already has.
+/// Falls back to `col = col` when no such column exists.
+fn touch_column(cx: &Ctx<'_>, t: &Table, a: &Row) -> Option<String> {
+    let keyed = |name: &str| {
+        cx.model.catalog.indexes.iter().any(|i| {
+            i.table == t.oid && i.unique && i.columns.iter().any(|c| c.as_deref() == Some(name))
+        }) || cx
+            .model
+            .catalog
+            .foreign_keys
+            .iter()
+            .any(|f| f.table == t.oid && f.columns.iter().any(|c| c == name))
+    };
+    let writable = |c: &&crate::audit::catalog::Column| c.generated.is_empty() && c.identity != "a";
+    let constant = t.columns.iter().filter(writable).find_map(|c| {
+        if keyed(&c.name) {
+            return None;
+        }
+        match a.values.get(&c.name) {
+            Some(Some(v)) => Some(format!(
+                "{} = CAST({} AS {})",
+                ident(&c.name),
+                literal(v),
+                c.type_name
+            )),
+            Some(None) if !c.not_null => Some(format!("{} = NULL", ident(&c.name))),
+            _ => None,
+        }
+    });
+    constant.or_else(|| {
+        t.columns
+            .iter()
+            .find(writable)
+            .map(|c| format!("{} = {}", ident(&c.name), ident(&c.name)))
+    })
 }
 
 async fn write_other(
     cx: &Ctx<'_>,
     t: &Table,
+    a: &Row,
     b: &Row,
     delete: bool,
 ) -> Result<Outcome, ProbeError> {
     let qt = t.qualified();
     let verb = if delete { "DELETE" } else { "UPDATE" };
-    let stmt = |filter: &str| match (delete, touch_column(t)) {
+    let set = touch_column(cx, t, a);
+    let stmt = |filter: &str| match (delete, &set) {
         (true, _) => Some(format!("DELETE FROM {qt}{filter}")),
-        (false, Some(c)) => Some(format!("UPDATE {qt} SET {c} = {c}{filter}")),
+        (false, Some(c)) => Some(format!("UPDATE {qt} SET {c}{filter}")),
         (false, None) => None,
     };
     let Some(plain) = stmt("") else {

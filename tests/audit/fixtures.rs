@@ -112,3 +112,4 @@ async fn the_admin_role_bypasses_rls() {
     expect(&findings, "TG031", "role tenantguard_admin");
 }
 fixture!(set_role_policy, "TG010" on "\"notes_reports\" on public.notes (after SET ROLE app_" at Critical);
+fixture!(partial_guard, "TG010" on "\"docs_all\" on public.docs" at Critical);

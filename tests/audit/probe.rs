@@ -330,3 +330,35 @@ leaks!(
     "public.notes",
     [ReadOther]
 );
+
+#[tokio::test]
+async fn probe_partial_guard_reads_blocked_writes_leak() {
+    let fx = Fixture::load("partial_guard").await;
+    let report = probe(&fx.db, &fx.config()).await;
+    let label = |a| {
+        report
+            .cell("public.docs", a)
+            .map(|o: &tenantguard::probe::Outcome| o.label())
+    };
+    assert_eq!(
+        label(Attack::ReadOther),
+        Some("blocked"),
+        "{}",
+        report.text()
+    );
+    assert_eq!(
+        label(Attack::UpdateOther),
+        Some("LEAKED"),
+        "{}",
+        report.text()
+    );
+    assert_eq!(
+        label(Attack::DeleteOther),
+        Some("LEAKED"),
+        "{}",
+        report.text()
+    );
+    let findings = audit(&fx.db, &fx.config()).await;
+    let f = expect(&findings, "TG010", "\"docs_all\" on public.docs");
+    assert!(f.why.contains("covers only SELECT"), "{}", f.why);
+}

@@ -156,12 +156,42 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
                         format!(
                             "USING {expr} does not compare the tenant column with the tenant setting, so {} reaches every tenant's rows{}.",
                             cmd.sql(),
-                            if eff.restrictive.is_empty() { "" } else { " (no restrictive tenant guard covers this command)" }
+                            guard_note(model, t, tt, role, cmd)
                         ),
                         alter,
                     );
                 }
             }
         }
+    }
+}
+
+/// When a restrictive tenant guard exists for other commands only (pitfalls item 8).
+fn guard_note(
+    model: &Model,
+    t: &crate::audit::catalog::Table,
+    tt: &crate::audit::model::TenantTable,
+    role: &str,
+    cmd: Command,
+) -> String {
+    let guarded: Vec<&str> = Command::ALL
+        .iter()
+        .filter(|c| **c != cmd)
+        .filter(|c| {
+            model
+                .effective_as(role, t, tt, **c, **c == Command::Insert)
+                .restrictive
+                .iter()
+                .any(|x| x.expr.is_some() && x.analysis.scoped)
+        })
+        .map(|c| c.sql())
+        .collect();
+    if guarded.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (the restrictive tenant guard covers only {}; UPDATE and DELETE without WHERE never consult SELECT policies)",
+            guarded.join(", ")
+        )
     }
 }
