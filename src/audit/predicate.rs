@@ -270,6 +270,10 @@ fn analyse_expr(e: &Expr, cx: &Context<'_>, out: &mut Analysis) -> bool {
             if t.len() == 1 && t[0] == Tok::Ident("true".into()) {
                 return false;
             }
+            // A negated term (`NOT (tenant = …)`) is never the tenant predicate.
+            if matches!(t.first(), Some(Tok::Ident(w)) if w == "not") {
+                return false;
+            }
             let setting = cx.mentions_setting(t);
             let col = cx.mentions_col(t);
             if has_ident(t, "current_user")

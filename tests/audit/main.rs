@@ -7,5 +7,6 @@ mod support;
 
 mod cli;
 mod fixtures;
+mod predicate;
 mod probe;
 mod reference;

@@ -13,6 +13,8 @@ mod structure;
 
 use std::collections::BTreeMap;
 
+pub use performance::server_outdated;
+
 use super::{Finding, Model, Severity};
 
 /// A rule of the catalogue.

@@ -83,11 +83,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
     }
     let v = model.catalog.server_version_num;
     let (major, minor) = (v / 10000, v % 10000);
-    let outdated = match FIXED.iter().find(|(m, _)| *m == major) {
-        Some((_, fixed)) => minor < *fixed,
-        None => major < FIXED[0].0,
-    };
-    if outdated {
+    if server_outdated(v) {
         sink.add(
             "TG070",
             Severity::Medium,
@@ -95,5 +91,15 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
             "This release predates fixes for row-security bugs (CVE-2023-2455, CVE-2024-10976, CVE-2024-10978, CVE-2024-4317, CVE-2025-8713).",
             "-- upgrade to the latest minor release of your major version",
         );
+    }
+}
+
+/// Whether `server_version_num` lacks the row-security fixes (TG070): below the fixed minor
+/// release of its major version, or an unsupported major before 13.
+pub fn server_outdated(version_num: i32) -> bool {
+    let (major, minor) = (version_num / 10000, version_num % 10000);
+    match FIXED.iter().find(|(m, _)| *m == major) {
+        Some((_, fixed)) => minor < *fixed,
+        None => major < FIXED[0].0,
     }
 }
