@@ -113,3 +113,20 @@ async fn the_admin_role_bypasses_rls() {
 }
 fixture!(set_role_policy, "TG010" on "\"notes_reports\" on public.notes (after SET ROLE app_" at Critical);
 fixture!(partial_guard, "TG010" on "\"docs_all\" on public.docs" at Critical);
+
+#[tokio::test]
+async fn schema_flag_limits_the_audit() {
+    let fx = Fixture::load("other_schema").await;
+    let all = fx.audit().await;
+    expect(&all, "TG001", "table legacy.notes");
+    let config = AuditConfig {
+        schemas: vec!["public".into()],
+        ..fx.config()
+    };
+    let public = audit(&fx.db, &config).await;
+    assert!(
+        public.iter().all(|f| !f.object.contains("legacy.")),
+        "{}",
+        dump(&public)
+    );
+}
