@@ -78,25 +78,6 @@ fixture!(no_tenant_index, "TG060" on "public.notes" at Low);
 fixture!(volatile_policy_function, "TG061" on "\"notes_all\" on public.notes" at Medium,
     "TG062" on "\"notes_all\" on public.notes" at Low);
 
-#[tokio::test]
-#[ignore = "prints the findings of every fixture, for review"]
-async fn print_all() {
-    for name in [
-        "or_widened",
-        "fail_open",
-        "owner_rights_view",
-        "definer_function",
-        "trigger_copy",
-        "fk_without_tenant",
-        "mislabelled_volatility",
-        "setting_default",
-        "app_owns_table",
-        "volatile_policy_function",
-    ] {
-        let fx = Fixture::load(name).await;
-        eprintln!("== {name}\n{}", dump(&fx.audit().await));
-    }
-}
 fixture!(server_file_functions, "TG038" on "function pg_read_file(text)" at High);
 fixture!(matview_readable, "TG041" on "materialized view public.note_copies" at Critical);
 
