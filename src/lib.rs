@@ -13,10 +13,12 @@
 //! | [`testing`] | test support: a fresh migrated database per test |
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod cli;
 pub mod cluster;
 pub mod policy;
 pub mod pool;
+pub mod probe;
 pub mod schema;
 pub mod secrets;
 pub mod testing;
