@@ -89,8 +89,28 @@ fn cast(value: &str, c: &Column) -> String {
     format!("CAST({value} AS {})", c.type_name)
 }
 
-/// Candidate SQL expressions for a column, most likely first; `None` is NULL.
+/// Candidate SQL expressions for a column, most likely first; `None` is NULL. A nullable
+/// column under a unique index gets a value first: NULLs never collide, and the
+/// unique-oracle attack needs tenant B's row to hold a value to collide with.
 fn candidates(model: &Model, t: &Table, c: &Column, attempt: usize) -> Vec<Option<String>> {
+    let mut out = value_candidates(model, t, c, attempt);
+    let unique = model.catalog.indexes.iter().any(|i| {
+        i.table == t.oid
+            && i.unique
+            && i.columns
+                .iter()
+                .any(|x| x.as_deref() == Some(c.name.as_str()))
+    });
+    if unique {
+        if let Some(pos) = out.iter().position(Option::is_none) {
+            let null = out.remove(pos);
+            out.push(null);
+        }
+    }
+    out
+}
+
+fn value_candidates(model: &Model, t: &Table, c: &Column, attempt: usize) -> Vec<Option<String>> {
     let mut rng = rand::thread_rng();
     let tag = format!("{:08x}{attempt}", rng.gen::<u32>());
     let mut out: Vec<Option<String>> = Vec::new();

@@ -72,6 +72,7 @@ fixture!(definer_default, "TG047" on "column public.notes.label" at High);
 fixture!(mislabelled_volatility, "TG048" on "function public.session_tenant()" at Medium);
 fixture!(fk_without_tenant, "TG050" on "\"replies_note_id_fkey\" on public.replies" at High);
 fixture!(unique_without_tenant, "TG051" on "\"notes_body_key\" on public.notes" at Medium);
+fixture!(unique_nullable_without_tenant, "TG051" on "\"notes_code_key\" on public.notes" at Medium);
 fixture!(unprotected_partition, "TG053" on "public.events_all" at Critical);
 fixture!(shared_sequence, "TG054" on "column public.notes.seq" at Low);
 fixture!(no_tenant_index, "TG060" on "public.notes" at Low);

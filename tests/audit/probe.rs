@@ -157,6 +157,12 @@ leaks!(
     [UniqueOracle]
 );
 leaks!(
+    probe_unique_nullable_without_tenant,
+    "unique_nullable_without_tenant",
+    "public.notes",
+    [UniqueOracle]
+);
+leaks!(
     probe_unprotected_partition,
     "unprotected_partition",
     "public.events_all",
