@@ -10,6 +10,9 @@
 //! | [`policy`] | the declarative RLS policy engine: declare tenant tables, plan, apply, check drift |
 //! | [`schema`] | the reference SaaS schema: migrations and its policy declaration |
 //! | [`pool`] | the tenant-scoped pool: `TenantPool::begin(tenant) -> TenantTx`, and `AdminPool` |
+//! | [`audit`] | reads any database's catalogs and reports every way tenant isolation can fail |
+//! | [`probe`] | attacks any database inside rolled-back transactions to prove isolation holds |
+//! | [`cli`] | the `tenantguard` command, one module per subcommand |
 //! | [`testing`] | test support: a fresh migrated database per test |
 #![warn(missing_docs)]
 
