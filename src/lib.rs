@@ -10,16 +10,21 @@
 //! | [`policy`] | the declarative RLS policy engine: declare tenant tables, plan, apply, check drift |
 //! | [`schema`] | the reference SaaS schema: migrations and its policy declaration |
 //! | [`pool`] | the tenant-scoped pool: `TenantPool::begin(tenant) -> TenantTx`, and `AdminPool` |
+//! | [`audit`] | reads any database's catalogs and reports every way tenant isolation can fail |
+//! | [`probe`] | attacks any database inside rolled-back transactions to prove isolation holds |
 //! | [`http`] | the reference SaaS API server (`serve`, `dev`) |
 //! | [`seed`] | demo data for `dev` |
+//! | [`cli`] | the `tenantguard` command, one module per subcommand |
 //! | [`testing`] | test support: a fresh migrated database per test |
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod cli;
 pub mod cluster;
 pub mod http;
 pub mod policy;
 pub mod pool;
+pub mod probe;
 pub mod schema;
 pub mod secrets;
 pub mod seed;

@@ -128,6 +128,13 @@ async fn connect(cfg: &Config) -> Result<Client, String> {
     Ok(client)
 }
 
+/// Whether tests run against an external server (`TEST_DATABASE_URL`) rather than a
+/// private cluster. Tests that need password-less access to arbitrary roles (a pooler in
+/// front of the server, say) only run on the private cluster.
+pub fn is_external() -> bool {
+    server().external
+}
+
 /// A name no other test in this run uses, for databases and roles.
 pub fn unique_name(prefix: &str) -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();

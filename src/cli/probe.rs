@@ -1,11 +1,66 @@
-//! `tenantguard probe` (being built: see the issue tracker).
+//! `tenantguard probe`: a thin layer over [`crate::probe`].
 
 use std::process::ExitCode;
 
+use crate::audit::AuditConfig;
+
+/// Output format of `probe`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProbeFormat {
+    /// The matrix as text, with evidence.
+    Text,
+    /// JSON (`format: tenantguard-probe`).
+    Json,
+}
+
 /// Arguments of `tenantguard probe`.
 #[derive(Debug, clap::Args)]
-pub struct ProbeArgs {}
+pub struct ProbeArgs {
+    /// A privileged connection (superuser, or a BYPASSRLS member of the app role). Every
+    /// change happens in a transaction that is rolled back.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+    /// The role the application connects as; the attacks run as this role.
+    #[arg(long)]
+    pub app_role: String,
+    /// The column that carries the tenant id.
+    #[arg(long, default_value = "tenant_id")]
+    pub tenant_column: String,
+    /// The custom setting that carries the current tenant id.
+    #[arg(long, default_value = "app.tenant_id")]
+    pub tenant_setting: String,
+    /// Probe only this schema (repeatable); default: every non-system schema.
+    #[arg(long = "schema")]
+    pub schemas: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ProbeFormat,
+}
 
-pub(crate) async fn run(_args: ProbeArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`tenantguard probe` is not built yet")
+pub(crate) async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
+    let config = AuditConfig {
+        app_role: args.app_role,
+        tenant_column: args.tenant_column,
+        tenant_setting: args.tenant_setting,
+        schemas: args.schemas,
+    };
+    let mut client = super::connect(&args.database_url).await?;
+    // On Ctrl-C the probe future (and with it the client) is dropped: the connection
+    // closes and the server aborts the open transaction, so nothing is left behind.
+    let report = tokio::select! {
+        r = crate::probe::probe(&mut client, &config) => r?,
+        _ = tokio::signal::ctrl_c() => {
+            anyhow::bail!("interrupted: the probe transaction was rolled back");
+        }
+    };
+    let out = match args.format {
+        ProbeFormat::Text => report.text(),
+        ProbeFormat::Json => serde_json::to_string_pretty(&report.json())? + "\n",
+    };
+    print!("{out}");
+    Ok(if report.leaks() > 0 || !report.unchanged() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

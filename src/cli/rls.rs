@@ -44,7 +44,11 @@ pub(crate) async fn run(args: RlsArgs) -> anyhow::Result<ExitCode> {
     if check {
         let changes = policy::check(&mut client, &set).await?;
         for c in &changes {
-            println!("would change {c}");
+            if c.sql.is_empty() {
+                println!("cannot apply {c}");
+            } else {
+                println!("would change {c}");
+            }
         }
         if changes.is_empty() {
             println!("in sync");

@@ -15,8 +15,13 @@ impl Binaries {
     /// Finds the binaries: `PG_BIN`, then `pg_config --bindir`, then the newest of
     /// Debian's `/usr/lib/postgresql/<version>/bin`, then `postgres` on `PATH`.
     pub fn locate() -> Result<Self, ClusterError> {
+        Self::locate_with(std::env::var_os("PG_BIN").as_deref())
+    }
+
+    /// [`Binaries::locate`] with an explicit `PG_BIN` value.
+    pub fn locate_with(pg_bin: Option<&std::ffi::OsStr>) -> Result<Self, ClusterError> {
         let mut tried = Vec::new();
-        if let Some(dir) = std::env::var_os("PG_BIN") {
+        if let Some(dir) = pg_bin {
             // An explicit setting that is wrong is an error, not something to paper over.
             let dir = PathBuf::from(dir);
             return Self::at(&dir).ok_or_else(|| ClusterError::BinariesNotFound {

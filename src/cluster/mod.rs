@@ -188,6 +188,7 @@ impl Cluster {
                 .map_err(io(format!("creating {}", log_path.display())))?;
         }
         if let Some(user) = &run_as {
+            check_reachable(&base, user)?;
             for p in [&base, &socket_dir, &log_path] {
                 chown(p, user)?;
             }
@@ -467,6 +468,36 @@ fn server_user() -> Result<Option<nix::unistd::User>, ClusterError> {
         Ok(Some(u)) if !u.uid.is_root() => Ok(Some(u)),
         _ => Err(ClusterError::NoServerUser(name)),
     }
+}
+
+/// The server user must be able to traverse every ancestor of its directory; a checkout
+/// under `/root` (mode 700) is the usual trap when running as root.
+fn check_reachable(dir: &Path, user: &nix::unistd::User) -> Result<(), ClusterError> {
+    use std::os::unix::fs::MetadataExt;
+    for ancestor in dir.ancestors().skip(1) {
+        let Ok(meta) = std::fs::metadata(ancestor) else {
+            continue;
+        };
+        let mode = meta.mode();
+        let ok = mode & 0o001 != 0
+            || (meta.uid() == user.uid.as_raw() && mode & 0o100 != 0)
+            || (meta.gid() == user.gid.as_raw() && mode & 0o010 != 0);
+        if !ok {
+            return Err(ClusterError::Io {
+                context: format!(
+                    "the server runs as OS user `{}` (initdb refuses root), which cannot reach {}: \
+                     {} is not searchable by it. Choose a directory it can reach (for example \
+                     under /var/tmp), or `chmod o+x {}`",
+                    user.name,
+                    dir.display(),
+                    ancestor.display(),
+                    ancestor.display()
+                ),
+                source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn chown(path: &Path, user: &nix::unistd::User) -> Result<(), ClusterError> {

@@ -14,7 +14,9 @@ pub struct Change {
     pub object: String,
     /// What differs, in words.
     pub difference: String,
-    /// Statements that make the object match, run in order.
+    /// Statements that make the object match, run in order. Empty when the engine cannot
+    /// fix the difference itself (a missing table, a tenant column of the wrong type…):
+    /// [`check`] reports it and [`apply`] refuses to start.
     pub sql: Vec<String>,
 }
 
@@ -53,6 +55,17 @@ pub async fn apply(client: &mut Client, set: &PolicySet) -> Result<Vec<Change>, 
         .await
         .map_err(PolicyError::db("starting a transaction"))?;
     let changes = plan(&tx, set).await?;
+    let blocking: Vec<String> = changes
+        .iter()
+        .filter(|c| c.sql.is_empty())
+        .map(|c| c.to_string())
+        .collect();
+    if !blocking.is_empty() {
+        return Err(PolicyError::Precondition(format!(
+            "nothing was changed; fix these first: {}",
+            blocking.join("; ")
+        )));
+    }
     execute(&tx, &changes).await?;
     tx.commit().await.map_err(PolicyError::db("committing"))?;
     Ok(changes)
@@ -429,9 +442,12 @@ async fn plan_table(
         .await
         .map_err(ctx("the catalog entry"))?;
     let Some(row) = row else {
-        return Err(PolicyError::Precondition(format!(
-            "{object} does not exist (declared as a tenant table)"
-        )));
+        out.push(change(
+            object,
+            "does not exist (declared as a tenant table)",
+            Vec::new(),
+        ));
+        return Ok(());
     };
     let oid: u32 = row.get(0);
     let (rls, force, owner): (bool, bool, String) = (row.get(1), row.get(2), row.get(3));
@@ -444,11 +460,16 @@ async fn plan_table(
     // Tenant column: add and backfill (rls apply on an existing database), or tighten.
     if !has_col {
         let Some(expr) = &table.backfill else {
-            return Err(PolicyError::Precondition(format!(
-                "{object} has no column {col:?} and no `backfill` expression to fill it from; \
-                 add `backfill = \"<SQL expression yielding the tenant uuid per row>\"` to its \
-                 [[table]] entry"
-            )));
+            out.push(change(
+                object,
+                format!(
+                    "has no column {col:?} and no `backfill` expression to fill it from; add \
+                     `backfill = \"<SQL expression yielding the tenant uuid per row>\"` to its \
+                     [[table]] entry"
+                ),
+                Vec::new(),
+            ));
+            return Ok(());
         };
         out.push(change(
             object.clone(),
@@ -457,10 +478,15 @@ async fn plan_table(
         ));
     } else {
         if col_type.as_deref() != Some("uuid") {
-            return Err(PolicyError::Precondition(format!(
-                "{object}.{col} has type {}, expected uuid",
-                col_type.unwrap_or_default()
-            )));
+            out.push(change(
+                object,
+                format!(
+                    "column {col} has type {}, expected uuid",
+                    col_type.unwrap_or_default()
+                ),
+                Vec::new(),
+            ));
+            return Ok(());
         }
         if !not_null {
             let sql = match &table.backfill {

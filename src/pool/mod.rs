@@ -108,6 +108,11 @@ pub struct PoolOptions {
     pub tenant_setting: String,
     /// The tenant column (for the start-up ownership check).
     pub tenant_column: String,
+    /// Cache prepared statements per connection (the default). Turn it off behind a
+    /// transaction-mode pooler without prepared-statement support (pgbouncer before 1.21,
+    /// or with `max_prepared_statements = 0`): statements are then prepared and closed
+    /// inside each transaction, at the cost of one extra round trip per statement.
+    pub statement_cache: bool,
 }
 
 impl Default for PoolOptions {
@@ -117,6 +122,7 @@ impl Default for PoolOptions {
             wait_timeout: Duration::from_secs(5),
             tenant_setting: "app.tenant_id".into(),
             tenant_column: "tenant_id".into(),
+            statement_cache: true,
         }
     }
 }
@@ -146,6 +152,7 @@ pub struct TenantPool {
     pool: Pool,
     setting: Arc<str>,
     tenant_column: Arc<str>,
+    cache: bool,
 }
 
 impl std::fmt::Debug for TenantPool {
@@ -169,6 +176,7 @@ impl TenantPool {
             pool: build(config, &opts)?,
             setting: opts.tenant_setting.into(),
             tenant_column: opts.tenant_column.into(),
+            cache: opts.statement_cache,
         };
         pool.check_role().await?;
         Ok(pool)
@@ -208,13 +216,75 @@ impl TenantPool {
             tenant_text: tenant.to_string(),
             setting: self.setting.clone(),
             read_only,
+            cache: self.cache,
             state: State::Pending,
+        })
+    }
+
+    /// Checks out a connection and, without setting any tenant, reports what a statement on
+    /// it would see: the backend, the tenant setting (NULL or `''` when clean) and, if a
+    /// table is named, how many of its rows are visible (0 when policies fail closed).
+    /// A diagnostic for tests and readiness checks; it runs only this fixed query.
+    pub async fn inspect_idle(&self, table: Option<&str>) -> Result<IdleState, PoolError> {
+        let client = self.pool.get().await?;
+        // query_typed sends one unnamed statement: valid behind a transaction-mode pooler.
+        let first = |rows: Vec<Row>| {
+            rows.into_iter()
+                .next()
+                .ok_or_else(|| PoolError::Unavailable("inspection returned no row".into()))
+        };
+        let row = first(
+            client
+                .query_typed(
+                    "SELECT pg_backend_pid(), current_setting($1, true)",
+                    &[(&&*self.setting, tokio_postgres::types::Type::TEXT)],
+                )
+                .await
+                .map_err(PoolError::db("inspecting an idle connection"))?,
+        )?;
+        let visible_rows = match table {
+            Some(t) => Some(
+                first(
+                    client
+                        .query_typed(
+                            &format!("SELECT count(*) FROM {}", crate::policy::ident(t)),
+                            &[],
+                        )
+                        .await
+                        .map_err(PoolError::db("counting visible rows"))?,
+                )?
+                .get(0),
+            ),
+            None => None,
+        };
+        Ok(IdleState {
+            backend_pid: row.get(0),
+            tenant_setting: row.get(1),
+            visible_rows,
         })
     }
 
     /// Pool occupancy, for metrics.
     pub fn status(&self) -> deadpool_postgres::Status {
         self.pool.status()
+    }
+}
+
+/// What an idle pooled connection sees with no tenant set ([`TenantPool::inspect_idle`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdleState {
+    /// `pg_backend_pid()` of the connection.
+    pub backend_pid: i32,
+    /// The tenant setting: `None` (never set) or `Some("")` (reset) when clean.
+    pub tenant_setting: Option<String>,
+    /// Rows of the named table visible without a tenant.
+    pub visible_rows: Option<i64>,
+}
+
+impl IdleState {
+    /// Whether no tenant context is in effect.
+    pub fn is_clean(&self) -> bool {
+        self.tenant_setting.as_deref().unwrap_or("").is_empty()
     }
 }
 
@@ -237,6 +307,7 @@ pub struct TenantTx {
     tenant_text: String,
     setting: Arc<str>,
     read_only: bool,
+    cache: bool,
     state: State,
 }
 
@@ -270,58 +341,71 @@ impl TenantTx {
         }
     }
 
-    /// Runs a statement and returns its rows. Statements are prepared once per connection.
+    /// Runs a statement and returns its rows. Statements are prepared once per connection
+    /// (or, without the statement cache, inside this transaction).
     pub async fn query(
         &mut self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, PoolError> {
         let client = self.client()?;
-        let stmt = client
-            .prepare_cached(sql)
-            .await
-            .map_err(PoolError::db("preparing a statement"))?;
-        if self.state == State::Pending {
-            let set = client
-                .prepare_cached(SET_TENANT)
-                .await
-                .map_err(PoolError::db("preparing set_config"))?;
-            let begin = if self.read_only {
-                "BEGIN READ ONLY"
-            } else {
-                "BEGIN"
+        // Cached statements are prepared before anything transactional is sent, so a
+        // statement that fails to prepare leaves no transaction behind.
+        let cached = match self.cache {
+            true => Some((
+                client
+                    .prepare_cached(sql)
+                    .await
+                    .map_err(PoolError::db("preparing a statement"))?,
+                client
+                    .prepare_cached(SET_TENANT)
+                    .await
+                    .map_err(PoolError::db("preparing set_config"))?,
+            )),
+            false => None,
+        };
+        if self.state == State::Open {
+            let result = match &cached {
+                Some((stmt, _)) => client.query(stmt, params).await,
+                None => client.query(sql, params).await,
             };
-            // From here on a ROLLBACK is owed, even if this future is dropped mid-flight.
-            self.state = State::Open;
-            let client = self.client.as_ref().ok_or(PoolError::Finished)?;
-            let params_set: [&(dyn ToSql + Sync); 2] = [&&*self.setting, &self.tenant_text];
-            let (_, _, rows) = tokio::try_join!(
-                async {
-                    client
-                        .batch_execute(begin)
-                        .await
-                        .map_err(PoolError::db("beginning the transaction"))
-                },
-                async {
-                    client
-                        .query(&set, &params_set)
-                        .await
-                        .map_err(PoolError::db("setting the tenant"))
-                },
-                async {
-                    client
-                        .query(&stmt, params)
-                        .await
-                        .map_err(PoolError::db("running a statement"))
-                },
-            )?;
-            Ok(rows)
-        } else {
-            client
-                .query(&stmt, params)
-                .await
-                .map_err(PoolError::db("running a statement"))
+            return result.map_err(PoolError::db("running a statement"));
         }
+        let begin = if self.read_only {
+            "BEGIN READ ONLY"
+        } else {
+            "BEGIN"
+        };
+        // From here on a ROLLBACK is owed, even if this future is dropped mid-flight.
+        self.state = State::Open;
+        let client = self.client.as_ref().ok_or(PoolError::Finished)?;
+        let set_params: [&(dyn ToSql + Sync); 2] = [&&*self.setting, &self.tenant_text];
+        // futures' try_join polls in order, so the requests leave in this order: BEGIN,
+        // set_config, the statement (and, uncached, their executions after their Parse
+        // replies, still in this order). One round trip when cached.
+        let (_, _, rows) = futures::try_join!(
+            async {
+                client
+                    .batch_execute(begin)
+                    .await
+                    .map_err(PoolError::db("beginning the transaction"))
+            },
+            async {
+                match &cached {
+                    Some((_, set)) => client.query(set, &set_params).await,
+                    None => client.query(SET_TENANT, &set_params).await,
+                }
+                .map_err(PoolError::db("setting the tenant"))
+            },
+            async {
+                match &cached {
+                    Some((stmt, _)) => client.query(stmt, params).await,
+                    None => client.query(sql, params).await,
+                }
+                .map_err(PoolError::db("running a statement"))
+            },
+        )?;
+        Ok(rows)
     }
 
     /// Runs a statement expected to return exactly one row.
@@ -359,8 +443,15 @@ impl TenantTx {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, PoolError> {
-        // Counting rows of the extended-protocol reply costs nothing extra over execute.
-        if self.state == State::Pending {
+        // The first statement carries the prelude; uncached statements go through one path.
+        if self.state == State::Pending || !self.cache {
+            let client = self.client()?;
+            if self.state == State::Open {
+                return client
+                    .execute(sql, params)
+                    .await
+                    .map_err(PoolError::db("running a statement"));
+            }
             return self.query(sql, params).await.map(|r| r.len() as u64);
         }
         let client = self.client()?;

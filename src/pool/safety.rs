@@ -1,5 +1,6 @@
 //! Start-up checks: a pool refuses a role that would make RLS moot.
 
+use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 
 use super::PoolError;
@@ -12,8 +13,9 @@ pub(crate) async fn app_role_problems(
     client: &Client,
     tenant_column: &str,
 ) -> Result<(String, Vec<String>), PoolError> {
+    // query_typed: one unnamed statement, so this works behind a transaction-mode pooler.
     let row = client
-        .query_one(
+        .query_typed(
             "SELECT current_user::text,
                     ARRAY(SELECT r.rolname::text FROM pg_roles r
                           WHERE r.rolsuper AND pg_has_role(current_user, r.oid, 'MEMBER') ORDER BY 1),
@@ -29,10 +31,13 @@ pub(crate) async fn app_role_problems(
                                   SELECT 1 FROM pg_attribute a
                                   WHERE a.attrelid = c.oid AND a.attname = $1 AND NOT a.attisdropped))
                           ORDER BY 1 LIMIT 20)",
-            &[&tenant_column],
+            &[(&tenant_column, Type::TEXT)],
         )
         .await
-        .map_err(PoolError::db("checking the pool role"))?;
+        .map_err(PoolError::db("checking the pool role"))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| PoolError::Unavailable("the role check returned no row".into()))?;
     let role: String = row.get(0);
     let supers: Vec<String> = row.get(1);
     let bypass: Vec<String> = row.get(2);
@@ -72,7 +77,7 @@ pub(crate) async fn admin_role_problems(
     client: &Client,
 ) -> Result<(String, Vec<String>), PoolError> {
     let row = client
-        .query_one(
+        .query_typed(
             "SELECT current_user::text,
                     (SELECT rolbypassrls FROM pg_roles WHERE rolname = current_user),
                     ARRAY(SELECT r.rolname::text FROM pg_roles r
@@ -87,7 +92,10 @@ pub(crate) async fn admin_role_problems(
             &[],
         )
         .await
-        .map_err(PoolError::db("checking the admin role"))?;
+        .map_err(PoolError::db("checking the admin role"))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| PoolError::Unavailable("the role check returned no row".into()))?;
     let role: String = row.get(0);
     let bypass: bool = row.get::<_, Option<bool>>(1).unwrap_or(false);
     let supers: Vec<String> = row.get(2);

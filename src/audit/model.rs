@@ -1,0 +1,341 @@
+//! What the catalogs mean for isolation: which tables are tenant tables (and which column
+//! carries the tenant there), which functions read the tenant setting, and what each
+//! table × command effectively allows the app (`AND(restrictive) AND OR(permissive)`).
+
+use std::collections::{HashMap, HashSet};
+
+use super::catalog::{Catalog, Policy, Table};
+use super::predicate::{self, Analysis, Context};
+use super::AuditConfig;
+use crate::policy::Command;
+
+/// Why a table is a tenant table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TenantKind {
+    /// It has the tenant column.
+    Column,
+    /// Other tables' tenant column references it: its key *is* the tenant id.
+    Registry,
+    /// It has no tenant column but reaches a tenant table through foreign keys.
+    Child,
+}
+
+/// A tenant table.
+#[derive(Debug, Clone)]
+pub struct TenantTable {
+    /// Why it is one.
+    pub kind: TenantKind,
+    /// The column holding the tenant id in this table (`None` for a child).
+    pub column: Option<String>,
+}
+
+/// One policy, analysed for one side (USING or WITH CHECK).
+#[derive(Debug, Clone)]
+pub struct Term<'a> {
+    /// The policy.
+    pub policy: &'a Policy,
+    /// The expression that applies on this side (`None`: an INSERT policy without WITH
+    /// CHECK, which rejects every row).
+    pub expr: Option<&'a str>,
+    /// The analysis of `expr`.
+    pub analysis: Analysis,
+}
+
+/// What one command on one table effectively allows the app.
+#[derive(Debug, Clone)]
+pub struct Effective<'a> {
+    /// The command.
+    pub command: Command,
+    /// Whether this is the WITH CHECK side (rows written) rather than USING (rows reached).
+    pub check_side: bool,
+    /// Permissive policies that apply.
+    pub permissive: Vec<Term<'a>>,
+    /// Restrictive policies that apply.
+    pub restrictive: Vec<Term<'a>>,
+}
+
+impl Effective<'_> {
+    /// No permissive policy applies, so the command matches no row (fails closed).
+    pub fn denied(&self) -> bool {
+        self.permissive.iter().all(|t| t.expr.is_none())
+    }
+
+    /// Restricted to the current tenant: a restrictive policy is the tenant predicate, or
+    /// every permissive one is.
+    pub fn scoped(&self) -> bool {
+        self.denied()
+            || self
+                .restrictive
+                .iter()
+                .any(|t| t.expr.is_some() && t.analysis.scoped)
+            || self
+                .permissive
+                .iter()
+                .all(|t| t.expr.is_none() || t.analysis.scoped)
+    }
+}
+
+/// The catalog plus what it means.
+#[derive(Debug, Clone)]
+pub struct Model {
+    /// The raw catalog.
+    pub catalog: Catalog,
+    /// The configuration.
+    pub config: AuditConfig,
+    /// Tenant tables by oid.
+    pub tenant: HashMap<u32, TenantTable>,
+    /// Functions whose body reads the tenant setting (directly or through another).
+    pub source_functions: HashSet<u32>,
+    /// Their lower-case names, qualified and bare, for matching deparsed text.
+    pub source_names: Vec<String>,
+    /// Lower-case names of tenant tables with row-level security enabled.
+    pub scoped_relations: Vec<String>,
+    /// Compiled patterns for the tenant setting.
+    pub setting: predicate::SettingPatterns,
+    /// Position of each table in `catalog.tables`, by oid.
+    index: HashMap<u32, usize>,
+}
+
+impl Model {
+    /// Derives the model.
+    pub fn build(catalog: Catalog, config: &AuditConfig) -> Model {
+        let col = config.tenant_column.as_str();
+        let mut tenant: HashMap<u32, TenantTable> = HashMap::new();
+        for t in &catalog.tables {
+            if matches!(t.kind, 'r' | 'p' | 'f') && t.column(col).is_some() {
+                tenant.insert(
+                    t.oid,
+                    TenantTable {
+                        kind: TenantKind::Column,
+                        column: Some(col.to_string()),
+                    },
+                );
+            }
+        }
+        for fk in &catalog.foreign_keys {
+            if tenant.contains_key(&fk.table)
+                && fk.columns.len() == 1
+                && fk.columns[0] == col
+                && !tenant.contains_key(&fk.references)
+            {
+                tenant.insert(
+                    fk.references,
+                    TenantTable {
+                        kind: TenantKind::Registry,
+                        column: fk.ref_columns.first().cloned(),
+                    },
+                );
+            }
+        }
+        let index: HashMap<u32, usize> = catalog
+            .tables
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.oid, i))
+            .collect();
+        // Children: reach a tenant table through foreign keys (to a fixpoint).
+        loop {
+            let mut added = false;
+            for fk in &catalog.foreign_keys {
+                if !tenant.contains_key(&fk.table) && tenant.contains_key(&fk.references) {
+                    let is_table = index
+                        .get(&fk.table)
+                        .is_some_and(|&i| matches!(catalog.tables[i].kind, 'r' | 'p' | 'f'));
+                    if is_table {
+                        tenant.insert(
+                            fk.table,
+                            TenantTable {
+                                kind: TenantKind::Child,
+                                column: None,
+                            },
+                        );
+                        added = true;
+                    }
+                }
+            }
+            if !added {
+                break;
+            }
+        }
+        // Partitions and inheritance children of tenant tables are tenant tables too.
+        loop {
+            let mut added = false;
+            for t in &catalog.tables {
+                if let Some(p) = t.parent {
+                    if !tenant.contains_key(&t.oid) {
+                        if let Some(pt) = tenant.get(&p).cloned() {
+                            tenant.insert(t.oid, pt);
+                            added = true;
+                        }
+                    }
+                }
+            }
+            if !added {
+                break;
+            }
+        }
+
+        let setting = predicate::SettingPatterns::new(&config.tenant_setting);
+        let mut source_functions: HashSet<u32> = catalog
+            .functions
+            .iter()
+            .filter(|f| setting.find(&f.source).reads)
+            .map(|f| f.oid)
+            .collect();
+        loop {
+            let names = names_of(&catalog, &source_functions);
+            let more: Vec<u32> = catalog
+                .functions
+                .iter()
+                .filter(|f| !source_functions.contains(&f.oid))
+                .filter(|f| {
+                    let body = f.source.to_lowercase();
+                    names
+                        .iter()
+                        .any(|n| n.contains('.') && body.contains(&format!("{n}(")))
+                })
+                .map(|f| f.oid)
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            source_functions.extend(more);
+        }
+        let source_names = names_of(&catalog, &source_functions);
+        let mut scoped_relations = Vec::new();
+        for t in catalog
+            .tables
+            .iter()
+            .filter(|t| t.rls && tenant.contains_key(&t.oid))
+        {
+            scoped_relations.push(format!("{}.{}", t.schema, t.name).to_lowercase());
+            scoped_relations.push(t.name.to_lowercase());
+        }
+        Model {
+            index,
+            setting,
+            scoped_relations,
+            catalog,
+            config: config.clone(),
+            tenant,
+            source_functions,
+            source_names,
+        }
+    }
+
+    /// The table with this oid.
+    pub fn table(&self, oid: u32) -> Option<&Table> {
+        self.index.get(&oid).map(|&i| &self.catalog.tables[i])
+    }
+
+    /// Tenant tables (relations that hold rows), in catalog order.
+    pub fn tenant_tables(&self) -> impl Iterator<Item = (&Table, &TenantTable)> {
+        self.catalog
+            .tables
+            .iter()
+            .filter_map(|t| self.tenant.get(&t.oid).map(|tt| (t, tt)))
+    }
+
+    /// The analysis context for a table.
+    pub fn context<'a>(&'a self, tt: &'a TenantTable) -> Context<'a> {
+        Context {
+            column: tt.column.as_deref(),
+            tenant_column: &self.config.tenant_column,
+            setting: &self.config.tenant_setting,
+            source_functions: &self.source_names,
+            scoped_relations: &self.scoped_relations,
+        }
+    }
+
+    /// Policies on a table that apply to the app.
+    pub fn app_policies(&self, table: u32) -> impl Iterator<Item = &Policy> {
+        self.catalog
+            .policies
+            .iter()
+            .filter(move |p| p.table == table && p.applies_to_app)
+    }
+
+    /// Roles whose policies decide what the app sees: the app role and every role it can
+    /// SET ROLE to, except superusers and BYPASSRLS roles (which skip policies, and are
+    /// findings of their own).
+    pub fn policy_roles(&self) -> impl Iterator<Item = &str> {
+        self.catalog
+            .app_roles
+            .iter()
+            .filter(|r| !r.superuser && !r.bypass_rls)
+            .map(|r| r.name.as_str())
+    }
+
+    /// The effective rules of `command` on a tenant table for the app role, for the USING
+    /// side and (INSERT, UPDATE) the WITH CHECK side.
+    pub fn effective<'a>(
+        &'a self,
+        table: &'a Table,
+        tt: &'a TenantTable,
+        command: Command,
+        check_side: bool,
+    ) -> Effective<'a> {
+        self.effective_as(&self.config.app_role, table, tt, command, check_side)
+    }
+
+    /// Like [`Model::effective`], for `role` (the app or a role it can become).
+    pub fn effective_as<'a>(
+        &'a self,
+        role: &str,
+        table: &'a Table,
+        tt: &'a TenantTable,
+        command: Command,
+        check_side: bool,
+    ) -> Effective<'a> {
+        let cx = self.context(tt);
+        let mut eff = Effective {
+            command,
+            check_side,
+            permissive: Vec::new(),
+            restrictive: Vec::new(),
+        };
+        let policies = self
+            .catalog
+            .policies
+            .iter()
+            .filter(|p| p.table == table.oid && p.applies_to.iter().any(|r| r == role));
+        for p in policies {
+            if p.cmd != '*' && p.cmd != command.polcmd() {
+                continue;
+            }
+            // Without WITH CHECK, ALL and UPDATE policies reuse USING; INSERT rejects all.
+            let expr = if check_side {
+                p.check.as_deref().or(if p.cmd == 'a' {
+                    None
+                } else {
+                    p.using.as_deref()
+                })
+            } else {
+                p.using.as_deref()
+            };
+            let analysis = expr.map(|e| predicate::analyse(e, &cx)).unwrap_or_default();
+            let term = Term {
+                policy: p,
+                expr,
+                analysis,
+            };
+            if p.permissive {
+                eff.permissive.push(term);
+            } else {
+                eff.restrictive.push(term);
+            }
+        }
+        eff
+    }
+}
+
+fn names_of(catalog: &Catalog, oids: &HashSet<u32>) -> Vec<String> {
+    let mut v = Vec::new();
+    for f in catalog.functions.iter().filter(|f| oids.contains(&f.oid)) {
+        v.push(format!("{}.{}", f.schema, f.name).to_lowercase());
+        v.push(f.name.to_lowercase());
+    }
+    v.sort();
+    v.dedup();
+    v
+}

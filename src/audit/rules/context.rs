@@ -1,0 +1,149 @@
+//! TG021–TG026: how the tenant context (the custom setting) is read and set.
+
+use super::{obj_policy, Sink};
+use crate::audit::predicate::{self, SettingUse};
+use crate::audit::{Model, Severity};
+use crate::policy::{ident, literal};
+
+pub(super) fn check(model: &Model, sink: &mut Sink) {
+    let setting = &model.config.tenant_setting;
+    let robust = format!(
+        "NULLIF(current_setting({}, true), '')::uuid",
+        literal(setting)
+    );
+    for (t, tt) in model.tenant_tables() {
+        for p in model.app_policies(t.oid) {
+            let cx = model.context(tt);
+            let mut uses = SettingUse::default();
+            let mut identity = false;
+            for e in [p.using.as_deref(), p.check.as_deref()]
+                .into_iter()
+                .flatten()
+            {
+                let u = model.setting.find(e);
+                uses.one_argument |= u.one_argument;
+                uses.missing_nullif |= u.missing_nullif;
+                identity |= predicate::analyse(e, &cx).identity_key;
+            }
+            let obj = obj_policy(p, t);
+            if uses.one_argument {
+                sink.add(
+                    "TG021",
+                    Severity::Low,
+                    obj.clone(),
+                    format!("current_setting({setting:?}) without missing_ok raises \"unrecognized configuration parameter\" in a session that never set it (fails closed, but breaks requests)."),
+                    format!("-- read the setting as {robust}"),
+                );
+            }
+            if uses.missing_nullif {
+                sink.add(
+                    "TG022",
+                    Severity::Low,
+                    obj.clone(),
+                    "After any SET LOCAL the setting survives as '' and the cast raises \"invalid input syntax\" (fails closed, but breaks requests).",
+                    format!("-- read the setting as {robust}"),
+                );
+            }
+            if identity {
+                sink.add(
+                    "TG023",
+                    Severity::Medium,
+                    obj.clone(),
+                    "The policy keys on current_user/session_user; with one pooled app role every tenant has the same identity, so this isolates nothing.",
+                    format!(
+                        "ALTER POLICY {} ON {} USING {} ;",
+                        ident(&p.name),
+                        t.qualified(),
+                        super::tenant_predicate(model, tt.column.as_deref().unwrap_or(&model.config.tenant_column))
+                    ),
+                );
+            }
+            for rel in &p.relations {
+                if let Some(r) = model.table(*rel) {
+                    let scoped = r.rls && model.tenant.contains_key(rel);
+                    if r.privileges.writes() && !scoped {
+                        sink.add(
+                            "TG024",
+                            Severity::High,
+                            obj.clone(),
+                            format!(
+                                "The policy reads {}, which the app can write without a tenant check, so a tenant can grant itself access (for example a membership row in another tenant).",
+                                r.display()
+                            ),
+                            format!(
+                                "REVOKE INSERT, UPDATE, DELETE ON {} FROM {};\n-- or protect it with row-level security and a tenant policy",
+                                r.qualified(),
+                                ident(&model.config.app_role)
+                            ),
+                        );
+                    }
+                }
+            }
+            // Policy functions that read the setting: judge their bodies too.
+            for f in
+                model.catalog.functions.iter().filter(|f| {
+                    p.functions.contains(&f.oid) && model.source_functions.contains(&f.oid)
+                })
+            {
+                let u = model.setting.find(&f.source);
+                let fobj = format!("function {}.{}({})", f.schema, f.name, f.args);
+                if u.one_argument {
+                    sink.add("TG021", Severity::Low, fobj.clone(),
+                        format!("current_setting({setting:?}) without missing_ok raises \"unrecognized configuration parameter\" in a session that never set it (fails closed, but breaks requests)."),
+                        format!("-- in {}: read the setting as {robust}", f.signature()));
+                }
+                if u.missing_nullif {
+                    sink.add("TG022", Severity::Low, fobj,
+                        "After any SET LOCAL the setting survives as '' and the cast raises \"invalid input syntax\" (fails closed, but breaks requests).",
+                        format!("-- in {}: read the setting as {robust}", f.signature()));
+                }
+            }
+        }
+    }
+    for f in &model.catalog.functions {
+        if f.app_can_execute && model.setting.find(&f.source).session_scoped_set {
+            sink.add(
+                "TG025",
+                Severity::Medium,
+                format!("function {}.{}({})", f.schema, f.name, f.args),
+                "The function sets the tenant setting with session scope (set_config(…, false) or SET); behind a transaction pooler the next request on that connection inherits the tenant.",
+                format!("-- in {}: use set_config({}, value, true) inside the request transaction", f.signature(), literal(setting)),
+            );
+        }
+    }
+    for d in &model.catalog.setting_defaults {
+        let (obj, fix) = match (d.role.is_empty(), d.database) {
+            (false, true) => (
+                format!("setting {setting} for role {} in this database", d.role),
+                format!(
+                    "ALTER ROLE {} IN DATABASE current_database_name RESET {setting};",
+                    ident(&d.role)
+                ),
+            ),
+            (false, false) => (
+                format!("setting {setting} for role {}", d.role),
+                format!("ALTER ROLE {} RESET {setting};", ident(&d.role)),
+            ),
+            (true, _) => (
+                format!("setting {setting} for this database"),
+                format!("ALTER DATABASE current_database_name RESET {setting};"),
+            ),
+        };
+        sink.add(
+            "TG026",
+            Severity::High,
+            obj,
+            format!("A default ({}) gives every session of the app a tenant before it sets one, and after RESET or commit the session falls back to that tenant.", d.entry),
+            fix,
+        );
+    }
+    if let Some(src) = &model.catalog.setting_config_source {
+        sink.add(
+            "TG026",
+            Severity::High,
+            format!("setting {setting} in the server configuration"),
+            format!("The server sets the tenant setting ({src}), so every session starts inside a tenant."),
+            format!("-- remove {setting} from the server configuration, then: SELECT pg_reload_conf();"),
+        );
+    }
+}

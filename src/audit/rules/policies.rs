@@ -1,0 +1,197 @@
+//! TG010–TG017: policy logic, judged per table × command on the combined effect of the
+//! policies that apply to the app (`AND(restrictive) AND OR(permissive)`).
+
+use super::{obj_policy, tenant_predicate, Sink};
+use crate::audit::{Model, Severity};
+use crate::policy::{ident, Command};
+
+pub(super) fn check(model: &Model, sink: &mut Sink) {
+    let app = ident(&model.config.app_role);
+    for (t, tt) in model.tenant_tables() {
+        if !t.rls {
+            continue;
+        }
+        let qt = t.qualified();
+        let col = tt
+            .column
+            .clone()
+            .unwrap_or_else(|| model.config.tenant_column.clone());
+        let pred = tenant_predicate(model, &col);
+        for p in model.app_policies(t.oid) {
+            if p.public {
+                sink.add(
+                    "TG013",
+                    Severity::Medium,
+                    obj_policy(p, t),
+                    "The policy has no TO clause (PUBLIC), so it applies to every role, including ones added later; name the app role.",
+                    format!("ALTER POLICY {} ON {qt} TO {app};", ident(&p.name)),
+                );
+            }
+            if p.cmd == 'a' && p.check.is_none() {
+                sink.add(
+                    "TG016",
+                    Severity::Info,
+                    obj_policy(p, t),
+                    "An INSERT policy without WITH CHECK rejects every insert on PostgreSQL 15; if inserts are meant to work, add the tenant check.",
+                    format!("ALTER POLICY {} ON {qt} WITH CHECK {pred};", ident(&p.name)),
+                );
+            }
+        }
+        let sides = [
+            (Command::Select, false),
+            (Command::Update, false),
+            (Command::Delete, false),
+            (Command::Insert, true),
+            (Command::Update, true),
+        ];
+        let roles: Vec<&str> = model.policy_roles().collect();
+        for (role, (cmd, check_side)) in roles
+            .iter()
+            .flat_map(|r| sides.iter().map(move |s| (*r, *s)))
+        {
+            // Under another role the app has to SET ROLE first; say so in the object.
+            let via = if role == model.config.app_role {
+                String::new()
+            } else {
+                format!(" (after SET ROLE {role})")
+            };
+            let eff = model.effective_as(role, t, tt, cmd, check_side);
+            if eff.scoped() {
+                continue;
+            }
+            let has_priv = match cmd {
+                Command::Select => t.privileges.select,
+                Command::Insert => t.privileges.insert,
+                Command::Update => t.privileges.update,
+                Command::Delete => t.privileges.delete,
+            };
+            let lower = |s: Severity| if has_priv { s } else { Severity::Low };
+            let some_scoped = eff
+                .permissive
+                .iter()
+                .any(|x| x.expr.is_some() && x.analysis.scoped);
+            let side = if check_side { "WITH CHECK" } else { "USING" };
+            for term in eff
+                .permissive
+                .iter()
+                .filter(|x| x.expr.is_some() && !x.analysis.scoped)
+            {
+                let p = term.policy;
+                let a = &term.analysis;
+                let expr = term.expr.unwrap_or_default();
+                let obj = format!("{}{via}", obj_policy(p, t));
+                let alter = if check_side {
+                    format!("ALTER POLICY {} ON {qt} WITH CHECK {pred};", ident(&p.name))
+                } else {
+                    format!("ALTER POLICY {} ON {qt} USING {pred};", ident(&p.name))
+                };
+                if a.fail_open {
+                    sink.add(
+                        "TG020",
+                        lower(Severity::High),
+                        obj,
+                        format!(
+                            "{side} {expr} admits rows when the tenant setting is missing or empty (IS NULL, '' or coalesce), so a request without tenant context sees every tenant."
+                        ),
+                        alter,
+                    );
+                } else if a.null_share && !a.always_true {
+                    if cmd != Command::Select {
+                        sink.add(
+                            "TG017",
+                            lower(Severity::High),
+                            obj,
+                            format!(
+                                "{side} {expr} admits rows whose tenant column IS NULL for {}: every tenant can create or change the shared rows (read-only sharing is fine).",
+                                cmd.sql()
+                            ),
+                            format!(
+                                "-- Keep shared rows readable only: restrict this policy to FOR SELECT, and add\nCREATE POLICY tenant_{} ON {qt} FOR {} TO {app} {} {pred};",
+                                cmd.name(), cmd.sql(), if check_side { "WITH CHECK" } else { "USING" }
+                            ),
+                        );
+                    }
+                } else if check_side {
+                    let how = if a.widened_by_or {
+                        "ORs the tenant predicate with another condition"
+                    } else {
+                        "does not constrain the tenant column"
+                    };
+                    let (rule, why) = if cmd == Command::Insert {
+                        ("TG014", format!("WITH CHECK {expr} {how}, so the app can insert rows into another tenant."))
+                    } else {
+                        ("TG015", format!("WITH CHECK {expr} {how}, so an UPDATE can move a row into another tenant."))
+                    };
+                    sink.add(rule, lower(Severity::High), obj, why, alter);
+                } else if a.widened_by_or {
+                    sink.add(
+                        "TG011",
+                        lower(Severity::Critical),
+                        obj,
+                        format!(
+                            "USING {expr} ORs the tenant predicate with another condition, so {} reaches other tenants' rows whenever that condition holds.",
+                            cmd.sql()
+                        ),
+                        alter,
+                    );
+                } else if some_scoped {
+                    sink.add(
+                        "TG012",
+                        lower(Severity::Critical),
+                        obj,
+                        format!(
+                            "Permissive policies are OR-ed: next to the tenant policy, USING {expr} opens {} to rows of every tenant.",
+                            cmd.sql()
+                        ),
+                        format!(
+                            "DROP POLICY {} ON {qt};\n-- or guard the table: CREATE POLICY tenant_guard ON {qt} AS RESTRICTIVE TO {app} USING {pred} WITH CHECK {pred};",
+                            ident(&p.name)
+                        ),
+                    );
+                } else {
+                    sink.add(
+                        "TG010",
+                        lower(Severity::Critical),
+                        obj,
+                        format!(
+                            "USING {expr} does not compare the tenant column with the tenant setting, so {} reaches every tenant's rows{}.",
+                            cmd.sql(),
+                            guard_note(model, t, tt, role, cmd)
+                        ),
+                        alter,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// When a restrictive tenant guard exists for other commands only (pitfalls item 8).
+fn guard_note(
+    model: &Model,
+    t: &crate::audit::catalog::Table,
+    tt: &crate::audit::model::TenantTable,
+    role: &str,
+    cmd: Command,
+) -> String {
+    let guarded: Vec<&str> = Command::ALL
+        .iter()
+        .filter(|c| **c != cmd)
+        .filter(|c| {
+            model
+                .effective_as(role, t, tt, **c, **c == Command::Insert)
+                .restrictive
+                .iter()
+                .any(|x| x.expr.is_some() && x.analysis.scoped)
+        })
+        .map(|c| c.sql())
+        .collect();
+    if guarded.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (the restrictive tenant guard covers only {}; UPDATE and DELETE without WHERE never consult SELECT policies)",
+            guarded.join(", ")
+        )
+    }
+}

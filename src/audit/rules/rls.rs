@@ -1,0 +1,135 @@
+//! TG001–TG007: row-level security switched off, not forced, or missing per command.
+
+use super::{obj_table, tenant_predicate, Sink};
+use crate::audit::model::TenantKind;
+use crate::audit::{Model, Severity};
+use crate::policy::{ident, Command};
+
+pub(super) fn check(model: &Model, sink: &mut Sink) {
+    let app = ident(&model.config.app_role);
+    for (t, tt) in model.tenant_tables() {
+        let qt = t.qualified();
+        let has_policies = model.catalog.policies.iter().any(|p| p.table == t.oid);
+        let col = tt
+            .column
+            .clone()
+            .unwrap_or_else(|| model.config.tenant_column.clone());
+        if !t.rls {
+            if has_policies {
+                sink.add(
+                    "TG002",
+                    Severity::Critical,
+                    obj_table(t),
+                    "Policies exist but row-level security is disabled, so none of them is applied: every role with a privilege sees every tenant's rows.",
+                    format!("ALTER TABLE {qt} ENABLE ROW LEVEL SECURITY;\nALTER TABLE {qt} FORCE ROW LEVEL SECURITY;"),
+                );
+            } else {
+                let sev = if t.privileges.any() {
+                    Severity::Critical
+                } else {
+                    Severity::Low
+                };
+                sink.add(
+                    "TG001",
+                    sev,
+                    obj_table(t),
+                    "Row-level security is disabled on a tenant table, so the app reads and writes every tenant's rows.",
+                    format!(
+                        "ALTER TABLE {qt} ENABLE ROW LEVEL SECURITY;\nALTER TABLE {qt} FORCE ROW LEVEL SECURITY;\nCREATE POLICY tenant_isolation ON {qt} TO {app} USING {p} WITH CHECK {p};",
+                        p = tenant_predicate(model, &col)
+                    ),
+                );
+            }
+        } else if t.owner_reachable {
+            sink.add(
+                "TG003",
+                Severity::Critical,
+                obj_table(t),
+                format!(
+                    "The app can become the owner {:?}, and an owner can NO FORCE or DISABLE row-level security and drop policies{}.",
+                    t.owner,
+                    if t.force { "" } else { "; without FORCE it already bypasses every policy" }
+                ),
+                format!(
+                    "-- Give the table to a NOLOGIN role the app is not a member of:\nALTER TABLE {qt} OWNER TO tenant_owner;\nALTER TABLE {qt} FORCE ROW LEVEL SECURITY;"
+                ),
+            );
+        } else if !t.force {
+            sink.add(
+                "TG004",
+                Severity::Low,
+                obj_table(t),
+                format!(
+                    "The owner {:?} bypasses the policies; the app cannot become it, so FORCE is defense in depth against code that runs as the owner.",
+                    t.owner
+                ),
+                format!("ALTER TABLE {qt} FORCE ROW LEVEL SECURITY;"),
+            );
+        }
+        if t.rls {
+            for cmd in Command::ALL {
+                let has_priv = match cmd {
+                    Command::Select => t.privileges.select,
+                    Command::Insert => t.privileges.insert,
+                    Command::Update => t.privileges.update,
+                    Command::Delete => t.privileges.delete,
+                };
+                let check_side = cmd == Command::Insert;
+                if has_priv && model.effective(t, tt, cmd, check_side).denied() {
+                    sink.add(
+                        "TG005",
+                        Severity::Low,
+                        format!("{} command {}", obj_table(t), cmd.sql()),
+                        format!(
+                            "The app holds {} but no permissive policy applies to it, so the command matches no row (fails closed); either revoke the privilege or add a tenant policy.",
+                            cmd.sql()
+                        ),
+                        format!(
+                            "CREATE POLICY tenant_{} ON {qt} FOR {} TO {app} {};",
+                            cmd.name(),
+                            cmd.sql(),
+                            match cmd {
+                                Command::Insert => format!("WITH CHECK {}", tenant_predicate(model, &col)),
+                                Command::Update => format!("USING {p} WITH CHECK {p}", p = tenant_predicate(model, &col)),
+                                _ => format!("USING {}", tenant_predicate(model, &col)),
+                            }
+                        ),
+                    );
+                }
+            }
+        }
+        if tt.kind == TenantKind::Child {
+            sink.add(
+                "TG006",
+                Severity::Medium,
+                obj_table(t),
+                format!(
+                    "The table holds tenant data (it references a tenant table) but has no {:?} column, so its policies must join the parent and its keys cannot include the tenant.",
+                    model.config.tenant_column
+                ),
+                format!(
+                    "ALTER TABLE {qt} ADD COLUMN {c} uuid;\n-- backfill from the parent, then:\nALTER TABLE {qt} ALTER COLUMN {c} SET NOT NULL;",
+                    c = ident(&model.config.tenant_column)
+                ),
+            );
+        }
+    }
+    for t in &model.catalog.tables {
+        if matches!(t.kind, 'r' | 'p')
+            && !model.tenant.contains_key(&t.oid)
+            && !t.rls
+            && t.privileges.writes()
+        {
+            sink.add(
+                "TG007",
+                Severity::Medium,
+                obj_table(t),
+                "The app can write this table and it has no row-level security, so whatever one tenant writes here every other tenant can read or change.",
+                format!(
+                    "-- If it holds per-tenant data, add the tenant column and policies; otherwise:\nREVOKE INSERT, UPDATE, DELETE ON {} FROM {app};",
+                    t.qualified()
+                ),
+            );
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! TG030–TG037: the app role, everything it can become, and its privileges.
+
+use std::collections::HashSet;
+
+use super::{obj_table, Sink};
+use crate::audit::{Model, Severity};
+use crate::policy::ident;
+
+pub(super) fn check(model: &Model, sink: &mut Sink) {
+    let app = &model.config.app_role;
+    let qapp = ident(app);
+    for r in &model.catalog.app_roles {
+        let via = if &r.name == app {
+            "The app role".to_string()
+        } else {
+            format!("The app can SET ROLE to {:?}, which", r.name)
+        };
+        if r.superuser {
+            sink.add(
+                "TG030",
+                Severity::Critical,
+                format!("role {}", r.name),
+                format!("{via} is a superuser: superusers skip every policy, FORCE included."),
+                if &r.name == app {
+                    format!("ALTER ROLE {qapp} NOSUPERUSER;")
+                } else {
+                    format!("REVOKE {} FROM {qapp};", ident(&r.name))
+                },
+            );
+        }
+        if r.bypass_rls {
+            sink.add(
+                "TG031",
+                Severity::Critical,
+                format!("role {}", r.name),
+                format!("{via} has BYPASSRLS: it skips every policy, FORCE included."),
+                if &r.name == app {
+                    format!("ALTER ROLE {qapp} NOBYPASSRLS;")
+                } else {
+                    format!("REVOKE {} FROM {qapp};", ident(&r.name))
+                },
+            );
+        }
+        let (sev, what) = match r.name.as_str() {
+            "pg_execute_server_program" => (
+                Severity::Critical,
+                "runs OS commands as the server, which can read the heap files of every tenant",
+            ),
+            "pg_read_server_files" | "pg_write_server_files" => (
+                Severity::High,
+                "reads or writes server files with COPY, outside row-level security",
+            ),
+            "pg_read_all_data" | "pg_write_all_data" => (
+                Severity::Medium,
+                "opens every table that has no row-level security",
+            ),
+            _ => continue,
+        };
+        sink.add(
+            "TG036",
+            sev,
+            format!("role {}", r.name),
+            format!(
+                "The app can become the predefined role {}, which {what}.",
+                r.name
+            ),
+            format!("REVOKE {} FROM {qapp};", r.name),
+        );
+    }
+    // Functions that policies on tenant tables call.
+    let mut policy_fns: HashSet<u32> = HashSet::new();
+    for p in &model.catalog.policies {
+        if model.tenant.contains_key(&p.table) {
+            policy_fns.extend(p.functions.iter().copied());
+        }
+    }
+    for f in &model.catalog.functions {
+        if (policy_fns.contains(&f.oid) || model.source_functions.contains(&f.oid))
+            && f.owner_reachable
+        {
+            sink.add(
+                "TG032",
+                Severity::Critical,
+                format!("function {}.{}({})", f.schema, f.name, f.args),
+                format!("Policies depend on this function and the app can become its owner {:?}, so it can replace the body and decide which tenant it is.", f.owner),
+                format!("ALTER FUNCTION {} OWNER TO tenant_owner; -- a NOLOGIN role the app is not a member of", f.signature()),
+            );
+        }
+    }
+    for (t, _) in model.tenant_tables() {
+        let qt = t.qualified();
+        if t.privileges.truncate {
+            sink.add(
+                "TG033",
+                Severity::High,
+                obj_table(t),
+                "TRUNCATE is not subject to row-level security: the app can empty the table for every tenant.",
+                format!("REVOKE TRUNCATE ON {qt} FROM {qapp};"),
+            );
+        }
+        if t.privileges.references {
+            let (sev, extra) = if model.catalog.app_can_create {
+                (Severity::Medium, "and it can create tables, so it can build its own foreign key to probe other tenants' keys")
+            } else {
+                (
+                    Severity::Low,
+                    "though it cannot create tables to use it today",
+                )
+            };
+            sink.add(
+                "TG034",
+                sev,
+                obj_table(t),
+                format!("REFERENCES is granted to the app, {extra}."),
+                format!("REVOKE REFERENCES ON {qt} FROM {qapp};"),
+            );
+        }
+        if t.privileges.trigger {
+            sink.add(
+                "TG035",
+                Severity::Medium,
+                obj_table(t),
+                "TRIGGER lets the app attach code that runs on every tenant's writes.",
+                format!("REVOKE TRIGGER ON {qt} FROM {qapp};"),
+            );
+        }
+    }
+    for f in &model.catalog.file_functions {
+        sink.add(
+            "TG038",
+            Severity::High,
+            format!("function {f}"),
+            "It reads server files (or moves large objects to and from them) outside row-level security; the data directory holds every tenant's rows.",
+            format!("REVOKE EXECUTE ON FUNCTION {f} FROM {qapp};"),
+        );
+    }
+    for d in &model.catalog.default_acls {
+        let scope = if d.schema.is_empty() {
+            "all schemas".to_string()
+        } else {
+            format!("schema {}", d.schema)
+        };
+        sink.add(
+            "TG037",
+            Severity::Medium,
+            format!(
+                "default privileges of {} in {scope} ({})",
+                d.owner, d.privilege
+            ),
+            format!(
+                "Every future table {} creates in {scope} will grant {} to the app.",
+                d.owner, d.privilege
+            ),
+            format!(
+                "ALTER DEFAULT PRIVILEGES FOR ROLE {}{} REVOKE {} ON TABLES FROM {qapp};",
+                ident(&d.owner),
+                if d.schema.is_empty() {
+                    String::new()
+                } else {
+                    format!(" IN SCHEMA {}", ident(&d.schema))
+                },
+                d.privilege
+            ),
+        );
+    }
+}

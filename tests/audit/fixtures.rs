@@ -1,0 +1,114 @@
+//! One test per broken-schema fixture: audit reports the planted weakness with the right
+//! rule, object and (at least) severity.
+
+use crate::support::*;
+
+macro_rules! fixture {
+    ($name:ident, $($rule:literal on $object:literal at $sev:ident),+) => {
+        #[tokio::test]
+        async fn $name() {
+            let fx = Fixture::load(stringify!($name)).await;
+            let findings = fx.audit().await;
+            $(
+                let f = expect(&findings, $rule, $object);
+                assert!(f.severity >= Severity::$sev, "{} is {}, want at least {:?}", f.fingerprint, f.severity, Severity::$sev);
+            )+
+        }
+    };
+}
+
+#[tokio::test]
+async fn clean_prelude_has_no_high_findings() {
+    let fx = Fixture::load("clean").await;
+    let findings = fx.audit().await;
+    assert!(
+        findings.iter().all(|f| f.severity < Severity::High),
+        "{}",
+        dump(&findings)
+    );
+}
+
+fixture!(rls_disabled, "TG001" on "public.leaky" at Critical);
+fixture!(dormant_policies, "TG002" on "public.notes" at Critical);
+fixture!(app_owns_table, "TG003" on "public.notes" at Critical);
+fixture!(not_forced, "TG004" on "public.notes" at Low);
+fixture!(command_without_policy, "TG005" on "public.memos command INSERT" at Low);
+fixture!(child_without_tenant, "TG006" on "public.attachments" at Medium);
+fixture!(unprotected_writable, "TG007" on "public.scratch" at Medium);
+fixture!(permissive_true, "TG010" on "\"docs_all\" on public.docs" at Critical,
+    "TG014" on "\"docs_all\" on public.docs" at High, "TG015" on "\"docs_all\" on public.docs" at High);
+fixture!(or_widened, "TG011" on "\"notes_all\" on public.notes" at Critical);
+fixture!(several_permissive, "TG012" on "\"notes_everyone\" on public.notes" at Critical);
+fixture!(public_policy, "TG013" on "\"notes_all\" on public.notes" at Medium);
+fixture!(insert_check_true, "TG014" on "\"notes_insert\" on public.notes" at High);
+fixture!(update_check_moves, "TG015" on "\"notes_update\" on public.notes" at High);
+fixture!(insert_without_check, "TG016" on "\"notes_insert\" on public.notes" at Info);
+fixture!(null_share_write, "TG017" on "\"notes_all\" on public.notes" at High,
+    "TG052" on "public.notes.tenant_id" at Medium);
+fixture!(fail_open, "TG020" on "\"notes_all\" on public.notes" at High);
+fixture!(fail_open_coalesce, "TG020" on "\"notes_all\" on public.notes" at High);
+fixture!(one_argument, "TG021" on "\"notes_all\" on public.notes" at Low,
+    "TG022" on "\"notes_all\" on public.notes" at Low);
+fixture!(identity_key, "TG023" on "\"notes_all\" on public.notes" at Medium);
+fixture!(writable_membership, "TG024" on "\"notes_members\" on public.notes" at High);
+fixture!(session_scoped, "TG025" on "function public.set_tenant(t uuid)" at Medium);
+fixture!(setting_default, "TG026" on "setting app.tenant_id for role" at High);
+fixture!(app_superuser, "TG030" on "_root" at Critical);
+fixture!(app_bypassrls, "TG031" on "role app_" at Critical);
+fixture!(app_owns_policy_function, "TG032" on "function public.ctx_tenant()" at Critical);
+fixture!(truncate_granted, "TG033" on "public.notes" at High);
+fixture!(references_granted, "TG034" on "public.notes" at Low);
+fixture!(trigger_granted, "TG035" on "public.notes" at Medium);
+fixture!(predefined_role, "TG036" on "role pg_read_server_files" at High);
+fixture!(default_privileges, "TG037" on "TRUNCATE" at Medium);
+fixture!(owner_rights_view, "TG040" on "view public.all_notes" at Critical);
+fixture!(matview, "TG041" on "materialized view public.note_counts" at Critical);
+fixture!(definer_function, "TG042" on "function public.note_bodies()" at High,
+    "TG043" on "function public.note_bodies()" at High);
+fixture!(definer_trigger, "TG044" on "trigger \"notes_touch\" on public.notes" at High);
+fixture!(trigger_copy, "TG045" on "trigger \"notes_archive\" on public.notes" at High);
+fixture!(leakproof, "TG046" on "function public.noisy_eq(a text, b text)" at High);
+fixture!(definer_default, "TG047" on "column public.notes.label" at High);
+fixture!(mislabelled_volatility, "TG048" on "function public.session_tenant()" at Medium);
+fixture!(fk_without_tenant, "TG050" on "\"replies_note_id_fkey\" on public.replies" at High);
+fixture!(unique_without_tenant, "TG051" on "\"notes_body_key\" on public.notes" at Medium);
+fixture!(unique_nullable_without_tenant, "TG051" on "\"notes_code_key\" on public.notes" at Medium);
+fixture!(unprotected_partition, "TG053" on "public.events_all" at Critical);
+fixture!(shared_sequence, "TG054" on "column public.notes.seq" at Low);
+fixture!(no_tenant_index, "TG060" on "public.notes" at Low);
+fixture!(volatile_policy_function, "TG061" on "\"notes_all\" on public.notes" at Medium,
+    "TG062" on "\"notes_all\" on public.notes" at Low);
+
+fixture!(server_file_functions, "TG038" on "function pg_read_file(text)" at High);
+fixture!(matview_readable, "TG041" on "materialized view public.note_copies" at Critical);
+
+#[tokio::test]
+async fn the_admin_role_bypasses_rls() {
+    // The reference admin role has BYPASSRLS: audited as "the app", that is critical.
+    let db = TestDb::new().await;
+    let config = AuditConfig {
+        app_role: "tenantguard_admin".into(),
+        ..AuditConfig::default()
+    };
+    let findings = audit(&db, &config).await;
+    expect(&findings, "TG031", "role tenantguard_admin");
+}
+fixture!(set_role_policy, "TG010" on "\"notes_reports\" on public.notes (after SET ROLE app_" at Critical);
+fixture!(partial_guard, "TG010" on "\"docs_all\" on public.docs" at Critical);
+
+#[tokio::test]
+async fn schema_flag_limits_the_audit() {
+    let fx = Fixture::load("other_schema").await;
+    let all = fx.audit().await;
+    expect(&all, "TG001", "table legacy.notes");
+    let config = AuditConfig {
+        schemas: vec!["public".into()],
+        ..fx.config()
+    };
+    let public = audit(&fx.db, &config).await;
+    assert!(
+        public.iter().all(|f| !f.object.contains("legacy.")),
+        "{}",
+        dump(&public)
+    );
+}

@@ -1,0 +1,12 @@
+//! `tenantguard audit` and `tenantguard probe` against real PostgreSQL: the reference
+//! schema must be clean, and each deliberately broken fixture under
+//! `tests/fixtures/audit/` must be reported with the right rule (and, where exploitable,
+//! shown LEAKED by the probe).
+
+mod support;
+
+mod cli;
+mod fixtures;
+mod predicate;
+mod probe;
+mod reference;
