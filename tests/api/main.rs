@@ -814,6 +814,54 @@ mod auth {
     }
 
     #[tokio::test]
+    async fn rs256_and_es256_public_keys_verify_jwts() {
+        use jsonwebtoken::{Algorithm, EncodingKey, Header};
+        use tenantguard::http::{JwtConfig, JwtKey};
+        // Test-only key pairs (tests/api/keys), made with openssl.
+        let cases = [
+            (
+                Algorithm::RS256,
+                JwtKey::Rs256Pem(include_bytes!("keys/rs256-public.pem").to_vec()),
+                EncodingKey::from_rsa_pem(include_bytes!("keys/rs256-private.pem")).unwrap(),
+            ),
+            (
+                Algorithm::ES256,
+                JwtKey::Es256Pem(include_bytes!("keys/es256-public.pem").to_vec()),
+                EncodingKey::from_ec_pem(include_bytes!("keys/es256-private.pem")).unwrap(),
+            ),
+        ];
+        for (alg, public, private) in cases {
+            let app = spawn_app_with(|c| {
+                c.jwt = Some(JwtConfig {
+                    key: public,
+                    leeway_secs: 5,
+                    issuer: Some("https://idp.example".into()),
+                    audience: None,
+                })
+            })
+            .await;
+            let a = app.tenant("a").await;
+            let exp = chrono::Utc::now().timestamp() + 600;
+            let claims = json!({ "sub": "u", "tenant_id": a.id, "role": "viewer", "exp": exp, "iss": "https://idp.example" });
+            let good = jsonwebtoken::encode(&Header::new(alg), &claims, &private).unwrap();
+            app.get("/v1/projects", &good).await.ok(200);
+            let mut wrong_iss = claims.clone();
+            wrong_iss["iss"] = json!("https://evil.example");
+            let bad = jsonwebtoken::encode(&Header::new(alg), &wrong_iss, &private).unwrap();
+            app.get("/v1/projects", &bad).await.problem(401);
+            // An HS256 token "signed" with the public key (algorithm confusion) is refused.
+            let confused = jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(include_bytes!("keys/rs256-public.pem")),
+            )
+            .unwrap();
+            app.get("/v1/projects", &confused).await.problem(401);
+            app.stop().await;
+        }
+    }
+
+    #[tokio::test]
     async fn admin_and_tenant_credentials_never_cross() {
         let app = spawn_app().await;
         let a = app.tenant("a").await;
