@@ -205,7 +205,11 @@ impl From<PoolError> for ApiError {
                 if *c == SqlState::INVALID_TEXT_REPRESENTATION
                     || *c == SqlState::DATETIME_FIELD_OVERFLOW
                     || *c == SqlState::NUMERIC_VALUE_OUT_OF_RANGE
-                    || *c == SqlState::STRING_DATA_RIGHT_TRUNCATION =>
+                    || *c == SqlState::STRING_DATA_RIGHT_TRUNCATION
+                    || *c == SqlState::CHARACTER_NOT_IN_REPERTOIRE
+                    || *c == SqlState::UNTRANSLATABLE_CHARACTER
+                    || *c == SqlState::INVALID_DATETIME_FORMAT
+                    || *c == SqlState::PROGRAM_LIMIT_EXCEEDED =>
             {
                 ApiError::BadRequest("a value is out of range or malformed".into())
             }
