@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::auth::{Member, Need, Viewer};
 use super::error::ApiError;
-use super::extract::{audited, Check, Json, Page, Path, Query, DEFAULT_LIMIT, MAX_LIMIT};
+use super::extract::{Check, Json, Page, Path, Query, DEFAULT_LIMIT, MAX_LIMIT};
 use super::projects::{self, Project};
 use super::tasks::{self, NewTask, Task};
 use super::AppState;
@@ -167,18 +167,16 @@ async fn create_task(
         .one_of("status", b.status.as_deref(), &tasks::STATUSES)
         .done()?;
     let c = client(&state).await?;
-    // The same single statement as the RLS handler, with the tenant written by hand.
-    let sql = audited(
-        "INSERT INTO tasks (tenant_id, project_id, title, description, status, assignee_id, due_date) \
-         VALUES ($1, $2, $3, $4, COALESCE($5, 'todo'), $6, $7)",
-        tasks::COLS,
-        8,
-    )
-    .replace(
-        "INSERT INTO audit_log (actor,",
-        "INSERT INTO audit_log (tenant_id, actor,",
-    )
-    .replace("SELECT $8::text,", "SELECT $1, $8::text,");
+    // The same single statement as the RLS handler, with the tenant written by hand in
+    // both inserts.
+    let sql = format!(
+        "WITH r AS (INSERT INTO tasks (tenant_id, project_id, title, description, status, assignee_id, due_date) \
+                    VALUES ($1, $2, $3, $4, COALESCE($5, 'todo'), $6, $7) RETURNING {cols}), \
+              a AS (INSERT INTO audit_log (tenant_id, actor, action, resource_type, resource_id, details) \
+                    SELECT $1, $8::text, $9::text, $10::text, r.id, $11::jsonb FROM r) \
+         SELECT {cols} FROM r",
+        cols = tasks::COLS
+    );
     let stmt = c.prepare_cached(&sql).await.map_err(db)?;
     let details = serde_json::json!({ "changed": ["project_id", "title", "description", "status", "assignee_id", "due_date"] });
     let row = c
