@@ -1425,7 +1425,7 @@ mod serve_cli {
             .unwrap()
             .port();
         let url = |role: &str| tenantguard::testing::config_url(&db.config_as(role));
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenantguard"))
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenantguard"))
             .arg("serve")
             .env("TENANTGUARD_DATABASE_URL", url("tenantguard_app"))
             .env("TENANTGUARD_ADMIN_DATABASE_URL", url("tenantguard_admin"))
