@@ -215,8 +215,14 @@ fn tenant_router(state: &AppState) -> Router<AppState> {
         ))
 }
 
-async fn not_found() -> error::ApiError {
-    error::ApiError::NotFound
+/// Unknown routes: a 404 whose detail differs from a missing resource's, so a client (and
+/// the OpenAPI test) can tell a wrong URL from an absent id.
+async fn not_found() -> Response {
+    error::problem(
+        StatusCode::NOT_FOUND,
+        Some("no such route".into()),
+        Vec::new(),
+    )
 }
 
 /// Counts requests and their latency per route for `/metrics`.

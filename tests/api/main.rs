@@ -747,7 +747,9 @@ mod input {
         .await
         .problem(409);
         // Unknown routes and methods are problems too.
-        app.get("/v1/nothing-here", k).await.problem(404);
+        let r = app.get("/v1/nothing-here", k).await;
+        r.problem(404);
+        assert_eq!(r.body["detail"], "no such route");
         app.send("PUT", "/v1/projects", Some(k), Some(json!({})))
             .await
             .problem(405);
