@@ -172,13 +172,14 @@ impl From<PoolError> for ApiError {
             tracing::warn!(error = %crate::error_chain(&e), "database unavailable");
             return ApiError::Unavailable;
         }
-        let (table, constraint) = match &e {
+        let (table, constraint, message) = match &e {
             PoolError::Db { source, .. } => source
                 .as_db_error()
                 .map(|d| {
                     (
                         d.table().unwrap_or("").to_string(),
                         d.constraint().unwrap_or("").to_string(),
+                        d.message().to_string(),
                     )
                 })
                 .unwrap_or_default(),
@@ -190,8 +191,11 @@ impl From<PoolError> for ApiError {
                 ApiError::Conflict(format!("a resource with this {field} already exists"))
             }
             Some(c) if *c == SqlState::FOREIGN_KEY_VIOLATION => {
-                if table == "team_members" || constraint.ends_with("_tenant_id_fkey") {
-                    // Deleting a row others still refer to.
+                if constraint.ends_with("_tenant_id_fkey") {
+                    // A signed JWT naming a tenant that does not exist: it can read
+                    // (nothing) but not write.
+                    ApiError::Forbidden("the credential's tenant does not exist".into())
+                } else if message.starts_with("update or delete") {
                     ApiError::Conflict("the resource is still referenced".into())
                 } else {
                     ApiError::field(field, "refers to a resource that does not exist")

@@ -871,6 +871,25 @@ mod auth {
         app.post("/v1/projects", &viewer, json!({ "name": "no" }))
             .await
             .problem(403);
+        // A well-signed token for a tenant that does not exist reads nothing, writes nothing.
+        let ghost = jwt(
+            json!({ "sub": "g", "tenant_id": uuid::Uuid::now_v7(), "role": "owner", "exp": exp }),
+            JWT_SECRET,
+        );
+        assert_eq!(
+            app.get("/v1/projects", &ghost).await.ok(200)["items"],
+            json!([])
+        );
+        app.post("/v1/projects", &ghost, json!({ "name": "x" }))
+            .await
+            .problem(403);
+        app.post(
+            "/v1/members",
+            &ghost,
+            json!({ "email": "g@x.example", "role": "viewer" }),
+        )
+        .await
+        .problem(403);
         let audit = app
             .get(&format!("/v1/audit-log?resource_id={pid}"), &a.key)
             .await;
