@@ -101,8 +101,9 @@ impl MigrateReport {
 
 /// Brings a database to the reference schema: roles and the tenant function, pending
 /// migrations (run as the owner role, so it owns every object), then RLS, policies and
-/// grants. `client` must connect as a superuser or a role that can create roles and is a
-/// member of the owner role. Idempotent.
+/// grants, and last the tenant-provisioning function and its role ([`provisioning`]).
+/// `client` must connect as a superuser or a role that can create roles and is a member of
+/// the owner role. Idempotent.
 pub async fn migrate(client: &mut Client, set: &PolicySet) -> Result<MigrateReport, SchemaError> {
     migrate_with(client, set, provisioning::DEFAULT_PROVISIONER).await
 }
@@ -187,7 +188,8 @@ pub async fn migrate_with(
 }
 
 /// Lists every difference between the database and the reference schema without
-/// changing anything: pending migrations, then policy-engine drift.
+/// changing anything: pending migrations, then policy-engine drift, then drift of the
+/// tenant-provisioning function and its role.
 pub async fn check(client: &mut Client, set: &PolicySet) -> Result<Vec<String>, SchemaError> {
     check_with(client, set, provisioning::DEFAULT_PROVISIONER).await
 }
