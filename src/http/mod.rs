@@ -303,11 +303,14 @@ impl Application {
 }
 
 /// Sets up logging once: JSON lines when `json`, else human-readable; filtered by
-/// `RUST_LOG` (default `info`).
+/// `RUST_LOG` (default `info`). Logs go to stderr, so what a command prints for people
+/// (dev's keys and curl lines) stays alone on stdout.
 pub fn init_tracing(json: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = if json {
         builder.json().flatten_event(true).try_init()
     } else {

@@ -370,7 +370,8 @@ async fn canonical_predicates(tx: &Transaction<'_>, set: &PolicySet) -> Result<C
         // The function must exist for the expression to parse; create it inside the
         // savepoint if it does not (rolled back below).
         tx.batch_execute(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {FUNCTION_SCHEMA};
+            "SET LOCAL client_min_messages = warning;
+             CREATE SCHEMA IF NOT EXISTS {FUNCTION_SCHEMA};
              CREATE OR REPLACE FUNCTION {FUNCTION_SCHEMA}.current_tenant_id() RETURNS uuid
              LANGUAGE sql STABLE AS {}",
             literal(&set.current_tenant_body())

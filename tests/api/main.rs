@@ -1502,8 +1502,8 @@ mod serve_cli {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        // JSON log lines on stdout, with the admin call logged.
-        let logs = String::from_utf8_lossy(&out.stdout);
+        // JSON log lines on stderr (stdout is for what people read), with the admin call logged.
+        let logs = String::from_utf8_lossy(&out.stderr);
         assert!(
             logs.lines()
                 .any(|l| l.starts_with('{') && l.contains("admin call")),
