@@ -262,6 +262,32 @@ impl Client {
             .await
     }
 
+    /// Executes `first`, discarding its rows, then `statement`, returning its rows, in one
+    /// request that ends with a single Sync.
+    ///
+    /// Everything up to a Sync is one implicit transaction (unless a transaction block is
+    /// already open), so a transaction-local setting made by `first`, e.g.
+    /// `SELECT set_config(name, value, true)`, applies to `statement` and ends with it.
+    /// If either statement fails the server skips to the Sync and that error is returned.
+    ///
+    /// Both statements must already be prepared.
+    pub async fn query_after(
+        &self,
+        first: &Statement,
+        first_params: &[&(dyn ToSql + Sync)],
+        statement: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, Error> {
+        query::query_after(
+            &self.inner,
+            first,
+            slice_iter(first_params),
+            statement,
+            slice_iter(params),
+        )
+        .await
+    }
+
     /// Returns a vector of scalars.
     pub async fn query_scalar<R: FromSqlOwned, T>(
         &self,

@@ -242,6 +242,61 @@ where
     }
 }
 
+// tenantguard patch (see PATCHES.md): two bound statements under one Sync.
+pub async fn query_after<P1, I1, P2, I2>(
+    client: &InnerClient,
+    first: &Statement,
+    first_params: I1,
+    statement: &Statement,
+    params: I2,
+) -> Result<Vec<Row>, Error>
+where
+    P1: BorrowToSql,
+    I1: IntoIterator<Item = P1>,
+    I1::IntoIter: ExactSizeIterator,
+    P2: BorrowToSql,
+    I2: IntoIterator<Item = P2>,
+    I2::IntoIter: ExactSizeIterator,
+{
+    let buf = client.with_buf(|buf| {
+        encode_bind(first, first_params, "", buf)?;
+        frontend::execute("", 0, buf).map_err(Error::encode)?;
+        encode_bind(statement, params, "", buf)?;
+        frontend::execute("", 0, buf).map_err(Error::encode)?;
+        frontend::sync(buf);
+        Ok(buf.split().freeze())
+    })?;
+    // One request, one Sync: the connection routes everything up to the single
+    // ReadyForQuery here, and keeps paging it if this future is dropped.
+    let mut responses = client.send(RequestMessages::Single(FrontendMessage::Raw(buf)))?;
+
+    match responses.next().await? {
+        Message::BindComplete => {}
+        _ => return Err(Error::unexpected_message()),
+    }
+    loop {
+        match responses.next().await? {
+            Message::DataRow(_) => {}
+            Message::CommandComplete(_) | Message::EmptyQueryResponse => break,
+            _ => return Err(Error::unexpected_message()),
+        }
+    }
+
+    match responses.next().await? {
+        Message::BindComplete => {}
+        _ => return Err(Error::unexpected_message()),
+    }
+    let mut rows = Vec::new();
+    loop {
+        match responses.next().await? {
+            Message::DataRow(body) => rows.push(Row::new(statement.clone(), body)?),
+            Message::CommandComplete(_) | Message::EmptyQueryResponse => {}
+            Message::ReadyForQuery(_) => return Ok(rows),
+            _ => return Err(Error::unexpected_message()),
+        }
+    }
+}
+
 async fn start(client: &InnerClient, buf: Bytes) -> Result<Responses, Error> {
     let mut responses = client.send(RequestMessages::Single(FrontendMessage::Raw(buf)))?;
 
