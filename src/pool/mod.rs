@@ -1,17 +1,35 @@
 //! The tenant-scoped pool.
 //!
 //! [`TenantPool`] is the only way the application reaches PostgreSQL as the app role, and
-//! it hands out nothing but [`TenantTx`]: a transaction whose tenant is set with
+//! it hands out nothing but [`TenantTx`]: statements scoped to one tenant by
 //! `set_config(<setting>, $1, true)`. The setting is transaction-local, so it dies with the
 //! transaction whatever happens next — commit, rollback, an error, a panic, a cancelled
 //! future — and a pooled connection can never carry one tenant's context to the next user,
 //! behind a transaction-mode pooler too.
 //!
-//! Round trips: `BEGIN`, the `set_config` and the first statement are sent together
-//! (tokio-postgres pipelines requests whose futures are polled together), so a request
-//! costs no more trips than the same queries without RLS. A read-only transaction's
-//! `COMMIT` is sent without waiting for its reply: it reaches the server ahead of whatever
-//! the connection's next user sends, and nothing is lost if it failed.
+//! There are two paths.
+//!
+//! **Read-only, statement cache on** ([`TenantPool::begin_read_only`], the default
+//! options): no `BEGIN`, no `COMMIT`. Every statement is sent as
+//! `SELECT set_config(<setting>, $1, true), set_config('transaction_read_only', 'on', true)`
+//! plus the statement, both bound and executed under ONE protocol Sync
+//! (`Client::query_after` of the vendored tokio-postgres, see
+//! `vendor/tokio-postgres/PATCHES.md`). Everything up to a Sync is one implicit
+//! transaction, so the tenant and read-only mode apply to that statement and end at its
+//! Sync, on success, on error and if the future is dropped in flight (the server runs to
+//! the Sync regardless, and the connection reads the replies before the next user's). There
+//! is nothing to commit or roll back, so `commit`, `rollback` and drop send nothing. Each
+//! statement is its own transaction with its own snapshot: the visibility of `READ
+//! COMMITTED`, not one snapshot for the whole `TenantTx`. This is the request hot path, and
+//! PostgreSQL's work per Sync is what it costs on a CPU-bound server.
+//!
+//! **Read-write, or without the statement cache**: a real transaction. `BEGIN [READ ONLY]`,
+//! the `set_config` and the first statement are sent together (tokio-postgres pipelines
+//! requests whose futures are polled together), so a request costs no more round trips than
+//! the same queries without RLS. A read-only transaction's `COMMIT` (uncached mode) is sent
+//! without waiting for its reply: it reaches the server ahead of whatever the connection's
+//! next user sends, and nothing is lost if it failed. The uncached mode (pgbouncer before
+//! 1.21) prepares statements inside the transaction, which the one-Sync path cannot do.
 //!
 //! [`AdminPool`] is a separate type for the cross-tenant reporting role.
 
@@ -203,7 +221,10 @@ impl TenantPool {
         self.begin_with(tenant, false).await
     }
 
-    /// Starts a `READ ONLY` transaction for `tenant`; its commit is not waited for.
+    /// Starts a read-only [`TenantTx`] for `tenant`. With the statement cache on (the
+    /// default), each statement runs in its own implicit transaction under one Sync, read-only
+    /// and scoped to the tenant, and there is no `BEGIN` or `COMMIT`; without it, a
+    /// `READ ONLY` transaction whose commit is not waited for (see the module docs).
     pub async fn begin_read_only(&self, tenant: TenantId) -> Result<TenantTx, PoolError> {
         self.begin_with(tenant, true).await
     }
@@ -300,7 +321,9 @@ enum State {
 
 /// A transaction scoped to one tenant. Commit is explicit; dropping it (an error, a panic,
 /// a cancelled request) rolls back. The connection it holds is returned to the pool only
-/// after `COMMIT` or `ROLLBACK` has been queued on it, so the next user starts clean.
+/// after `COMMIT` or `ROLLBACK` has been queued on it, so the next user starts clean. On the
+/// one-Sync read path (see the module docs) each statement is its own implicit
+/// transaction that has ended at its Sync, so there is nothing to queue.
 pub struct TenantTx {
     client: Option<Object>,
     tenant: TenantId,
@@ -322,6 +345,10 @@ impl std::fmt::Debug for TenantTx {
 }
 
 const SET_TENANT: &str = "SELECT set_config($1, $2, true)";
+/// The prelude of a statement on the one-Sync read path: tenant and read-only mode, both
+/// local to the implicit transaction that ends at the Sync.
+const SET_TENANT_READ_ONLY: &str =
+    "SELECT set_config($1, $2, true), set_config('transaction_read_only', 'on', true)";
 
 impl TenantTx {
     /// The tenant this transaction is scoped to.
@@ -332,6 +359,11 @@ impl TenantTx {
     /// Whether this is a `READ ONLY` transaction.
     pub fn is_read_only(&self) -> bool {
         self.read_only
+    }
+
+    /// Whether statements go on the one-Sync read path (see the module docs).
+    fn one_sync(&self) -> bool {
+        self.read_only && self.cache
     }
 
     fn client(&self) -> Result<&Object, PoolError> {
@@ -349,6 +381,22 @@ impl TenantTx {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, PoolError> {
         let client = self.client()?;
+        if self.one_sync() {
+            let stmt = client
+                .prepare_cached(sql)
+                .await
+                .map_err(PoolError::db("preparing a statement"))?;
+            let set = client
+                .prepare_cached(SET_TENANT_READ_ONLY)
+                .await
+                .map_err(PoolError::db("preparing set_config"))?;
+            let set_params: [&(dyn ToSql + Sync); 2] = [&&*self.setting, &self.tenant_text];
+            // State stays Pending: the context ends at this request's Sync, nothing is owed.
+            return client
+                .query_after(&set, &set_params, &stmt, params)
+                .await
+                .map_err(PoolError::db("running a statement"));
+        }
         // Cached statements are prepared before anything transactional is sent, so a
         // statement that fails to prepare leaves no transaction behind.
         let cached = match self.cache {
@@ -443,7 +491,8 @@ impl TenantTx {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, PoolError> {
-        // The first statement carries the prelude; uncached statements go through one path.
+        // The first statement carries the prelude, as does every statement on the one-Sync
+        // read path; uncached statements go through one path.
         if self.state == State::Pending || !self.cache {
             let client = self.client()?;
             if self.state == State::Open {
@@ -465,7 +514,8 @@ impl TenantTx {
             .map_err(PoolError::db("running a statement"))
     }
 
-    /// Commits. For a read-only transaction the reply is not awaited (see the module docs).
+    /// Commits. On the one-Sync read path there is nothing to commit and nothing is sent;
+    /// for another read-only transaction the reply is not awaited (see the module docs).
     pub async fn commit(mut self) -> Result<(), PoolError> {
         let state = std::mem::replace(&mut self.state, State::Finished);
         if state != State::Open {

@@ -1,6 +1,7 @@
 //! Isolation-core tests against real PostgreSQL (a private throwaway cluster, or
 //! TEST_DATABASE_URL): policies on every table and command, composite keys, the tenant
-//! context's lifetime in the scoped pool, pool start-up refusals, migrate and rls apply.
+//! context's lifetime in the scoped pool (and its one-Sync read path), pool start-up
+//! refusals, migrate and rls apply.
 
 mod cluster;
 mod context;
@@ -9,5 +10,6 @@ mod migrate;
 mod pgbouncer;
 mod plans;
 mod pool_safety;
+mod read_path;
 mod rls_apply;
 mod support;
