@@ -8,8 +8,8 @@
 //! Scenarios, each a request = read one project of one tenant:
 //! - `explicit-filter`: one prepared statement as a BYPASSRLS role with the filter written out.
 //! - `naive-rls`: BEGIN; set_config; SELECT; COMMIT — each awaited (four round trips).
-//! - `tenanttx-read`: `TenantPool::begin_read_only` → query → commit (BEGIN, set_config and
-//!   the SELECT in one round trip; COMMIT not awaited).
+//! - `tenanttx-read`: `TenantPool::begin_read_only` → query → commit (set_config and the
+//!   SELECT bound under one Sync, no BEGIN/COMMIT: one round trip, one implicit transaction).
 //! - `tenanttx-write`: `TenantPool::begin` → query → commit awaited (two round trips).
 
 use std::sync::Arc;

@@ -391,8 +391,8 @@ impl Authenticator {
             let (key_id, role) = match cached {
                 Some(c) if c.tenant == tenant => (c.key_id, c.role),
                 _ => {
-                    // The first statement of the request's transaction: it travels with
-                    // BEGIN and set_config, and RLS confines it to the key's own tenant.
+                    // The request's first statement: it travels with set_config (and BEGIN,
+                    // unless read-only), and RLS confines it to the key's own tenant.
                     let row = tx
                         .query_opt(
                             "SELECT id, role FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",

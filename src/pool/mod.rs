@@ -311,7 +311,8 @@ impl IdleState {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    /// Nothing sent yet.
+    /// No transaction block open: nothing sent yet, or only one-Sync reads (each ended at
+    /// its own Sync).
     Pending,
     /// `BEGIN` has been sent.
     Open,
