@@ -5,8 +5,7 @@
 
 use std::time::Duration;
 
-use tenantguard::pool::IdleState;
-use tenantguard::{TenantPool, TenantTx};
+use tenantguard::TenantTx;
 
 use crate::support::*;
 
@@ -15,21 +14,6 @@ async fn backend(tx: &mut TenantTx) -> i32 {
         .await
         .unwrap()
         .get(0)
-}
-
-/// With a one-connection pool, the next checkout is the same backend: check it is clean.
-async fn assert_clean(pool: &TenantPool, pid: i32, after: &str) {
-    let state: IdleState = pool.inspect_idle(Some("projects")).await.unwrap();
-    assert_eq!(state.backend_pid, pid, "{after}: same connection reused");
-    assert!(
-        state.is_clean(),
-        "{after}: tenant context leaked: {state:?}"
-    );
-    assert_eq!(
-        state.visible_rows,
-        Some(0),
-        "{after}: rows visible without a tenant"
-    );
 }
 
 #[tokio::test]
@@ -143,15 +127,13 @@ async fn context_dies_with_a_panic_and_a_cancelled_query() {
     assert_clean(&pool, pid, "panic").await;
 
     // A future cancelled mid-query (a client that went away, a timeout).
-    let mut tx = pool.begin(a.tenant_id()).await.unwrap();
-    let slow = tx.query("SELECT pg_sleep(2), count(*) FROM projects", &[]);
-    assert!(
-        tokio::time::timeout(Duration::from_millis(200), slow)
-            .await
-            .is_err(),
-        "the query was cancelled while in flight"
-    );
-    drop(tx);
+    let tx = pool.begin(a.tenant_id()).await.unwrap();
+    cancel_in_flight(
+        tx,
+        "SELECT pg_sleep(2), count(*) FROM projects",
+        Duration::from_millis(200),
+    )
+    .await;
     assert_clean(&pool, pid, "cancelled future").await;
 
     // Cancelled before anything was sent.

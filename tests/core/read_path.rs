@@ -6,26 +6,10 @@
 
 use std::time::Duration;
 
-use tenantguard::pool::IdleState;
 use tenantguard::{PoolOptions, TenantPool};
 use uuid::Uuid;
 
 use crate::support::*;
-
-/// With a one-connection pool, the next checkout is the same backend: check it is clean.
-async fn assert_clean(pool: &TenantPool, pid: i32, after: &str) {
-    let state: IdleState = pool.inspect_idle(Some("projects")).await.unwrap();
-    assert_eq!(state.backend_pid, pid, "{after}: same connection reused");
-    assert!(
-        state.is_clean(),
-        "{after}: tenant context leaked: {state:?}"
-    );
-    assert_eq!(
-        state.visible_rows,
-        Some(0),
-        "{after}: rows visible without a tenant"
-    );
-}
 
 #[tokio::test]
 async fn reads_see_their_tenant_only_and_each_statement_ends_clean() {
@@ -215,15 +199,13 @@ async fn a_cancelled_read_leaves_the_connection_clean() {
     let pool = db.app_pool(1).await;
     let pid = pool.inspect_idle(None).await.unwrap().backend_pid;
 
-    let mut tx = pool.begin_read_only(a.tenant_id()).await.unwrap();
-    let slow = tx.query("SELECT pg_sleep(1), count(*) FROM projects", &[]);
-    assert!(
-        tokio::time::timeout(Duration::from_millis(200), slow)
-            .await
-            .is_err(),
-        "the query was cancelled while in flight"
-    );
-    drop(tx);
+    let tx = pool.begin_read_only(a.tenant_id()).await.unwrap();
+    cancel_in_flight(
+        tx,
+        "SELECT pg_sleep(1), count(*) FROM projects",
+        Duration::from_millis(200),
+    )
+    .await;
     // The checkout queues behind the abandoned request and reads after its Sync.
     assert_clean(&pool, pid, "cancelled read").await;
 
@@ -233,11 +215,7 @@ async fn a_cancelled_read_leaves_the_connection_clean() {
         tx.query("SELECT * FROM projects", &[]).await.unwrap().len(),
         1
     );
-    let slow = tx.query("SELECT pg_sleep(1)", &[]);
-    assert!(tokio::time::timeout(Duration::from_millis(100), slow)
-        .await
-        .is_err());
-    drop(tx);
+    cancel_in_flight(tx, "SELECT pg_sleep(1)", Duration::from_millis(100)).await;
     assert_clean(&pool, pid, "cancelled second read").await;
 }
 

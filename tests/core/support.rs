@@ -224,3 +224,34 @@ pub async fn concurrent_isolation(
         .get(0);
     assert_eq!(total as usize, tenants.len() * rounds);
 }
+
+/// With a one-connection pool the next checkout is the same backend: checks that it is
+/// `pid` and has no tenant context and sees no rows.
+pub async fn assert_clean(pool: &tenantguard::TenantPool, pid: i32, after: &str) {
+    let state = pool.inspect_idle(Some("projects")).await.unwrap();
+    assert_eq!(state.backend_pid, pid, "{after}: same connection reused");
+    assert!(
+        state.is_clean(),
+        "{after}: tenant context leaked: {state:?}"
+    );
+    assert_eq!(
+        state.visible_rows,
+        Some(0),
+        "{after}: rows visible without a tenant"
+    );
+}
+
+/// Starts `sql` on `tx`, cancels it in flight after `after` (as a timeout or a client that
+/// went away would), and drops the transaction.
+pub async fn cancel_in_flight(
+    mut tx: tenantguard::TenantTx,
+    sql: &str,
+    after: std::time::Duration,
+) {
+    let slow = tx.query(sql, &[]);
+    assert!(
+        tokio::time::timeout(after, slow).await.is_err(),
+        "the query was cancelled while in flight"
+    );
+    drop(tx);
+}
