@@ -116,10 +116,65 @@ async fn execute(tx: &Transaction<'_>, changes: &[Change]) -> Result<(), PolicyE
     Ok(())
 }
 
+/// The attributes a role the engine manages must have; every other privilege attribute
+/// (SUPERUSER, CREATEDB, CREATEROLE, REPLICATION) must be off.
 #[derive(Clone, Copy)]
-struct RoleSpec {
-    login: bool,
-    bypassrls: bool,
+pub(crate) struct RoleSpec {
+    /// LOGIN or NOLOGIN.
+    pub login: bool,
+    /// BYPASSRLS or NOBYPASSRLS.
+    pub bypassrls: bool,
+}
+
+impl RoleSpec {
+    /// The attribute list for `CREATE ROLE` / `ALTER ROLE`.
+    pub(crate) fn attributes(self) -> String {
+        format!(
+            "{} NOSUPERUSER {} NOCREATEDB NOCREATEROLE NOREPLICATION",
+            if self.login { "LOGIN" } else { "NOLOGIN" },
+            if self.bypassrls {
+                "BYPASSRLS"
+            } else {
+                "NOBYPASSRLS"
+            }
+        )
+    }
+}
+
+/// How a managed role differs from its [`RoleSpec`].
+pub(crate) enum RoleDrift {
+    /// No such role.
+    Missing,
+    /// The role exists with other attributes; the text says which.
+    Attributes(String),
+}
+
+/// Compares role `name` with `spec` (`None`: it matches).
+pub(crate) async fn role_drift(
+    tx: &Transaction<'_>,
+    name: &str,
+    spec: RoleSpec,
+) -> Result<Option<RoleDrift>, tokio_postgres::Error> {
+    let row = tx
+        .query_opt(
+            "SELECT rolsuper, rolbypassrls, rolcanlogin, rolcreatedb, rolcreaterole, rolreplication
+             FROM pg_roles WHERE rolname = $1",
+            &[&name],
+        )
+        .await?;
+    let Some(r) = row else {
+        return Ok(Some(RoleDrift::Missing));
+    };
+    let (sup, byp, login, cdb, crole, repl): (bool, bool, bool, bool, bool, bool) =
+        (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
+    if sup || byp != spec.bypassrls || login != spec.login || cdb || crole || repl {
+        return Ok(Some(RoleDrift::Attributes(format!(
+            "superuser={sup}, bypassrls={byp}, login={login}, createdb={cdb}, \
+             createrole={crole}, replication={repl}; want {}",
+            spec.attributes()
+        ))));
+    }
+    Ok(None)
 }
 
 async fn plan_roles(
@@ -153,44 +208,22 @@ async fn plan_roles(
         ));
     }
     for (name, spec) in wanted {
-        let row = tx
-            .query_opt(
-                "SELECT rolsuper, rolbypassrls, rolcanlogin, rolcreatedb, rolcreaterole, rolreplication
-                 FROM pg_roles WHERE rolname = $1",
-                &[&name],
-            )
+        let drift = role_drift(tx, name, spec)
             .await
             .map_err(PolicyError::db("reading roles"))?;
-        let attrs = format!(
-            "{} NOSUPERUSER {} NOCREATEDB NOCREATEROLE NOREPLICATION",
-            if spec.login { "LOGIN" } else { "NOLOGIN" },
-            if spec.bypassrls {
-                "BYPASSRLS"
-            } else {
-                "NOBYPASSRLS"
-            }
-        );
         let object = format!("role {name}");
-        match row {
-            None => out.push(change(
+        match drift {
+            None => {}
+            Some(RoleDrift::Missing) => out.push(change(
                 object,
                 "missing",
-                vec![format!("CREATE ROLE {} {attrs}", ident(name))],
+                vec![format!("CREATE ROLE {} {}", ident(name), spec.attributes())],
             )),
-            Some(r) => {
-                let (sup, byp, login, cdb, crole, repl): (bool, bool, bool, bool, bool, bool) =
-                    (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
-                if sup || byp != spec.bypassrls || login != spec.login || cdb || crole || repl {
-                    out.push(change(
-                        object,
-                        format!(
-                            "attributes differ (superuser={sup}, bypassrls={byp}, login={login}, \
-                             createdb={cdb}, createrole={crole}, replication={repl}); want {attrs}"
-                        ),
-                        vec![format!("ALTER ROLE {} {attrs}", ident(name))],
-                    ))
-                }
-            }
+            Some(RoleDrift::Attributes(what)) => out.push(change(
+                object,
+                format!("attributes differ ({what})"),
+                vec![format!("ALTER ROLE {} {}", ident(name), spec.attributes())],
+            )),
         }
     }
     // The app role must not reach the owner's or the admin's rights through membership.

@@ -13,7 +13,13 @@
 
 use tokio_postgres::Transaction;
 
-use crate::policy::{ident, Change, PolicySet, FUNCTION_SCHEMA};
+use crate::policy::{ident, role_drift, Change, PolicySet, RoleDrift, RoleSpec, FUNCTION_SCHEMA};
+
+/// The provisioner: never logs in, bypasses RLS (it writes a tenant that has no context yet).
+const PROVISIONER: RoleSpec = RoleSpec {
+    login: false,
+    bypassrls: true,
+};
 
 /// The default provisioner role.
 pub const DEFAULT_PROVISIONER: &str = "tenantguard_provisioner";
@@ -61,9 +67,7 @@ fn script(set: &PolicySet, provisioner: &str) -> Vec<String> {
              CREATE ROLE {p}; END IF; END $tg$",
             crate::policy::literal(provisioner)
         ),
-        format!(
-            "ALTER ROLE {p} NOLOGIN NOSUPERUSER BYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION"
-        ),
+        format!("ALTER ROLE {p} {}", PROVISIONER.attributes()),
         format!("GRANT USAGE ON SCHEMA public TO {p}"),
         format!("GRANT USAGE ON SCHEMA {s} TO {p}"),
         format!("GRANT EXECUTE ON FUNCTION {s}.uuid_v7() TO {p}"),
@@ -96,22 +100,11 @@ pub async fn plan(
     provisioner: &str,
 ) -> Result<Vec<Change>, tokio_postgres::Error> {
     let mut diffs = Vec::new();
-    let role = tx
-        .query_opt(
-            "SELECT rolsuper, rolbypassrls, rolcanlogin, rolcreatedb, rolcreaterole, rolreplication \
-             FROM pg_roles WHERE rolname = $1",
-            &[&provisioner],
-        )
-        .await?;
-    match role {
-        None => diffs.push(format!("role {provisioner} is missing")),
-        Some(r) => {
-            let attrs: [bool; 6] = [r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)];
-            if attrs != [false, true, false, false, false, false] {
-                diffs.push(format!(
-                    "role {provisioner} attributes differ (superuser, bypassrls, login, createdb, \
-                     createrole, replication = {attrs:?})"
-                ));
+    match role_drift(tx, provisioner, PROVISIONER).await? {
+        Some(RoleDrift::Missing) => diffs.push(format!("role {provisioner} is missing")),
+        drift => {
+            if let Some(RoleDrift::Attributes(what)) = drift {
+                diffs.push(format!("role {provisioner} attributes differ ({what})"));
             }
             let grants = tx
                 .query(

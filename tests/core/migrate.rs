@@ -166,3 +166,54 @@ async fn check_reports_a_dropped_table_and_migrate_refuses_without_changing_anyt
         .get(0);
     assert!(!rls, "the refused run changed nothing");
 }
+
+/// Role attributes are drift too: a managed role given CREATEDB or LOGIN is reported and
+/// restored. Unique role names, since roles are shared by every test database.
+#[tokio::test]
+async fn role_attribute_drift_is_reported_and_restored() {
+    let db = TestDb::new().await;
+    let mut su = db.superuser().await;
+    let set = tenantguard::testing::policy();
+    let provisioner = unique_name("prov");
+    schema::migrate_with(&mut su, &set, &provisioner)
+        .await
+        .unwrap();
+    assert!(schema::check_with(&mut su, &set, &provisioner)
+        .await
+        .unwrap()
+        .is_empty());
+    su.batch_execute(&format!("ALTER ROLE {provisioner} LOGIN CREATEDB"))
+        .await
+        .unwrap();
+    let diffs = schema::check_with(&mut su, &set, &provisioner)
+        .await
+        .unwrap()
+        .join("\n");
+    assert!(
+        diffs.contains(&format!("role {provisioner} attributes differ"))
+            && diffs.contains("login=true, createdb=true"),
+        "{diffs}"
+    );
+    schema::migrate_with(&mut su, &set, &provisioner)
+        .await
+        .unwrap();
+    let after = schema::check_with(&mut su, &set, &provisioner)
+        .await
+        .unwrap();
+    assert!(after.is_empty(), "{after:?}");
+    let row = su
+        .query_one(
+            "SELECT rolcanlogin, rolcreatedb, rolbypassrls FROM pg_roles WHERE rolname = $1",
+            &[&provisioner],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            row.get::<_, bool>(0),
+            row.get::<_, bool>(1),
+            row.get::<_, bool>(2)
+        ),
+        (false, false, true)
+    );
+}

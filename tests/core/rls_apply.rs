@@ -257,3 +257,38 @@ async fn rls_apply_rejects_a_bad_config_file() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("unknown field"), "{out}");
 }
+
+#[tokio::test]
+async fn an_app_role_with_extra_attributes_is_reported_and_restored() {
+    let db = TestDb::empty().await;
+    let su = db.superuser().await;
+    let app = unique_name("attr_app");
+    su.batch_execute(&format!(
+        "CREATE TABLE notes (tenant_id uuid NOT NULL, id int PRIMARY KEY, body text);
+         CREATE ROLE {app} LOGIN CREATEDB;"
+    ))
+    .await
+    .unwrap();
+    let cfg = format!("[roles]\napp = \"{app}\"\n[[table]]\nname = \"notes\"\n");
+    let url = db.superuser_url();
+    let (code, out) = apply(&url, &cfg);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("role {app}: attributes differ"))
+            && out.contains("createdb=true")
+            && out.contains("want LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB"),
+        "{out}"
+    );
+    let createdb: bool = su
+        .query_one(
+            "SELECT rolcreatedb FROM pg_roles WHERE rolname = $1",
+            &[&app],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!createdb, "CREATEDB was revoked");
+    let (code, out) = apply(&url, &cfg);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("0 change(s)"), "{out}");
+}
