@@ -246,16 +246,7 @@ pub fn config_url(c: &Config) -> String {
     let user = c.get_user().unwrap_or(SUPERUSER);
     let host = match c.get_hosts().first() {
         Some(Host::Tcp(h)) => h.clone(),
-        Some(Host::Unix(p)) => p
-            .to_string_lossy()
-            .bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect(),
+        Some(Host::Unix(p)) => crate::cluster::percent_encode_path(p),
         None => "localhost".into(),
     };
     let port = c.get_ports().first().copied().unwrap_or(5432);

@@ -529,7 +529,8 @@ fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-fn percent_encode_path(p: &Path) -> String {
+/// Percent-encodes a socket directory for the host part of a `postgresql://` URL.
+pub(crate) fn percent_encode_path(p: &Path) -> String {
     let mut out = String::new();
     for b in p.as_os_str().as_encoded_bytes() {
         match b {
