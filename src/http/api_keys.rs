@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::auth::{new_api_key, Admin, Db, Need, Role};
 use super::error::{ApiError, Problem};
 use super::extract::{
-    audited, Check, Cursor, Json, ListQuery, Page, PageParams, Path, Query, Source,
+    audited, created, mutate, Check, Cursor, Json, ListQuery, Page, PageParams, Path, Query, Source,
 };
 use super::AppState;
 
@@ -129,21 +129,21 @@ pub(crate) async fn create(
         5,
     );
     let details = serde_json::json!({ "changed": ["name", "role"], "role": b.role.as_str() });
-    let row = db
-        .query_one(
-            &sql,
-            &[
-                &b.name,
-                &key.prefix,
-                &&key.hash[..],
-                &b.role.as_str(),
-                &p.actor,
-                &"create",
-                &RESOURCE,
-                &details,
-            ],
-        )
-        .await?;
+    let row = created(
+        &mut db,
+        &sql,
+        &[
+            &b.name,
+            &key.prefix,
+            &&key.hash[..],
+            &b.role.as_str(),
+            &p.actor,
+            &"create",
+            &RESOURCE,
+            &details,
+        ],
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedApiKey {
@@ -180,10 +180,13 @@ pub(crate) async fn revoke(
         2,
     );
     let details = serde_json::json!({ "changed": ["revoked_at"] });
-    let rows = db
-        .query(&sql, &[&id, &p.actor, &"revoke", &RESOURCE, &details])
-        .await?;
-    if rows.is_empty() {
+    let row = mutate(
+        &mut db,
+        &sql,
+        &[&id, &p.actor, &"revoke", &RESOURCE, &details],
+    )
+    .await?;
+    if row.is_none() {
         return Err(ApiError::NotFound);
     }
     state.auth().evict_key(id);

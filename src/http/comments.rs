@@ -12,8 +12,8 @@ use uuid::Uuid;
 use super::auth::{Db, Member, Need, Viewer};
 use super::error::{ApiError, Problem};
 use super::extract::{
-    audited, delete, Audit, Check, Cursor, Json, ListQuery, Page, PageParams, Patch, Path, Query,
-    Source,
+    audited, created, delete, Audit, Check, Cursor, Json, ListQuery, Page, PageParams, Patch, Path,
+    Query, Source,
 };
 use super::AppState;
 
@@ -161,21 +161,21 @@ pub(crate) async fn create(
         5,
     );
     let details = serde_json::json!({ "changed": ["task_id", "document_id", "author_id", "body"] });
-    let row = db
-        .query_one(
-            &sql,
-            &[
-                &b.task_id,
-                &b.document_id,
-                &b.author_id,
-                &b.body,
-                &p.actor,
-                &"create",
-                &RESOURCE,
-                &details,
-            ],
-        )
-        .await?;
+    let row = created(
+        &mut db,
+        &sql,
+        &[
+            &b.task_id,
+            &b.document_id,
+            &b.author_id,
+            &b.body,
+            &p.actor,
+            &"create",
+            &RESOURCE,
+            &details,
+        ],
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(Comment::from_row(&row))))
 }
 

@@ -12,8 +12,8 @@ use uuid::Uuid;
 use super::auth::{Db, Member, Need, Viewer};
 use super::error::{ApiError, Problem};
 use super::extract::{
-    audited, delete, Audit, Check, Cursor, Json, ListQuery, Page, PageParams, Patch, Path, Query,
-    Source,
+    audited, created, delete, Audit, Check, Cursor, Json, ListQuery, Page, PageParams, Patch, Path,
+    Query, Source,
 };
 use super::AppState;
 
@@ -152,20 +152,20 @@ pub(crate) async fn create(
         4,
     );
     let details = serde_json::json!({ "changed": ["project_id", "title", "body"] });
-    let row = db
-        .query_one(
-            &sql,
-            &[
-                &b.project_id,
-                &b.title,
-                &b.body,
-                &p.actor,
-                &"create",
-                &RESOURCE,
-                &details,
-            ],
-        )
-        .await?;
+    let row = created(
+        &mut db,
+        &sql,
+        &[
+            &b.project_id,
+            &b.title,
+            &b.body,
+            &p.actor,
+            &"create",
+            &RESOURCE,
+            &details,
+        ],
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(Document::from_row(&row))))
 }
 

@@ -271,7 +271,7 @@ impl Patch {
             .map(|p| p.as_ref() as &(dyn ToSql + Sync))
             .collect();
         refs.extend_from_slice(&[&audit.actor, &"update", &audit.resource, &details]);
-        Ok(db.query_opt(&sql, &refs).await?)
+        mutate(db, &sql, &refs).await
     }
 }
 
@@ -285,17 +285,40 @@ pub async fn delete(
 ) -> Result<axum::http::StatusCode, ApiError> {
     let sql = audited(&format!("DELETE FROM {table} WHERE id = $1"), "id", 2);
     let details = serde_json::json!({});
-    let rows = db
-        .query(
-            &sql,
-            &[&id, &audit.actor, &"delete", &audit.resource, &details],
-        )
-        .await?;
-    if rows.is_empty() {
+    let row = mutate(
+        db,
+        &sql,
+        &[&id, &audit.actor, &"delete", &audit.resource, &details],
+    )
+    .await?;
+    if row.is_none() {
         Err(ApiError::NotFound)
     } else {
         Ok(axum::http::StatusCode::NO_CONTENT)
     }
+}
+
+/// Runs an audited mutation as the request's last statement, committing with it
+/// ([`TenantTx::query_commit`](crate::pool::TenantTx::query_commit): one round trip when
+/// it is the request's only statement). The mutated row, if one matched. Every mutation
+/// handler ends with it, so nothing after it can fail and want a rollback.
+pub async fn mutate(
+    db: &mut crate::pool::TenantTx,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Option<tokio_postgres::Row>, ApiError> {
+    Ok(db.query_commit(sql, params).await?.into_iter().next())
+}
+
+/// [`mutate`] for an `INSERT`, which always returns its row.
+pub async fn created(
+    db: &mut crate::pool::TenantTx,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<tokio_postgres::Row, ApiError> {
+    mutate(db, sql, params)
+        .await?
+        .ok_or_else(|| ApiError::Internal("an insert returned no row".into()))
 }
 
 /// Who did what to which kind of resource, for the audit row.

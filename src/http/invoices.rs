@@ -12,8 +12,8 @@ use uuid::Uuid;
 use super::auth::{Admin, Db, Need, Viewer};
 use super::error::{ApiError, Problem};
 use super::extract::{
-    audited, delete, nullable, Audit, Check, Cursor, Json, ListQuery, Page, PageParams, Patch,
-    Path, Query, Source,
+    audited, created, delete, nullable, Audit, Check, Cursor, Json, ListQuery, Page, PageParams,
+    Patch, Path, Query, Source,
 };
 use super::AppState;
 
@@ -208,24 +208,24 @@ pub(crate) async fn create(
         8,
     );
     let details = serde_json::json!({ "changed": ["number", "customer_name", "amount_minor", "currency", "status", "issued_on", "due_on"] });
-    let row = db
-        .query_one(
-            &sql,
-            &[
-                &b.number,
-                &b.customer_name,
-                &b.amount_minor,
-                &b.currency,
-                &b.status,
-                &b.issued_on,
-                &b.due_on,
-                &p.actor,
-                &"create",
-                &RESOURCE,
-                &details,
-            ],
-        )
-        .await?;
+    let row = created(
+        &mut db,
+        &sql,
+        &[
+            &b.number,
+            &b.customer_name,
+            &b.amount_minor,
+            &b.currency,
+            &b.status,
+            &b.issued_on,
+            &b.due_on,
+            &p.actor,
+            &"create",
+            &RESOURCE,
+            &details,
+        ],
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(Invoice::from_row(&row))))
 }
 

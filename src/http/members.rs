@@ -12,8 +12,8 @@ use uuid::Uuid;
 use super::auth::{Admin, Db, Need, Principal, Role, Viewer};
 use super::error::{ApiError, Problem};
 use super::extract::{
-    audited, delete, Audit, Check, Cursor, Json, ListQuery, Page, PageParams, Patch, Path, Query,
-    Source,
+    audited, created, delete, Audit, Check, Cursor, Json, ListQuery, Page, PageParams, Patch, Path,
+    Query, Source,
 };
 use super::AppState;
 
@@ -99,7 +99,10 @@ fn may_grant(p: &Principal, role: Role) -> Result<(), ApiError> {
 /// An owner can only be changed by an owner: 404 if absent, 403 if not allowed.
 async fn guard_target(p: &Principal, db: &mut Db, id: Uuid) -> Result<(), ApiError> {
     let row = db
-        .query_opt("SELECT role FROM team_members WHERE id = $1", &[&id])
+        .query_opt(
+            "SELECT role FROM team_members WHERE id = $1 FOR UPDATE",
+            &[&id],
+        )
         .await?
         .ok_or(ApiError::NotFound)?;
     if row.get::<_, &str>(0) == "owner" {
@@ -163,20 +166,20 @@ pub(crate) async fn create(
         4,
     );
     let details = serde_json::json!({ "changed": ["email", "name", "role"] });
-    let row = db
-        .query_one(
-            &sql,
-            &[
-                &email,
-                &b.name,
-                &b.role.as_str(),
-                &p.actor,
-                &"create",
-                &RESOURCE,
-                &details,
-            ],
-        )
-        .await?;
+    let row = created(
+        &mut db,
+        &sql,
+        &[
+            &email,
+            &b.name,
+            &b.role.as_str(),
+            &p.actor,
+            &"create",
+            &RESOURCE,
+            &details,
+        ],
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(TeamMember::from_row(&row))))
 }
 

@@ -11,8 +11,8 @@ use uuid::Uuid;
 use super::auth::{Db, Member, Need, Viewer};
 use super::error::ApiError;
 use super::extract::{
-    audited, nullable, Audit, Check, Cursor, Json, ListQuery, Page, PageParams, Patch, Path, Query,
-    Source,
+    audited, created, nullable, Audit, Check, Cursor, Json, ListQuery, Page, PageParams, Patch,
+    Path, Query, Source,
 };
 use super::AppState;
 
@@ -133,19 +133,19 @@ pub(crate) async fn create(
         3,
     );
     let details = serde_json::json!({ "changed": ["name", "description"] });
-    let row = db
-        .query_one(
-            &sql,
-            &[
-                &body.name,
-                &body.description,
-                &p.actor,
-                &"create",
-                &RESOURCE,
-                &details,
-            ],
-        )
-        .await?;
+    let row = created(
+        &mut db,
+        &sql,
+        &[
+            &body.name,
+            &body.description,
+            &p.actor,
+            &"create",
+            &RESOURCE,
+            &details,
+        ],
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(Project::from_row(&row))))
 }
 

@@ -12,8 +12,8 @@ use uuid::Uuid;
 use super::auth::{Db, Member, Need, Viewer};
 use super::error::{ApiError, Problem};
 use super::extract::{
-    audited, delete, nullable, Audit, Check, Cursor, Json, ListQuery, Page, PageParams, Patch,
-    Path, Query, Source,
+    audited, created, delete, nullable, Audit, Check, Cursor, Json, ListQuery, Page, PageParams,
+    Patch, Path, Query, Source,
 };
 use super::AppState;
 
@@ -192,23 +192,23 @@ pub(crate) async fn create(
         7,
     );
     let details = serde_json::json!({ "changed": ["project_id", "title", "description", "status", "assignee_id", "due_date"] });
-    let row = db
-        .query_one(
-            &sql,
-            &[
-                &b.project_id,
-                &b.title,
-                &b.description,
-                &b.status,
-                &b.assignee_id,
-                &b.due_date,
-                &p.actor,
-                &"create",
-                &RESOURCE,
-                &details,
-            ],
-        )
-        .await?;
+    let row = created(
+        &mut db,
+        &sql,
+        &[
+            &b.project_id,
+            &b.title,
+            &b.description,
+            &b.status,
+            &b.assignee_id,
+            &b.due_date,
+            &p.actor,
+            &"create",
+            &RESOURCE,
+            &details,
+        ],
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(Task::from_row(&row))))
 }
 

@@ -13,8 +13,8 @@ use uuid::Uuid;
 use super::auth::{Admin, Db, Need};
 use super::error::{ApiError, Problem};
 use super::extract::{
-    audited, delete, Audit, Check, Cursor, Json, ListQuery, Page, PageParams, Patch, Path, Query,
-    Source,
+    audited, created, delete, Audit, Check, Cursor, Json, ListQuery, Page, PageParams, Patch, Path,
+    Query, Source,
 };
 use super::AppState;
 
@@ -176,21 +176,21 @@ pub(crate) async fn create(
         5,
     );
     let details = serde_json::json!({ "changed": ["url", "event_types", "active"] });
-    let row = db
-        .query_one(
-            &sql,
-            &[
-                &b.url,
-                &b.event_types,
-                &secret,
-                &b.active,
-                &p.actor,
-                &"create",
-                &RESOURCE,
-                &details,
-            ],
-        )
-        .await?;
+    let row = created(
+        &mut db,
+        &sql,
+        &[
+            &b.url,
+            &b.event_types,
+            &secret,
+            &b.active,
+            &p.actor,
+            &"create",
+            &RESOURCE,
+            &details,
+        ],
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedWebhook {

@@ -23,6 +23,13 @@
 //! COMMITTED`, not one snapshot for the whole `TenantTx`. This is the request hot path, and
 //! PostgreSQL's work per Sync is what it costs on a CPU-bound server.
 //!
+//! **A request's last write** ([`TenantTx::query_commit`]): the statement commits with
+//! the transaction. When it is the only statement (statement cache on) it takes the same
+//! one-Sync path with just the tenant's `set_config` as prelude; PostgreSQL commits the
+//! implicit transaction at the Sync, or rolls it back if either statement failed. After
+//! earlier statements it is sent together with `COMMIT`. Every mutation of the reference
+//! API is one audited statement, so it costs one round trip and no `BEGIN`/`COMMIT`.
+//!
 //! **Read-write, or without the statement cache**: a real transaction. `BEGIN [READ ONLY]`,
 //! the `set_config` and the first statement are sent together (tokio-postgres pipelines
 //! requests whose futures are polled together), so a request costs no more round trips than
@@ -383,20 +390,8 @@ impl TenantTx {
     ) -> Result<Vec<Row>, PoolError> {
         let client = self.client()?;
         if self.one_sync() {
-            let stmt = client
-                .prepare_cached(sql)
-                .await
-                .map_err(PoolError::db("preparing a statement"))?;
-            let set = client
-                .prepare_cached(SET_TENANT_READ_ONLY)
-                .await
-                .map_err(PoolError::db("preparing set_config"))?;
-            let set_params: [&(dyn ToSql + Sync); 2] = [&&*self.setting, &self.tenant_text];
             // State stays Pending: the context ends at this request's Sync, nothing is owed.
-            return client
-                .query_after(&set, &set_params, &stmt, params)
-                .await
-                .map_err(PoolError::db("running a statement"));
+            return self.query_one_sync(SET_TENANT_READ_ONLY, sql, params).await;
         }
         // Cached statements are prepared before anything transactional is sent, so a
         // statement that fails to prepare leaves no transaction behind.
@@ -454,6 +449,97 @@ impl TenantTx {
                 .map_err(PoolError::db("running a statement"))
             },
         )?;
+        Ok(rows)
+    }
+
+    /// The prelude (`SET_TENANT` or `SET_TENANT_READ_ONLY`) and `sql`, bound and executed
+    /// under one Sync: one implicit transaction that the server ends at the Sync,
+    /// committing if both succeeded and rolling back otherwise.
+    async fn query_one_sync(
+        &self,
+        prelude: &str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, PoolError> {
+        // Not `self.client()`: `query_commit` marks the transaction finished first.
+        let client = self.client.as_ref().ok_or(PoolError::Finished)?;
+        let stmt = client
+            .prepare_cached(sql)
+            .await
+            .map_err(PoolError::db("preparing a statement"))?;
+        let set = client
+            .prepare_cached(prelude)
+            .await
+            .map_err(PoolError::db("preparing set_config"))?;
+        let set_params: [&(dyn ToSql + Sync); 2] = [&&*self.setting, &self.tenant_text];
+        client
+            .query_after(&set, &set_params, &stmt, params)
+            .await
+            .map_err(PoolError::db("running a statement"))
+    }
+
+    /// Runs `sql` as the transaction's last statement and commits with it: the
+    /// transaction's statements take effect together if all of them succeed, and none
+    /// does otherwise. Afterwards the transaction is finished, as after
+    /// [`commit`](Self::commit) (which then sends nothing) — call it only when nothing
+    /// that follows may still fail and want a rollback.
+    ///
+    /// This is the cheap way to make a single-statement write (an audited mutation):
+    /// with the statement cache on and nothing sent yet, the `set_config` and the statement
+    /// travel under one protocol Sync, as one implicit transaction that PostgreSQL commits
+    /// at the Sync, or rolls back if either failed — no `BEGIN`, no `COMMIT`, one round
+    /// trip. After earlier statements the statement and `COMMIT` are sent together (a
+    /// `COMMIT` after a failed statement rolls back). Without the statement cache it is
+    /// [`query`](Self::query) followed by [`commit`](Self::commit). If the future is
+    /// dropped in flight the outcome is that of any commit whose reply was lost: the
+    /// server finishes it either way, and the connection is clean for its next user.
+    pub async fn query_commit(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, PoolError> {
+        self.client()?;
+        if self.state == State::Pending && self.cache {
+            let prelude = if self.read_only {
+                SET_TENANT_READ_ONLY
+            } else {
+                SET_TENANT
+            };
+            // No transaction block is ever opened, so nothing is owed even if this future
+            // is dropped: the server ends the implicit transaction at the Sync.
+            self.state = State::Finished;
+            return self.query_one_sync(prelude, sql, params).await;
+        }
+        if self.state == State::Pending || !self.cache {
+            // Uncached statements are prepared in their own round trip first, so COMMIT
+            // cannot be sent with them: it would overtake the statement.
+            let rows = self.query(sql, params).await?;
+            self.finish_commit().await?;
+            return Ok(rows);
+        }
+        let client = self.client()?;
+        let stmt = client
+            .prepare_cached(sql)
+            .await
+            .map_err(PoolError::db("preparing a statement"))?;
+        // Both requests leave on the first poll, statement first. The state stays Open
+        // until both replies are in, so a drop before that still queues a ROLLBACK (a
+        // harmless no-op warning if the COMMIT got there first).
+        let (rows, ()) = futures::try_join!(
+            async {
+                client
+                    .query(&stmt, params)
+                    .await
+                    .map_err(PoolError::db("running a statement"))
+            },
+            async {
+                client
+                    .batch_execute("COMMIT")
+                    .await
+                    .map_err(PoolError::db("committing"))
+            },
+        )?;
+        self.state = State::Finished;
         Ok(rows)
     }
 
@@ -518,6 +604,10 @@ impl TenantTx {
     /// Commits. On the one-Sync read path there is nothing to commit and nothing is sent;
     /// for another read-only transaction the reply is not awaited (see the module docs).
     pub async fn commit(mut self) -> Result<(), PoolError> {
+        self.finish_commit().await
+    }
+
+    async fn finish_commit(&mut self) -> Result<(), PoolError> {
         let state = std::mem::replace(&mut self.state, State::Finished);
         if state != State::Open {
             return Ok(());

@@ -1,6 +1,6 @@
 //! Isolation-core tests against real PostgreSQL (a private throwaway cluster, or
 //! TEST_DATABASE_URL): policies on every table and command, composite keys, the tenant
-//! context's lifetime in the scoped pool (and its one-Sync read path), pool start-up
+//! context's lifetime in the scoped pool (and its one-Sync read and write paths), pool start-up
 //! refusals, migrate and rls apply.
 
 mod cluster;
@@ -13,3 +13,4 @@ mod pool_safety;
 mod read_path;
 mod rls_apply;
 mod support;
+mod write_path;
