@@ -10,9 +10,10 @@
 //!
 //! Run with `bench/run.sh` (installs wrk if needed). Settings, from the environment:
 //! BENCH_TASKS (default 1050000), BENCH_TENANTS (400), BENCH_DURATION seconds per run
-//! (10), BENCH_CONCURRENCY (comma-separated, default "16,64"), BENCH_POOL (16),
-//! BENCH_SCENARIOS (default all five), BENCH_DB_ONLY (stop after the database-level
-//! comparison).
+//! (10), BENCH_ROUNDS (3: each scenario runs that many times on each server, alternating
+//! which goes first, and the medians are reported), BENCH_CONCURRENCY (comma-separated,
+//! default "16,64"), BENCH_POOL (16), BENCH_SCENARIOS (default all five), BENCH_DB_ONLY
+//! (stop after the database-level comparison).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -36,6 +37,7 @@ struct Opts {
     duration: u64,
     concurrency: Vec<u32>,
     pool: usize,
+    rounds: usize,
     scenarios: Vec<String>,
 }
 
@@ -65,6 +67,7 @@ impl Opts {
                 .filter_map(|c| c.parse().ok())
                 .collect(),
             pool: env("BENCH_POOL", 16),
+            rounds: env("BENCH_ROUNDS", 3usize).max(1),
             scenarios: list(
                 "BENCH_SCENARIOS",
                 "list_projects,get_project,list_tasks,create_task,mix",
@@ -79,6 +82,24 @@ struct Measure {
     p50_ms: f64,
     p99_ms: f64,
     errors: u64,
+}
+
+impl Measure {
+    /// Each figure's median over the runs (errors summed): one noisy run of this shared
+    /// machine moves nothing.
+    fn median(runs: &[Measure]) -> Measure {
+        let med = |f: fn(&Measure) -> f64| {
+            let mut v: Vec<f64> = runs.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied().unwrap_or(0.0)
+        };
+        Measure {
+            rps: med(|m| m.rps),
+            p50_ms: med(|m| m.p50_ms),
+            p99_ms: med(|m| m.p99_ms),
+            errors: runs.iter().map(|m| m.errors).sum(),
+        }
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -161,28 +182,30 @@ async fn run(cluster: &Cluster, opts: &Opts, out: &Path) -> anyhow::Result<()> {
     eprintln!("RLS server on {rls}, explicit-filter baseline on {explicit}");
 
     let mut rows = Vec::new();
-    for (i, scenario) in opts.scenarios.iter().enumerate() {
+    for scenario in &opts.scenarios {
         for &c in &opts.concurrency {
-            // Alternate which mode goes first so drift does not favour one.
-            let order: [(bool, SocketAddr); 2] = if i % 2 == 0 {
-                [(true, rls), (false, explicit)]
-            } else {
-                [(false, explicit), (true, rls)]
-            };
-            let mut r = Measure::default();
-            let mut e = Measure::default();
-            for (is_rls, addr) in order {
+            for addr in [rls, explicit] {
                 wrk(addr, scenario, &seeded.all_targets, c, 2).await?; // warm-up
-                let m = wrk(addr, scenario, &seeded.all_targets, c, opts.duration).await?;
-                if is_rls {
-                    r = m;
+            }
+            let mut r = Vec::new();
+            let mut e = Vec::new();
+            for round in 0..opts.rounds {
+                // Alternate which mode goes first so drift does not favour one.
+                let order = if round % 2 == 0 {
+                    [true, false]
                 } else {
-                    e = m;
+                    [false, true]
+                };
+                for is_rls in order {
+                    let addr = if is_rls { rls } else { explicit };
+                    let m = wrk(addr, scenario, &seeded.all_targets, c, opts.duration).await?;
+                    if is_rls { &mut r } else { &mut e }.push(m);
                 }
             }
+            let (r, e) = (Measure::median(&r), Measure::median(&e));
             eprintln!(
-                "{scenario} c={c}: rls {:.0} req/s, explicit {:.0} req/s",
-                r.rps, e.rps
+                "{scenario} c={c}: rls {:.0} req/s, explicit {:.0} req/s (medians of {})",
+                r.rps, e.rps, opts.rounds
             );
             rows.push((scenario.clone(), c, r, e));
         }
@@ -190,7 +213,17 @@ async fn run(cluster: &Cluster, opts: &Opts, out: &Path) -> anyhow::Result<()> {
 
     // A small tenant's latency with and without the big tenant's data.
     let c = opts.concurrency.first().copied().unwrap_or(16);
-    let with_big = wrk(rls, "list_tasks", &seeded.small_targets, c, opts.duration).await?;
+    let small = |n: usize| {
+        let targets = seeded.small_targets.clone();
+        async move {
+            let mut all = Vec::new();
+            for _ in 0..n {
+                all.push(wrk(rls, "list_tasks", &targets, c, opts.duration).await?);
+            }
+            anyhow::Ok(Measure::median(&all))
+        }
+    };
+    let with_big = small(opts.rounds).await?;
     eprintln!("removing the big tenant …");
     su.execute(
         "DELETE FROM tenants WHERE id = $1",
@@ -199,12 +232,12 @@ async fn run(cluster: &Cluster, opts: &Opts, out: &Path) -> anyhow::Result<()> {
     .await?;
     su.batch_execute("VACUUM ANALYZE").await?;
     wrk(rls, "list_tasks", &seeded.small_targets, c, 2).await?;
-    let without_big = wrk(rls, "list_tasks", &seeded.small_targets, c, opts.duration).await?;
+    let without_big = small(opts.rounds).await?;
 
     let mut table = String::new();
     table.push_str(&format!(
-        "tenants {}, tasks {}, {} s per run, pool {} per server, wrk -t2 --latency\n\n",
-        opts.tenants, opts.tasks, opts.duration, opts.pool
+        "tenants {}, tasks {}, {} s per run, {} rounds alternating the two servers (medians shown), pool {} per server, wrk -t2 --latency\n\n",
+        opts.tenants, opts.tasks, opts.duration, opts.rounds, opts.pool
     ));
     table.push_str("| scenario | conc | RLS req/s | RLS p50 | RLS p99 | explicit req/s | explicit p50 | explicit p99 | RLS/explicit |\n");
     table.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");

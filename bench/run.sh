@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # HTTP benchmark: RLS versus explicit tenant filters, from nothing (see bench/api.rs).
-# Usage: bench/run.sh            (defaults: 400 tenants, ~1M tasks, 10 s per run, c=16,64)
-#        BENCH_DURATION=5 BENCH_CONCURRENCY=32 bench/run.sh
+# Usage: bench/run.sh            (defaults: 400 tenants, ~1M tasks, 10 s per run, 3 rounds, c=16,64)
+#        BENCH_DURATION=5 BENCH_ROUNDS=5 BENCH_CONCURRENCY=32 bench/run.sh
 # Results are printed and written to target/bench/api-results.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -434,11 +434,12 @@ impl Authenticator {
     }
 
     /// The bench-only baseline's authentication (see [`super::compare`]): API keys only,
-    /// looked up with an explicit tenant filter on a connection without RLS.
+    /// looked up with an explicit tenant filter on a connection without RLS, checked out
+    /// only when the key is not cached.
     pub(crate) async fn authenticate_explicit(
         &self,
         headers: &HeaderMap,
-        client: &deadpool_postgres::Object,
+        pool: &deadpool_postgres::Pool,
     ) -> Result<Principal, ApiError> {
         let token = bearer(headers).ok_or(ApiError::Unauthorized)?;
         let tenant = key_tenant(token).ok_or(ApiError::Unauthorized)?;
@@ -446,6 +447,10 @@ impl Authenticator {
         let (key_id, role) = match self.cache_get(&hash) {
             Some(c) if c.tenant == tenant => (c.key_id, c.role),
             _ => {
+                let client = pool
+                    .get()
+                    .await
+                    .map_err(|e| ApiError::from(crate::pool::PoolError::from(e)))?;
                 let stmt = client
                     .prepare_cached(
                         "SELECT id, role FROM api_keys WHERE tenant_id = $1 AND key_hash = $2 AND revoked_at IS NULL",
