@@ -30,6 +30,11 @@
 //! earlier statements it is sent together with `COMMIT`. Every mutation of the reference
 //! API is one audited statement, so it costs one round trip and no `BEGIN`/`COMMIT`.
 //!
+//! On both one-Sync paths a statement borrows a pooled connection for its round trip
+//! only, as an autocommit query would; a transaction takes and holds one only once it
+//! opens a transaction block. So a request does not keep a connection from other requests
+//! while it authenticates, validates or serializes.
+//!
 //! **Read-write, or without the statement cache**: a real transaction. `BEGIN [READ ONLY]`,
 //! the `set_config` and the first statement are sent together (tokio-postgres pipelines
 //! requests whose futures are polled together), so a request costs no more round trips than
@@ -222,8 +227,9 @@ impl TenantPool {
         }
     }
 
-    /// Starts a read-write transaction for `tenant`. Nothing is sent until the first
-    /// statement, which travels with `BEGIN` and the `set_config`.
+    /// Starts a read-write transaction for `tenant`. Nothing is sent, and no connection is
+    /// taken, until the first statement, which travels with `BEGIN` and the `set_config`
+    /// (or, through [`TenantTx::query_commit`], with just the `set_config`).
     pub async fn begin(&self, tenant: TenantId) -> Result<TenantTx, PoolError> {
         self.begin_with(tenant, false).await
     }
@@ -237,9 +243,9 @@ impl TenantPool {
     }
 
     async fn begin_with(&self, tenant: TenantId, read_only: bool) -> Result<TenantTx, PoolError> {
-        let client = self.pool.get().await?;
         Ok(TenantTx {
-            client: Some(client),
+            pool: self.pool.clone(),
+            client: None,
             tenant,
             tenant_text: tenant.to_string(),
             setting: self.setting.clone(),
@@ -328,11 +334,19 @@ enum State {
 }
 
 /// A transaction scoped to one tenant. Commit is explicit; dropping it (an error, a panic,
-/// a cancelled request) rolls back. The connection it holds is returned to the pool only
-/// after `COMMIT` or `ROLLBACK` has been queued on it, so the next user starts clean. On the
-/// one-Sync read path (see the module docs) each statement is its own implicit
-/// transaction that has ended at its Sync, so there is nothing to queue.
+/// a cancelled request) rolls back.
+///
+/// It takes a connection from the pool at its first statement, not before. Once it has
+/// opened a transaction block it holds that connection, and returns it only after `COMMIT`
+/// or `ROLLBACK` has been queued on it, so the next user starts clean. A statement on a
+/// one-Sync path (see the module docs) is its own implicit transaction, ended at its Sync:
+/// it borrows a connection for just that statement, as a plain autocommit query would, so
+/// a request does not keep a connection from others while it parses, checks and
+/// serializes.
 pub struct TenantTx {
+    pool: Pool,
+    /// The connection of the open transaction block (`State::Open`, or `Pending` when an
+    /// uncached statement is being prepared inside it).
     client: Option<Object>,
     tenant: TenantId,
     tenant_text: String,
@@ -374,11 +388,26 @@ impl TenantTx {
         self.read_only && self.cache
     }
 
-    fn client(&self) -> Result<&Object, PoolError> {
-        match (&self.client, self.state) {
-            (Some(c), State::Pending | State::Open) => Ok(c),
-            _ => Err(PoolError::Finished),
+    fn check_live(&self) -> Result<(), PoolError> {
+        match self.state {
+            State::Finished => Err(PoolError::Finished),
+            State::Pending | State::Open => Ok(()),
         }
+    }
+
+    /// Takes a connection from the pool to hold, if none is held yet.
+    async fn hold(&mut self) -> Result<(), PoolError> {
+        self.check_live()?;
+        if self.client.is_none() {
+            self.client = Some(self.pool.get().await?);
+        }
+        Ok(())
+    }
+
+    /// The held connection (after [`hold`](Self::hold)).
+    fn client(&self) -> Result<&Object, PoolError> {
+        self.check_live()?;
+        self.client.as_ref().ok_or(PoolError::Finished)
     }
 
     /// Runs a statement and returns its rows. Statements are prepared once per connection
@@ -388,11 +417,13 @@ impl TenantTx {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, PoolError> {
-        let client = self.client()?;
+        self.check_live()?;
         if self.one_sync() {
             // State stays Pending: the context ends at this request's Sync, nothing is owed.
             return self.query_one_sync(SET_TENANT_READ_ONLY, sql, params).await;
         }
+        self.hold().await?;
+        let client = self.client()?;
         // Cached statements are prepared before anything transactional is sent, so a
         // statement that fails to prepare leaves no transaction behind.
         let cached = match self.cache {
@@ -461,8 +492,16 @@ impl TenantTx {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, PoolError> {
-        // Not `self.client()`: `query_commit` marks the transaction finished first.
-        let client = self.client.as_ref().ok_or(PoolError::Finished)?;
+        // A held connection if there is one; otherwise one borrowed for this statement
+        // (returned when this function ends, with nothing owed on it).
+        let borrowed;
+        let client = match &self.client {
+            Some(c) => c,
+            None => {
+                borrowed = self.pool.get().await?;
+                &borrowed
+            }
+        };
         let stmt = client
             .prepare_cached(sql)
             .await
@@ -498,7 +537,7 @@ impl TenantTx {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, PoolError> {
-        self.client()?;
+        self.check_live()?;
         if self.state == State::Pending && self.cache {
             let prelude = if self.read_only {
                 SET_TENANT_READ_ONLY
@@ -581,9 +620,9 @@ impl TenantTx {
         // The first statement carries the prelude, as does every statement on the one-Sync
         // read path; uncached statements go through one path.
         if self.state == State::Pending || !self.cache {
-            let client = self.client()?;
             if self.state == State::Open {
-                return client
+                return self
+                    .client()?
                     .execute(sql, params)
                     .await
                     .map_err(PoolError::db("running a statement"));

@@ -157,3 +157,57 @@ async fn without_the_statement_cache_too() {
     .unwrap();
     contract(&pool, &su, &a, &b).await;
 }
+
+#[tokio::test]
+async fn a_connection_is_held_only_while_it_is_needed() {
+    let db = TestDb::new().await;
+    let su = db.superuser().await;
+    let a = graph(&su, "a").await;
+    let pool = db.app_pool(1).await;
+    let idle = |pool: &TenantPool| pool.status().available;
+    pool.inspect_idle(None).await.unwrap();
+    assert_eq!(idle(&pool), 1);
+
+    // Nothing is taken before the first statement, and a one-Sync read gives it back.
+    let mut reader = pool.begin_read_only(a.tenant_id()).await.unwrap();
+    let mut writer = pool.begin(a.tenant_id()).await.unwrap();
+    assert_eq!(idle(&pool), 1, "begin takes no connection");
+    assert_eq!(
+        reader
+            .query("SELECT id FROM projects", &[])
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(idle(&pool), 1, "a one-Sync read returns its connection");
+
+    // So the pool's only connection is free for a writer while the reader lives on; the
+    // writer's open transaction block holds it until the commit.
+    writer
+        .execute("INSERT INTO projects (name) VALUES ('meanwhile')", &[])
+        .await
+        .unwrap();
+    assert_eq!(idle(&pool), 0, "an open transaction holds its connection");
+    writer.commit().await.unwrap();
+    assert_eq!(idle(&pool), 1);
+    assert_eq!(
+        reader
+            .query("SELECT id FROM projects", &[])
+            .await
+            .unwrap()
+            .len(),
+        2,
+        "each one-Sync read sees what was committed before it"
+    );
+
+    // A single-statement write holds it only for its one round trip.
+    let mut writer = pool.begin(a.tenant_id()).await.unwrap();
+    writer
+        .query_commit("INSERT INTO projects (name) VALUES ('one trip')", &[])
+        .await
+        .unwrap();
+    assert_eq!(idle(&pool), 1);
+    reader.commit().await.unwrap();
+    writer.commit().await.unwrap();
+}
