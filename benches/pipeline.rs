@@ -1,21 +1,32 @@
-//! What protocol pipelining could buy the per-request tenant transaction, measured with
-//! `pgbench` (it has libpq's pipeline mode; tokio-postgres 0.7 ends every request with its
-//! own Sync, so this cannot be measured through it).
+//! What protocol pipelining could buy the per-request tenant transaction, and where the
+//! cost of tenant context goes, measured with `pgbench` (it has libpq's pipeline mode;
+//! tokio-postgres 0.7 ends every request with its own Sync, so this cannot be measured
+//! through it).
 //!
-//! `cargo bench --bench pipeline` (env: BENCH_SECONDS, default 8; BENCH_CLIENTS, default 16).
-//! Starts its own throwaway PostgreSQL with the reference schema, 400 tenants × 25 projects,
-//! and runs one point read per transaction, as ratios against the explicit filter:
+//! `cargo bench --bench pipeline` (env: BENCH_SECONDS per run, default 5; BENCH_CLIENTS,
+//! default 16; BENCH_ROUNDS, default 3: every variant runs that many times, interleaved,
+//! and the median is reported). Starts its own throwaway PostgreSQL with the reference
+//! schema, 400 tenants × 25 projects, and runs one point read per transaction, as ratios
+//! against the explicit filter:
 //!
 //! - `explicit`: one statement as a BYPASSRLS role, `WHERE tenant_id = … AND id = …`.
-//! - `rls-sync-each`: BEGIN; set_config; SELECT; COMMIT — a Sync after each (what a driver
-//!   without pipeline mode sends, even when the round trips are pipelined).
-//! - `rls-one-sync`: the same four statements under one Sync.
-//! - `rls-implicit`: set_config and SELECT under one Sync and no BEGIN/COMMIT: PostgreSQL
-//!   runs messages up to a Sync as one implicit transaction, so the `is_local` setting
-//!   applies to the SELECT and dies at the Sync.
+//! - `explicit-pipe`: the same inside `\startpipeline … \endpipeline` (the framing of the
+//!   variants below, which need it to share one Sync).
+//! - `explicit+select1`: plus a `SELECT 1` under the same Sync: what a second Bind/Execute
+//!   costs by itself.
+//! - `explicit+set_config`: plus `SELECT set_config('app.tenant_id', …, true)` instead:
+//!   a second statement that also sets a transaction-local setting (which PostgreSQL 15
+//!   undoes at commit by visiting every setting it has).
+//! - `rls-implicit`: what a read-only `TenantTx` sends: set_config and the SELECT without
+//!   a tenant filter, as the app role under RLS, under one Sync and no BEGIN/COMMIT.
+//!   PostgreSQL runs messages up to a Sync as one implicit transaction, so the `is_local`
+//!   setting applies to the SELECT and dies at the Sync.
+//! - `rls-one-sync`: BEGIN; set_config; SELECT; COMMIT under one Sync.
+//! - `rls-sync-each`: the same four with a Sync after each (what a driver without pipeline
+//!   mode sends, even when the round trips are pipelined).
 //!
-//! Before timing, it checks the semantics the last variant relies on: with set_config in
-//! the same Sync group the row is visible; without it, the same SELECT sees nothing.
+//! Before timing, it checks the semantics `rls-implicit` relies on: with set_config in the
+//! same Sync group the row is visible; without it, the same SELECT sees nothing.
 
 use std::path::Path;
 use std::process::Command;
@@ -27,7 +38,12 @@ fn main() {
     let seconds: u64 = std::env::var("BENCH_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(8);
+        .unwrap_or(5);
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3)
+        .max(1);
     let clients: u32 = std::env::var("BENCH_CLIENTS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -77,35 +93,40 @@ fn main() {
         format!("SELECT id, name, description, created_at FROM projects WHERE {filter};\n")
     };
     let set = format!("SELECT set_config('app.tenant_id', '{tenant}', true);\n");
+    let explicit_select = select(&format!("tenant_id = '{tenant}' AND id = '{project}'"));
+    let rls_select = select(&format!("id = '{project}'"));
+    let pipe = |body: String| format!("\\startpipeline\n{body}\\endpipeline\n");
     let scripts = [
+        ("explicit", "tenantguard_admin", explicit_select.clone()),
         (
-            "explicit",
+            "explicit-pipe",
             "tenantguard_admin",
-            select(&format!("tenant_id = '{tenant}' AND id = '{project}'")),
+            pipe(explicit_select.clone()),
         ),
         (
-            "rls-sync-each",
-            "tenantguard_app",
-            format!(
-                "BEGIN READ ONLY;\n{set}{}COMMIT;\n",
-                select(&format!("id = '{project}'"))
-            ),
+            "explicit+select1",
+            "tenantguard_admin",
+            pipe(format!("SELECT 1;\n{explicit_select}")),
         ),
         (
-            "rls-one-sync",
-            "tenantguard_app",
-            format!(
-                "\\startpipeline\nBEGIN READ ONLY;\n{set}{}COMMIT;\n\\endpipeline\n",
-                select(&format!("id = '{project}'"))
-            ),
+            "explicit+set_config",
+            "tenantguard_admin",
+            pipe(format!("{set}{explicit_select}")),
         ),
         (
             "rls-implicit",
             "tenantguard_app",
-            format!(
-                "\\startpipeline\n{set}{}\\endpipeline\n",
-                select(&format!("id = '{project}'"))
-            ),
+            pipe(format!("{set}{rls_select}")),
+        ),
+        (
+            "rls-one-sync",
+            "tenantguard_app",
+            pipe(format!("BEGIN READ ONLY;\n{set}{rls_select}COMMIT;\n")),
+        ),
+        (
+            "rls-sync-each",
+            "tenantguard_app",
+            format!("BEGIN READ ONLY;\n{set}{rls_select}COMMIT;\n"),
         ),
     ];
 
@@ -137,22 +158,40 @@ fn main() {
 
     let secs = seconds.to_string();
     let c = clients.to_string();
-    println!("pgbench -M prepared -c {clients} -j 2 -T {seconds}; one point read per transaction");
-    println!("{:<16} {:>10} {:>8}", "variant", "tps", "ratio");
-    let mut base = None;
-    for (name, user, body) in &scripts {
-        let tps = run(
-            &pgbench,
-            &cluster,
-            dir.path(),
-            name,
-            user,
-            body,
-            &["-T", &secs, "-c", &c, "-j", "2"],
-        )
-        .unwrap_or_else(|| panic!("{name} failed"));
-        let b = *base.get_or_insert(tps);
-        println!("{name:<16} {tps:>10.0} {:>7.2}x", tps / b);
+    println!(
+        "pgbench -M prepared -c {clients} -j 1 -T {seconds}, {rounds} interleaved rounds (median); one point read per transaction"
+    );
+    let mut tps: Vec<Vec<f64>> = vec![Vec::new(); scripts.len()];
+    for _ in 0..rounds {
+        for ((name, user, body), runs) in scripts.iter().zip(&mut tps) {
+            let t = run(
+                &pgbench,
+                &cluster,
+                dir.path(),
+                name,
+                user,
+                body,
+                &["-T", &secs, "-c", &c, "-j", "1"],
+            )
+            .unwrap_or_else(|| panic!("{name} failed"));
+            runs.push(t);
+        }
+    }
+    let median = |runs: &[f64]| {
+        let mut v = runs.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let base = median(&tps[0]);
+    println!("{:<20} {:>10} {:>8}   runs", "variant", "tps", "ratio");
+    for ((name, _, _), runs) in scripts.iter().zip(&tps) {
+        let m = median(runs);
+        let all: Vec<String> = runs.iter().map(|t| format!("{t:.0}")).collect();
+        println!(
+            "{name:<20} {m:>10.0} {:>7.2}x   {}",
+            m / base,
+            all.join(" ")
+        );
     }
 }
 

@@ -11,6 +11,9 @@
 //! - `tenanttx-read`: `TenantPool::begin_read_only` → query → commit (set_config and the
 //!   SELECT bound under one Sync, no BEGIN/COMMIT: one round trip, one implicit transaction).
 //! - `tenanttx-write`: `TenantPool::begin` → query → commit awaited (two round trips).
+//! - `tenanttx-query-commit`: `TenantPool::begin` → `query_commit` (the path of a request
+//!   whose one statement is a write: set_config and the statement under one Sync, committed
+//!   there; one round trip).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,6 +33,7 @@ enum Scenario {
     Naive,
     TxRead,
     TxWrite,
+    TxCommit,
 }
 
 impl Scenario {
@@ -39,6 +43,7 @@ impl Scenario {
             Scenario::Naive => "naive-rls",
             Scenario::TxRead => "tenanttx-read",
             Scenario::TxWrite => "tenanttx-write",
+            Scenario::TxCommit => "tenanttx-query-commit",
         }
     }
 }
@@ -109,7 +114,7 @@ async fn run(cluster: &Cluster, dur: Duration, concurrency: &[usize]) {
         dur.as_secs()
     );
     println!(
-        "{:<6} {:<16} {:>10} {:>9} {:>9} {:>9}",
+        "{:<6} {:<22} {:>10} {:>9} {:>9} {:>9}",
         "conc", "scenario", "req/s", "p50 µs", "p99 µs", "ratio"
     );
     for &c in concurrency {
@@ -119,6 +124,7 @@ async fn run(cluster: &Cluster, dur: Duration, concurrency: &[usize]) {
             Scenario::Naive,
             Scenario::TxRead,
             Scenario::TxWrite,
+            Scenario::TxCommit,
         ] {
             let r = scenario(cluster, s, c, dur, targets.clone()).await;
             let ratio = base.map(|b: f64| r.ops / b).unwrap_or(1.0);
@@ -126,7 +132,7 @@ async fn run(cluster: &Cluster, dur: Duration, concurrency: &[usize]) {
                 base = Some(r.ops);
             }
             println!(
-                "{:<6} {:<16} {:>10.0} {:>9} {:>9} {:>8.2}x",
+                "{:<6} {:<22} {:>10.0} {:>9} {:>9} {:>8.2}x",
                 c,
                 s.name(),
                 r.ops,
@@ -146,7 +152,7 @@ async fn scenario(
     targets: Arc<Vec<(Uuid, Uuid)>>,
 ) -> Result {
     let pool = match s {
-        Scenario::TxRead | Scenario::TxWrite => Some(
+        Scenario::TxRead | Scenario::TxWrite | Scenario::TxCommit => Some(
             TenantPool::connect(
                 cluster.config("tenantguard_app", "postgres"),
                 PoolOptions {
@@ -199,6 +205,13 @@ async fn scenario(
                         let rows = client.query(&rls, &[&project]).await.expect("query");
                         client.batch_execute("COMMIT").await.expect("commit");
                         rows
+                    }
+                    Scenario::TxCommit => {
+                        let pool = pool.as_ref().expect("pool");
+                        let mut tx = pool.begin(tenant.into()).await.expect("begin");
+                        tx.query_commit(Q_RLS, &[&project])
+                            .await
+                            .expect("query_commit")
                     }
                     Scenario::TxRead | Scenario::TxWrite => {
                         let pool = pool.as_ref().expect("pool");
