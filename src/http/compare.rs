@@ -81,24 +81,6 @@ async fn authenticate(
         .await
 }
 
-/// A page from `limit + 1` rows, with the next cursor, as [`super::extract::ListQuery`]
-/// builds it.
-fn page<T>(
-    rows: &[tokio_postgres::Row],
-    limit: i64,
-    map: impl Fn(&tokio_postgres::Row) -> T,
-    pos: impl Fn(&T) -> Cursor,
-) -> Page<T> {
-    let mut items: Vec<T> = rows.iter().map(map).collect();
-    let next_cursor = if items.len() as i64 > limit {
-        items.truncate(limit as usize);
-        items.last().map(|i| pos(i).encode())
-    } else {
-        None
-    };
-    Page { items, next_cursor }
-}
-
 /// Authenticates like [`super::auth::tenant_scope`], but filters the key lookup by tenant
 /// by hand, and opens no transaction.
 pub(crate) async fn scope(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
@@ -126,10 +108,15 @@ async fn list_projects(
         .query(&stmt, &[&p.tenant.as_uuid(), &(limit + 1)])
         .await
         .map_err(db)?;
-    Ok(Json(page(&rows, limit, Project::from_row, |p| Cursor {
-        at: p.created_at,
-        id: p.id,
-    })))
+    Ok(Json(Page::from_rows(
+        &rows,
+        limit,
+        Project::from_row,
+        |p| Cursor {
+            at: p.created_at,
+            id: p.id,
+        },
+    )))
 }
 
 async fn get_project(
@@ -171,9 +158,11 @@ async fn list_tasks(
         .query(&stmt, &[&p.tenant.as_uuid(), &project, &(limit + 1)])
         .await
         .map_err(db)?;
-    Ok(Json(page(&rows, limit, Task::from_row, |t| Cursor {
-        at: t.created_at,
-        id: t.id,
+    Ok(Json(Page::from_rows(&rows, limit, Task::from_row, |t| {
+        Cursor {
+            at: t.created_at,
+            id: t.id,
+        }
     })))
 }
 

@@ -164,6 +164,19 @@ impl ListQuery {
             .map(|p| p.as_ref() as &(dyn ToSql + Sync))
             .collect();
         let rows = db.query(&sql, &refs).await?;
+        Ok(Page::from_rows(&rows, limit, map, pos))
+    }
+}
+
+impl<T> Page<T> {
+    /// The page from `limit + 1` rows: the extra row, if there, only says that a next
+    /// page exists, and the cursor points after the last item kept.
+    pub(crate) fn from_rows(
+        rows: &[tokio_postgres::Row],
+        limit: i64,
+        map: impl Fn(&tokio_postgres::Row) -> T,
+        pos: impl Fn(&T) -> Cursor,
+    ) -> Self {
         let mut items: Vec<T> = rows.iter().map(map).collect();
         let next_cursor = if items.len() as i64 > limit {
             items.truncate(limit as usize);
@@ -171,7 +184,7 @@ impl ListQuery {
         } else {
             None
         };
-        Ok(Page { items, next_cursor })
+        Page { items, next_cursor }
     }
 }
 

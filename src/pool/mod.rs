@@ -578,7 +578,10 @@ impl TenantTx {
                     .map_err(PoolError::db("committing"))
             },
         )?;
+        // Both replies are in: nothing is owed, and the connection can serve others even if
+        // the finished TenantTx lives on.
         self.state = State::Finished;
+        self.client = None;
         Ok(rows)
     }
 
@@ -648,10 +651,14 @@ impl TenantTx {
 
     async fn finish_commit(&mut self) -> Result<(), PoolError> {
         let state = std::mem::replace(&mut self.state, State::Finished);
+        // Taken, so the connection goes back to the pool when this returns (after COMMIT
+        // is queued on it), even if the finished TenantTx lives on.
+        let Some(client) = self.client.take() else {
+            return Ok(());
+        };
         if state != State::Open {
             return Ok(());
         }
-        let client = self.client.as_ref().ok_or(PoolError::Finished)?;
         if self.read_only {
             // The first poll queues the message; the connection keeps order, so the next
             // user of this connection is behind it.

@@ -170,7 +170,8 @@ pub async fn tenants(su: &Client, n: usize) -> Vec<Uuid> {
 }
 
 /// Runs `rounds` × `tenants` concurrent requests on `pool`: each inserts a project, reads
-/// every project it can see and asserts all are its own, then runs a failing transaction
+/// every project it can see and asserts all are its own, inserts another with
+/// `query_commit` (a single-statement write), then runs a failing transaction
 /// that is dropped (which must not poison the connection for the next user). Afterwards
 /// every idle connection is clean and the superuser sees every insert.
 pub async fn concurrent_isolation(
@@ -202,6 +203,16 @@ pub async fn concurrent_isolation(
                     assert_eq!(r.get::<_, Uuid>(0), t, "saw another tenant's row {name}");
                     assert!(name.starts_with(&t.to_string()), "saw {name}");
                 }
+                // A single-statement write, committed with its statement.
+                let mut tx = pool.begin(t.into()).await.unwrap();
+                let row = tx
+                    .query_commit(
+                        "INSERT INTO projects (name) VALUES ($1) RETURNING tenant_id",
+                        &[&format!("{t}/{round}/one")],
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(row[0].get::<_, Uuid>(0), t);
                 let mut tx = pool.begin(t.into()).await.unwrap();
                 assert!(tx.query("SELECT 1/0", &[]).await.is_err());
                 drop(tx);
@@ -222,7 +233,7 @@ pub async fn concurrent_isolation(
         .await
         .unwrap()
         .get(0);
-    assert_eq!(total as usize, tenants.len() * rounds);
+    assert_eq!(total as usize, tenants.len() * rounds * 2);
 }
 
 /// With a one-connection pool the next checkout is the same backend: checks that it is

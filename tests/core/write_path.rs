@@ -54,6 +54,7 @@ async fn contract(pool: &TenantPool, su: &tokio_postgres::Client, a: &Graph, b: 
         matches!(tx.query("SELECT 1", &[]).await, Err(PoolError::Finished)),
         "nothing runs after the last statement"
     );
+    assert_eq!(pool.status().available, 1, "the connection is back");
     tx.commit().await.unwrap();
     assert_clean(pool, pid, "query_commit alone").await;
     assert!(names(su, a.tenant).await.contains(&"only".to_string()));
@@ -80,6 +81,11 @@ async fn contract(pool: &TenantPool, su: &tokio_postgres::Client, a: &Graph, b: 
     tx.query_commit("INSERT INTO projects (name) VALUES ('second')", &[])
         .await
         .unwrap();
+    assert_eq!(
+        pool.status().available,
+        1,
+        "the connection is back while the finished TenantTx lives on"
+    );
     tx.commit().await.unwrap();
     assert_clean(pool, pid, "query_commit after a statement").await;
     let now = names(su, a.tenant).await;
@@ -130,17 +136,8 @@ async fn contract(pool: &TenantPool, su: &tokio_postgres::Client, a: &Graph, b: 
     assert_eq!(digest(su, "projects", b.tenant).await, b_before);
 }
 
-#[tokio::test]
-async fn the_last_statement_commits_with_the_transaction() {
-    let db = TestDb::new().await;
-    let su = db.superuser().await;
-    let a = graph(&su, "a").await;
-    let b = graph(&su, "b").await;
-    contract(&db.app_pool(1).await, &su, &a, &b).await;
-}
-
-#[tokio::test]
-async fn without_the_statement_cache_too() {
+/// A fresh database with tenants a and b, and the contract on a one-connection pool.
+async fn run_contract(statement_cache: bool) {
     let db = TestDb::new().await;
     let su = db.superuser().await;
     let a = graph(&su, "a").await;
@@ -149,13 +146,23 @@ async fn without_the_statement_cache_too() {
         db.config_as("tenantguard_app"),
         PoolOptions {
             max_size: 1,
-            statement_cache: false,
+            statement_cache,
             ..PoolOptions::default()
         },
     )
     .await
     .unwrap();
     contract(&pool, &su, &a, &b).await;
+}
+
+#[tokio::test]
+async fn the_last_statement_commits_with_the_transaction() {
+    run_contract(true).await;
+}
+
+#[tokio::test]
+async fn without_the_statement_cache_too() {
+    run_contract(false).await;
 }
 
 #[tokio::test]
