@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::auth::{Member, Need, Viewer};
 use super::error::ApiError;
-use super::extract::{Check, Cursor, Json, Page, Path, Query, DEFAULT_LIMIT, MAX_LIMIT};
+use super::extract::{Check, Json, Page, Path, Query, DEFAULT_LIMIT, MAX_LIMIT};
 use super::projects::{self, Project};
 use super::tasks::{self, NewTask, Task};
 use super::AppState;
@@ -112,10 +112,7 @@ async fn list_projects(
         &rows,
         limit,
         Project::from_row,
-        |p| Cursor {
-            at: p.created_at,
-            id: p.id,
-        },
+        Project::cursor,
     )))
 }
 
@@ -158,12 +155,12 @@ async fn list_tasks(
         .query(&stmt, &[&p.tenant.as_uuid(), &project, &(limit + 1)])
         .await
         .map_err(db)?;
-    Ok(Json(Page::from_rows(&rows, limit, Task::from_row, |t| {
-        Cursor {
-            at: t.created_at,
-            id: t.id,
-        }
-    })))
+    Ok(Json(Page::from_rows(
+        &rows,
+        limit,
+        Task::from_row,
+        Task::cursor,
+    )))
 }
 
 async fn create_task(

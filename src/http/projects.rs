@@ -46,7 +46,7 @@ impl Project {
             updated_at: r.get(4),
         }
     }
-    fn cursor(&self) -> Cursor {
+    pub(crate) fn cursor(&self) -> Cursor {
         Cursor {
             at: self.created_at,
             id: self.id,

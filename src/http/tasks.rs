@@ -61,7 +61,7 @@ impl Task {
             updated_at: r.get(8),
         }
     }
-    fn cursor(&self) -> Cursor {
+    pub(crate) fn cursor(&self) -> Cursor {
         Cursor {
             at: self.created_at,
             id: self.id,
