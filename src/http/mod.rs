@@ -212,7 +212,8 @@ impl AppState {
 
     /// Probes the app pool for prepared-statement support (only meaningful with the
     /// statement cache on) and records the result for `/readyz`; logs the fix when the
-    /// statements are lost. `serve`, `dev` and [`Application::run_until`] call it at start.
+    /// statements are lost. [`Application::bind`] calls it, so `serve`, `dev` and the
+    /// tests all do.
     pub async fn probe_pooler(&self) {
         if !self.pool().statement_cache() {
             return;
@@ -376,9 +377,12 @@ impl std::fmt::Debug for Application {
 }
 
 impl Application {
-    /// Binds `addr` (port 0 picks a free port).
+    /// Binds `addr` (port 0 picks a free port), and probes the app pool for
+    /// prepared-statement support ([`AppState::probe_pooler`]) so `/readyz` knows from the
+    /// first request on.
     pub async fn bind(addr: SocketAddr, state: AppState) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
+        state.probe_pooler().await;
         Ok(Self { listener, state })
     }
 
@@ -398,7 +402,6 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let state = self.state.clone();
-        state.probe_pooler().await;
         let flusher = {
             let state = state.clone();
             tokio::spawn(async move {

@@ -2,6 +2,7 @@
 //! PostgreSQL database per test, requests over HTTP only.
 
 mod helpers;
+mod pgbouncer;
 mod service;
 
 mod resources {
