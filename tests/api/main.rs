@@ -3,6 +3,7 @@
 
 mod helpers;
 mod pgbouncer;
+mod rollback_noise;
 mod service;
 
 mod resources {
