@@ -75,15 +75,54 @@ pub struct ServerArgs {
     /// Required JWT audience (`aud`).
     #[arg(long, env = "TENANTGUARD_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
-    /// Clock skew allowed on JWT expiry, in seconds.
+    /// Clock skew allowed on JWT `exp`, `nbf` and `iat`, in seconds.
     #[arg(long, env = "TENANTGUARD_JWT_LEEWAY_SECS", default_value_t = 30)]
     pub jwt_leeway_secs: u64,
+    /// Longest a client may take to send a request's headers, in seconds (then the
+    /// connection is closed; also the keep-alive idle limit).
+    #[arg(
+        long,
+        env = "TENANTGUARD_HEADER_READ_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    pub header_read_timeout_secs: u64,
+    /// Longest a client may take to send a request's body, in seconds (then 408). No
+    /// database connection is held meanwhile.
+    #[arg(long, env = "TENANTGUARD_BODY_READ_TIMEOUT_SECS", default_value_t = 15)]
+    pub body_read_timeout_secs: u64,
+    /// Most requests of one tenant in flight at once, per process (then 429); 0: half the
+    /// pool size.
+    #[arg(long, env = "TENANTGUARD_TENANT_CONCURRENCY", default_value_t = 0)]
+    pub tenant_concurrency: u32,
+    /// Most requests of one API key (or JWT subject) in flight at once, per process (then
+    /// 429); 0: half the tenant limit.
+    #[arg(long, env = "TENANTGUARD_KEY_CONCURRENCY", default_value_t = 0)]
+    pub key_concurrency: u32,
+    /// Requests per second of one tenant, per process, bursts of one second's worth (then
+    /// 429 with Retry-After); 0: unlimited.
+    #[arg(long, env = "TENANTGUARD_TENANT_RATE", default_value_t = 1000)]
+    pub tenant_rate: u32,
+    /// Requests per second of one API key (or JWT subject), per process; 0: unlimited.
+    #[arg(long, env = "TENANTGUARD_KEY_RATE", default_value_t = 500)]
+    pub key_rate: u32,
+    /// Cache prepared statements per connection (`on`, the default). Set `off` behind a
+    /// transaction-mode pooler that cannot keep them (pgbouncer before 1.21, or
+    /// max_prepared_statements = 0); the server detects that case and says so in /readyz.
+    #[arg(
+        long,
+        env = "TENANTGUARD_STATEMENT_CACHE",
+        default_value = "on",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        action = clap::ArgAction::Set
+    )]
+    pub statement_cache: bool,
 }
 
 impl ServerArgs {
     /// The HTTP settings, reading secrets from the environment.
     pub fn http_config(&self) -> anyhow::Result<HttpConfig> {
         let admin_token = crate::secrets::from_env("TENANTGUARD_ADMIN_TOKEN")?;
+        let metrics_token = crate::secrets::from_env("TENANTGUARD_METRICS_TOKEN")?;
         let hs_secret = crate::secrets::from_env("TENANTGUARD_JWT_HS256_SECRET")?;
         let key = match (self.jwt_algorithm, hs_secret) {
             (None, None) => None,
@@ -108,6 +147,13 @@ impl ServerArgs {
             body_limit: self.body_limit,
             request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
             key_cache_ttl: Duration::from_secs(self.key_cache_secs),
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs.max(1)),
+            body_read_timeout: Duration::from_secs(self.body_read_timeout_secs.max(1)),
+            tenant_concurrency: self.tenant_concurrency,
+            key_concurrency: self.key_concurrency,
+            tenant_rate: self.tenant_rate,
+            key_rate: self.key_rate,
+            metrics_token,
             admin_token,
             jwt: key.map(|key| JwtConfig {
                 key,
@@ -124,7 +170,8 @@ impl ServerArgs {
 /// and `dev`.
 pub(crate) const SECRETS_HELP: &str = "Secrets (environment only; each may instead be given as NAME_FILE, a path to a file holding it):
   TENANTGUARD_ADMIN_TOKEN        bearer token of the admin API (/admin/v1); unset disables it (dev generates one)
-  TENANTGUARD_JWT_HS256_SECRET   accept HS256 JWTs (claims sub, tenant_id, role, exp) signed with this secret
+  TENANTGUARD_JWT_HS256_SECRET   accept HS256 JWTs (claims sub, tenant_id, role, exp; nbf, iat checked if present) signed with this secret
+  TENANTGUARD_METRICS_TOKEN      bearer token /metrics requires; unset leaves /metrics open
 Logging: RUST_LOG filters (default info); TENANTGUARD_LOG_FORMAT=json for JSON lines.";
 
 /// Arguments of `tenantguard serve`.
@@ -159,6 +206,7 @@ pub(crate) async fn connect_pools(
     let opts = PoolOptions {
         max_size: server.pool_size.max(1),
         tenant_setting: tenant_setting.to_string(),
+        statement_cache: server.statement_cache,
         ..PoolOptions::default()
     };
     let pool = TenantPool::connect(app, opts.clone())

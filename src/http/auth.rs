@@ -2,15 +2,18 @@
 //!
 //! Tenant credentials are API keys (`tgk_<tenant as 32 hex>_<secret>`) and JWTs from an
 //! identity provider. An API key names its tenant, so it is looked up *inside that
-//! tenant's RLS scope*, as the first statement of the request's own transaction (sent in
-//! the same round trip as `BEGIN`): no query ever reads another tenant's keys, and a
-//! forged tenant part simply finds nothing. A 5-second in-memory cache skips the lookup
+//! tenant's RLS scope*, as a read-only statement of its own under one Sync (its own
+//! implicit transaction, the connection borrowed for that round trip only): no query ever
+//! reads another tenant's keys, a forged tenant part simply finds nothing, and no
+//! connection waits for the request's body. A 5-second in-memory cache skips the lookup
 //! for hot keys; revoking through this server evicts at once, elsewhere within the TTL.
 //! `last_used_at` is kept in memory and written in batches by [`Authenticator::flush_last_used`].
 //!
-//! [`tenant_scope`] opens the request's [`TenantTx`] (READ ONLY for GET/HEAD), hands it to
-//! the handler through the [`Db`] extractor, and commits only if the handler answered
-//! with a success status; an error, a panic or a dropped connection rolls back.
+//! [`tenant_scope`] then applies the tenant's and the credential's limits
+//! ([`super::limits`]), reads the body, opens the request's [`TenantTx`] (READ ONLY for
+//! GET/HEAD), hands it to the handler through the [`Db`] extractor, and commits only if
+//! the handler answered with a success status; an error, a panic or a dropped connection
+//! rolls back.
 //! Admin routes use [`admin_guard`] and a separate token: neither credential works on the
 //! other's routes.
 
@@ -35,6 +38,7 @@ use tokio::sync::{Mutex, OwnedMappedMutexGuard, OwnedMutexGuard};
 use uuid::Uuid;
 
 use super::error::ApiError;
+use super::limits::CredentialId;
 use super::AppState;
 use crate::pool::{TenantId, TenantPool, TenantTx};
 
@@ -225,7 +229,7 @@ impl std::fmt::Debug for JwtKey {
 pub struct JwtConfig {
     /// The verification key and algorithm.
     pub key: JwtKey,
-    /// Clock skew allowed on `exp`, in seconds.
+    /// Clock skew allowed on `exp`, `nbf` and `iat`, in seconds.
     pub leeway_secs: u64,
     /// Required `iss`, if any.
     pub issuer: Option<String>,
@@ -243,6 +247,9 @@ struct Claims {
     sub: String,
     tenant_id: Uuid,
     role: String,
+    /// Issued at (seconds since the epoch); checked against the clock with the leeway.
+    #[serde(default)]
+    iat: Option<f64>,
 }
 
 #[derive(Clone, Copy)]
@@ -336,7 +343,9 @@ impl Authenticator {
                     }
                 };
                 let mut v = Validation::new(alg);
+                // One leeway for exp, nbf and iat.
                 v.leeway = cfg.leeway_secs;
+                v.validate_nbf = true;
                 v.set_required_spec_claims(&["exp", "sub"]);
                 if let Some(i) = &cfg.issuer {
                     v.set_issuer(&[i]);
@@ -368,40 +377,25 @@ impl Authenticator {
         bool::from(want.ct_eq(&given))
     }
 
-    /// Resolves the credential and opens the request's transaction in its tenant.
+    /// Resolves the credential: who is calling, and the credential's identity for its
+    /// limits. An API key that is not cached is looked up as a statement of its own that
+    /// gives its connection back at once (see [`Self::lookup_key`]); nothing else touches
+    /// the database, so no connection is held while the request's body is still coming.
     async fn authenticate(
         &self,
         headers: &HeaderMap,
         pool: &TenantPool,
-        read_only: bool,
-    ) -> Result<(Principal, TenantTx), ApiError> {
+    ) -> Result<(Principal, CredentialId), ApiError> {
         let token = bearer(headers).ok_or(ApiError::Unauthorized)?;
-        let begin = |tenant| async move {
-            if read_only {
-                pool.begin_read_only(tenant).await
-            } else {
-                pool.begin(tenant).await
-            }
-        };
         if token.starts_with(KEY_PREFIX) {
             let tenant = key_tenant(token).ok_or(ApiError::Unauthorized)?;
             let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-            let cached = self.cache_get(&hash);
-            let mut tx = begin(tenant).await?;
-            let (key_id, role) = match cached {
+            let (key_id, role) = match self.cache_get(&hash) {
                 Some(c) if c.tenant == tenant => (c.key_id, c.role),
                 _ => {
-                    // The request's first statement: it travels with set_config (and BEGIN,
-                    // unless read-only), and RLS confines it to the key's own tenant.
-                    let row = tx
-                        .query_opt(
-                            "SELECT id, role FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
-                            &[&&hash[..]],
-                        )
+                    let (key_id, role) = Self::lookup_key(pool, tenant, &hash)
                         .await?
                         .ok_or(ApiError::Unauthorized)?;
-                    let key_id: Uuid = row.get(0);
-                    let role = Role::parse(row.get::<_, &str>(1)).ok_or(ApiError::Unauthorized)?;
                     self.cache_put(hash, tenant, key_id, role);
                     (key_id, role)
                 }
@@ -412,25 +406,73 @@ impl Authenticator {
                 role,
                 actor: format!("api_key:{key_id}"),
             };
-            return Ok((principal, tx));
+            return Ok((principal, key_id.as_u128()));
         }
         let (key, validation) = self.jwt.as_ref().ok_or(ApiError::Unauthorized)?;
         let data = jsonwebtoken::decode::<Claims>(token, key, validation)
             .map_err(|_| ApiError::Unauthorized)?;
+        // jsonwebtoken checks exp and nbf (with the leeway) but not iat: a token issued in
+        // the future is a clock or issuer fault, refused like an early nbf.
+        if let Some(iat) = data.claims.iat {
+            let now = jsonwebtoken::get_current_timestamp() as f64;
+            if !iat.is_finite() || iat > now + validation.leeway as f64 {
+                return Err(ApiError::Unauthorized);
+            }
+        }
         let role = Role::parse(&data.claims.role).ok_or(ApiError::Unauthorized)?;
         if data.claims.sub.is_empty() || data.claims.sub.len() > 256 {
             return Err(ApiError::Unauthorized);
         }
         let tenant = TenantId::from_uuid(data.claims.tenant_id);
-        let tx = begin(tenant).await?;
+        // The subject's limits are its own within its tenant.
+        let mut digest = Sha256::new();
+        digest.update(tenant.as_uuid().as_bytes());
+        digest.update(data.claims.sub.as_bytes());
+        let digest: [u8; 32] = digest.finalize().into();
+        let mut credential = [0u8; 16];
+        credential.copy_from_slice(&digest[..16]);
         Ok((
             Principal {
                 tenant,
                 role,
                 actor: format!("user:{}", data.claims.sub),
             },
-            tx,
+            u128::from_be_bytes(credential),
         ))
+    }
+
+    /// Finds an active key by its hash inside its tenant's RLS scope, as its own implicit
+    /// transaction under one Sync: the connection is borrowed for that round trip only.
+    /// With the statement cache on it is the one-Sync read path of
+    /// [`TenantPool::begin_read_only`]; without it (a pooler that cannot keep prepared
+    /// statements), the same statement over the simple query protocol, with the hash as a
+    /// quoted literal of our own making.
+    async fn lookup_key(
+        pool: &TenantPool,
+        tenant: TenantId,
+        hash: &[u8; 32],
+    ) -> Result<Option<(Uuid, Role)>, ApiError> {
+        if pool.statement_cache() {
+            let mut tx = pool.begin_read_only(tenant).await?;
+            let row = tx
+                .query_opt(
+                    "SELECT id, role FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+                    &[&&hash[..]],
+                )
+                .await?;
+            return Ok(
+                row.and_then(|r| Role::parse(r.get::<_, &str>(1)).map(|role| (r.get(0), role)))
+            );
+        }
+        let sql = format!(
+            "SELECT id, role FROM api_keys WHERE key_hash = {}::bytea AND revoked_at IS NULL",
+            crate::policy::literal(&format!("\\x{}", hex::encode(hash)))
+        );
+        let rows = pool.simple_read_once(tenant, &sql).await?;
+        Ok(rows.first().and_then(|r| {
+            let id = Uuid::try_parse(r.get(0)?).ok()?;
+            Some((id, Role::parse(r.get(1)?)?))
+        }))
     }
 
     /// The bench-only baseline's authentication (see [`super::compare`]): API keys only,
@@ -562,17 +604,37 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     (!token.is_empty() && token.len() <= 8192).then_some(token)
 }
 
-/// The tenant layer: authenticate, open the transaction, run the handler, then commit on
-/// success or roll back otherwise.
-pub async fn tenant_scope(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+/// The tenant layer, in this order: authenticate (an uncached API key costs one
+/// statement that gives its connection back at once), apply the tenant's and the
+/// credential's limits (429), read the whole body within the body-read timeout (408, 413),
+/// and only then open the request's transaction and run the handler; commit if it
+/// answered with a success status, roll back otherwise. So no database connection is
+/// ever held while the client is still sending.
+pub async fn tenant_scope(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let read_only = matches!(*req.method(), Method::GET | Method::HEAD);
-    let (principal, tx) = match state
-        .auth()
-        .authenticate(req.headers(), state.pool(), read_only)
-        .await
+    let (principal, credential) = match state.auth().authenticate(req.headers(), state.pool()).await
     {
         Ok(x) => x,
         Err(e) => return e.into_response(),
+    };
+    let _permit = match state.limits().admit(principal.tenant, credential) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let config = state.config();
+    let mut req =
+        match super::limits::read_body(req, config.body_limit, config.body_read_timeout).await {
+            Ok(r) => r,
+            Err(e) => return e.into_response(),
+        };
+    // Takes no connection: the first statement does.
+    let tx = match if read_only {
+        state.pool().begin_read_only(principal.tenant).await
+    } else {
+        state.pool().begin(principal.tenant).await
+    } {
+        Ok(tx) => tx,
+        Err(e) => return ApiError::from(e).into_response(),
     };
     let slot = TxSlot(Arc::new(Mutex::new(Some(tx))));
     req.extensions_mut().insert(slot.clone());
@@ -604,6 +666,13 @@ pub async fn admin_guard(State(state): State<AppState>, req: Request, next: Next
         tracing::warn!(target: "tenantguard::admin", %method, %path, "admin call refused");
         return ApiError::Unauthorized.into_response();
     }
+    // As on tenant routes: the whole body first, then the handler's statements.
+    let config = state.config();
+    let req = match super::limits::read_body(req, config.body_limit, config.body_read_timeout).await
+    {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
     let response = next.run(req).await;
     tracing::info!(target: "tenantguard::admin", %method, %path, status = response.status().as_u16(), "admin call");
     response

@@ -52,6 +52,9 @@ pub enum ApiError {
     /// 409: the request conflicts with existing data.
     #[error("{0}")]
     Conflict(String),
+    /// 408: the client did not send the whole body in time.
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
     /// 413: the body exceeds the limit.
     #[error("request body too large")]
     PayloadTooLarge,
@@ -61,9 +64,25 @@ pub enum ApiError {
     /// 422: well-formed but invalid; per-field details.
     #[error("validation failed")]
     Validation(Vec<FieldError>),
+    /// 429: the caller's tenant or credential is at its concurrency or rate limit; retry
+    /// after this many seconds.
+    #[error("too many requests: {what}; retry after {retry_after_secs} s")]
+    TooManyRequests {
+        /// Which limit (`tenant concurrency`, `credential rate`, …).
+        what: &'static str,
+        /// Seconds until a retry can succeed (the `Retry-After` header).
+        retry_after_secs: u64,
+    },
     /// 503: the database cannot be reached, or the server is overloaded.
     #[error("service temporarily unavailable")]
     Unavailable,
+    /// 503: a prepared statement was lost between transactions (SQLSTATE 26000): a
+    /// transaction-mode pooler that does not keep prepared statements is in front of the
+    /// database and the statement cache is on. Logged with the fix; `/readyz` reports it.
+    #[error(
+        "service temporarily unavailable: the database pooler does not keep prepared statements"
+    )]
+    StatementsLost,
     /// 500: a bug; logged with its cause, shown as a generic message.
     #[error("internal error: {0}")]
     Internal(String),
@@ -83,10 +102,12 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable | ApiError::StatementsLost => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -143,10 +164,43 @@ impl IntoResponse for ApiError {
                 tracing::error!(%cause, "internal error");
                 problem(status, Some("internal error".into()), Vec::new())
             }
+            ApiError::TooManyRequests {
+                retry_after_secs, ..
+            } => {
+                let detail = self.to_string();
+                let mut res = problem(status, Some(detail), Vec::new());
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                res
+            }
+            ApiError::RequestTimeout | ApiError::PayloadTooLarge => {
+                let mut res = problem(status, Some(self.to_string()), Vec::new());
+                // The rest of the body is not read: the connection cannot be reused.
+                res.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                res
+            }
+            ApiError::StatementsLost => {
+                tracing::error!(
+                    "{} (SQLSTATE 26000): {STATEMENTS_LOST_FIX}",
+                    "a prepared statement was lost between transactions"
+                );
+                let mut res = problem(status, Some(self.to_string()), Vec::new());
+                res.extensions_mut().insert(StatementsLostMarker);
+                res
+            }
             other => problem(status, Some(other.to_string()), Vec::new()),
         }
     }
 }
+
+/// What to do when the pooler loses prepared statements (logged, and shown by `/readyz`).
+pub const STATEMENTS_LOST_FIX: &str = "a transaction-mode pooler that does not keep prepared statements (pgbouncer before 1.21, or max_prepared_statements = 0) is in front of the database: set TENANTGUARD_STATEMENT_CACHE=off (--statement-cache off), or use pgbouncer 1.21 or later with max_prepared_statements > 0";
+
+/// Set on a response answered [`ApiError::StatementsLost`], so the server (which owns the
+/// state) can report it in `/readyz`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StatementsLostMarker;
 
 /// The field a constraint is about: `<table>_<field>_check` → `<field>`,
 /// `<table>_<field>_fkey` → `<field>_id`, a named table constraint → its name.
@@ -187,6 +241,7 @@ impl From<PoolError> for ApiError {
         };
         let field = constraint_field(&table, &constraint);
         match e.code() {
+            Some(c) if *c == SqlState::INVALID_SQL_STATEMENT_NAME => ApiError::StatementsLost,
             Some(c) if *c == SqlState::UNIQUE_VIOLATION => {
                 ApiError::Conflict(format!("a resource with this {field} already exists"))
             }

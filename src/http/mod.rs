@@ -22,6 +22,7 @@ pub mod documents;
 pub mod error;
 pub mod extract;
 pub mod invoices;
+pub mod limits;
 pub mod members;
 pub mod ops;
 pub mod projects;
@@ -30,17 +31,18 @@ pub mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::SecretString;
-use tower::ServiceBuilder;
+use tower::{ServiceBuilder, ServiceExt};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
@@ -58,6 +60,26 @@ pub struct HttpConfig {
     /// Longest a request may take; past it the transaction is rolled back and the client
     /// gets a 503.
     pub request_timeout: Duration,
+    /// Longest a client may take to send a request's headers (slow-loris); past it the
+    /// connection is closed.
+    pub header_read_timeout: Duration,
+    /// Longest a client may take to send a request's whole body; past it 408. The body is
+    /// read before the request's first statement, so this bounds what a slow client costs
+    /// without holding any database connection.
+    pub body_read_timeout: Duration,
+    /// Most requests of one tenant in flight at once (past it 429); 0: half the app
+    /// pool's size (at least 1), so one tenant cannot take the whole pool.
+    pub tenant_concurrency: u32,
+    /// Most requests of one credential (API key, or JWT subject) in flight at once; 0: half
+    /// the tenant limit (at least 1).
+    pub key_concurrency: u32,
+    /// Requests per second of one tenant, with bursts of one second's worth (past it 429
+    /// with `Retry-After`); 0: unlimited. Per process.
+    pub tenant_rate: u32,
+    /// Requests per second of one credential, likewise; 0: unlimited. Per process.
+    pub key_rate: u32,
+    /// Bearer token required by `/metrics`; `None` leaves it open (local use).
+    pub metrics_token: Option<SecretString>,
     /// How long a verified API key is trusted without looking it up again (0 disables).
     pub key_cache_ttl: Duration,
     /// How often recorded API key use is written to `api_keys.last_used_at`.
@@ -77,6 +99,13 @@ impl Default for HttpConfig {
         Self {
             body_limit: 2 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(15),
+            tenant_concurrency: 0,
+            key_concurrency: 0,
+            tenant_rate: 1000,
+            key_rate: 500,
+            metrics_token: None,
             key_cache_ttl: Duration::from_secs(5),
             last_used_flush: Duration::from_secs(10),
             admin_token: None,
@@ -90,6 +119,11 @@ struct Inner {
     pool: TenantPool,
     admin: Option<AdminPool>,
     auth: auth::Authenticator,
+    limits: limits::Limits,
+    /// Set when prepared statements were found lost between transactions (the start-up
+    /// probe or SQLSTATE 26000 at run time) while the statement cache is on.
+    statements_lost: AtomicBool,
+    metrics_token_hash: Option<[u8; 32]>,
     config: HttpConfig,
     metrics: PrometheusHandle,
     started: Instant,
@@ -119,10 +153,26 @@ impl AppState {
             config.admin_token.as_ref(),
             config.key_cache_ttl,
         )?;
+        let tenant_max = match config.tenant_concurrency {
+            0 => (pool.status().max_size / 2).max(1) as u32,
+            n => n,
+        };
+        let key_max = match config.key_concurrency {
+            0 => (tenant_max / 2).max(1),
+            n => n,
+        };
+        let limits = limits::Limits::new(tenant_max, key_max, config.tenant_rate, config.key_rate);
+        let metrics_token_hash = config.metrics_token.as_ref().map(|t| {
+            use sha2::Digest;
+            sha2::Sha256::digest(secrecy::ExposeSecret::expose_secret(t).as_bytes()).into()
+        });
         Ok(Self(Arc::new(Inner {
             pool,
             admin,
             auth,
+            limits,
+            statements_lost: AtomicBool::new(false),
+            metrics_token_hash,
             config,
             metrics: ops::metrics_handle(),
             started: Instant::now(),
@@ -148,6 +198,50 @@ impl AppState {
     pub fn config(&self) -> &HttpConfig {
         &self.0.config
     }
+
+    /// The per-tenant and per-credential limits.
+    pub fn limits(&self) -> &limits::Limits {
+        &self.0.limits
+    }
+
+    /// Whether prepared statements were found lost between transactions (see
+    /// [`TenantPool::probe_statement_support`]); `/readyz` then answers 503 with the fix.
+    pub fn statements_lost(&self) -> bool {
+        self.0.statements_lost.load(Ordering::Relaxed)
+    }
+
+    /// Probes the app pool for prepared-statement support (only meaningful with the
+    /// statement cache on) and records the result for `/readyz`; logs the fix when the
+    /// statements are lost. [`Application::bind`] calls it, so `serve`, `dev` and the
+    /// tests all do.
+    pub async fn probe_pooler(&self) {
+        if !self.pool().statement_cache() {
+            return;
+        }
+        match self.pool().probe_statement_support().await {
+            Ok(crate::pool::StatementSupport::Kept) => {}
+            Ok(crate::pool::StatementSupport::Lost) => {
+                self.0.statements_lost.store(true, Ordering::Relaxed);
+                tracing::error!(
+                    "prepared statements do not survive between transactions: {}",
+                    error::STATEMENTS_LOST_FIX
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %crate::error_chain(&e), "could not probe the pooler for prepared-statement support")
+            }
+        }
+    }
+
+    fn note_statements_lost(&self, res: &Response) {
+        if res
+            .extensions()
+            .get::<error::StatementsLostMarker>()
+            .is_some()
+        {
+            self.0.statements_lost.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 /// The whole API: `/v1` (tenant), `/admin/v1` (admin), and the operational endpoints.
@@ -165,13 +259,17 @@ pub fn router(state: AppState) -> Router {
         auth::admin_guard,
     ));
     let config = state.config().clone();
+    let request_timeout = config.request_timeout;
     Router::new()
         .merge(tenant)
         .merge(admin)
         .merge(ops::router())
         .fallback(not_found)
-        .layer(middleware::from_fn(track))
+        .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(DefaultBodyLimit::max(config.body_limit))
+        .layer(middleware::from_fn(move |req, next| {
+            limits::refuse_oversize(config.body_limit, req, next)
+        }))
         .with_state(state)
         .layer(
             ServiceBuilder::new()
@@ -191,7 +289,7 @@ pub fn router(state: AppState) -> Router {
                 .layer(CatchPanicLayer::new())
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    config.request_timeout,
+                    request_timeout,
                 )),
         )
         // Outermost, so it also rewrites what the layers above produce themselves.
@@ -225,18 +323,39 @@ async fn not_found() -> Response {
     )
 }
 
-/// Counts requests and their latency per route for `/metrics`.
-async fn track(req: Request, next: Next) -> Response {
+/// The method as a metrics label: the standard ones by name, any other token (every
+/// token is a valid method) as `other`, so clients cannot add series.
+fn method_label(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
+
+/// Counts requests and their latency per route for `/metrics`. Every label is bounded:
+/// the route is a declared pattern (or `unmatched`), the method one of nine names or
+/// `other`, the status a three-digit code; no label names a tenant.
+async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let res = next.run(req).await;
+    state.note_statements_lost(&res);
     let status = res.status().as_u16().to_string();
-    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+    metrics::counter!("http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
         .increment(1);
     metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
         .record(start.elapsed().as_secs_f64());
@@ -258,9 +377,12 @@ impl std::fmt::Debug for Application {
 }
 
 impl Application {
-    /// Binds `addr` (port 0 picks a free port).
+    /// Binds `addr` (port 0 picks a free port), and probes the app pool for
+    /// prepared-statement support ([`AppState::probe_pooler`]) so `/readyz` knows from the
+    /// first request on.
     pub async fn bind(addr: SocketAddr, state: AppState) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
+        state.probe_pooler().await;
         Ok(Self { listener, state })
     }
 
@@ -271,6 +393,10 @@ impl Application {
 
     /// Serves until `shutdown` completes, then lets in-flight requests finish and writes
     /// the last recorded API key use.
+    ///
+    /// HTTP/1.1 through hyper directly rather than `axum::serve`, which has no way to set
+    /// a header-read timeout: a client must send its headers within
+    /// [`HttpConfig::header_read_timeout`] or the connection is closed.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -289,16 +415,46 @@ impl Application {
                 loop {
                     tick.tick().await;
                     state.auth().flush_last_used(state.pool()).await;
+                    state.limits().forget_idle();
                 }
             })
         };
         let app = router(state.clone());
-        let result = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(state.config().header_read_timeout);
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let stream = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait, as axum::serve does.
+                        tracing::debug!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let service = hyper_util::service::TowerToHyperService::new(app.clone().map_request(
+                |req: axum::http::Request<hyper::body::Incoming>| req.map(axum::body::Body::new),
+            ));
+            let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            });
+        }
+        drop(self.listener);
+        graceful.shutdown().await;
         flusher.abort();
         state.auth().flush_last_used(state.pool()).await;
-        result
+        Ok(())
     }
 }
 

@@ -5,11 +5,13 @@
 use std::sync::OnceLock;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::OpenApi;
 
@@ -52,6 +54,16 @@ async fn healthz() -> impl IntoResponse {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
+    if state.statements_lost() {
+        return problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(format!(
+                "prepared statements are lost between transactions: {}",
+                super::error::STATEMENTS_LOST_FIX
+            )),
+            Vec::new(),
+        );
+    }
     if let Err(e) = state.pool().check_role().await {
         tracing::warn!(error = %crate::error_chain(&e), "not ready: app pool");
         return problem(
@@ -80,7 +92,19 @@ async fn readyz(State(state): State<AppState>) -> Response {
     axum::Json(serde_json::json!({ "status": "ready" })).into_response()
 }
 
-async fn metrics_text(State(state): State<AppState>) -> Response {
+async fn metrics_text(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(want) = &state.0.metrics_token_hash {
+        // Compared through hashes in constant time, like the admin token.
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| -> [u8; 32] { Sha256::digest(t.trim().as_bytes()).into() });
+        if !given.is_some_and(|g| bool::from(want.ct_eq(&g))) {
+            return ApiError::Unauthorized.into_response();
+        }
+    }
     let s = state.pool().status();
     metrics::gauge!("tenantguard_pool_connections").set(s.size as f64);
     metrics::gauge!("tenantguard_pool_available").set(s.available as f64);
@@ -100,6 +124,81 @@ async fn openapi_json() -> Result<Response, ApiError> {
     Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
 }
 
+/// The answers every route can give whatever its handler does: the limits of
+/// [`super::limits`] (429 on authenticated routes, 408 and 413 on routes that take a
+/// body), added to each operation of the document.
+struct LimitResponses;
+
+impl utoipa::Modify for LimitResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::HttpMethod;
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let problem = |desc: &str, retry_after: bool| {
+            let mut b = ResponseBuilder::new().description(desc).content(
+                super::error::PROBLEM_JSON,
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            );
+            if retry_after {
+                b = b.header(
+                    "Retry-After",
+                    utoipa::openapi::HeaderBuilder::new()
+                        .schema(
+                            utoipa::openapi::ObjectBuilder::new()
+                                .schema_type(utoipa::openapi::schema::Type::Integer),
+                        )
+                        .description(Some("seconds until a retry can succeed"))
+                        .build(),
+                );
+            }
+            b.build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let tenant = path.starts_with("/v1/");
+            let ops = [
+                (HttpMethod::Get, &mut item.get),
+                (HttpMethod::Post, &mut item.post),
+                (HttpMethod::Patch, &mut item.patch),
+                (HttpMethod::Put, &mut item.put),
+                (HttpMethod::Delete, &mut item.delete),
+            ];
+            for (method, op) in ops {
+                let Some(op) = op.as_mut() else { continue };
+                let responses = &mut op.responses.responses;
+                if tenant {
+                    responses.entry("429".into()).or_insert_with(|| {
+                        problem(
+                            "the tenant or the credential is at its concurrency or rate limit (per server process)",
+                            true,
+                        )
+                        .into()
+                    });
+                }
+                if matches!(
+                    method,
+                    HttpMethod::Post | HttpMethod::Patch | HttpMethod::Put
+                ) {
+                    responses.entry("413".into()).or_insert_with(|| {
+                        problem(
+                            "the body (or its declared Content-Length) exceeds the body limit; answered before the body is read",
+                            false,
+                        )
+                        .into()
+                    });
+                    responses.entry("408".into()).or_insert_with(|| {
+                        problem(
+                            "the body did not arrive within the body-read timeout",
+                            false,
+                        )
+                        .into()
+                    });
+                }
+            }
+        }
+    }
+}
+
 struct BearerAuth;
 
 impl utoipa::Modify for BearerAuth {
@@ -117,7 +216,7 @@ impl utoipa::Modify for BearerAuth {
 #[openapi(
     info(title = "tenantguard reference SaaS API", description = "Tenant API (`/v1`, API key or JWT bearer) and admin API (`/admin/v1`, admin token). Errors are RFC 9457 problem+json."),
     security(("bearer" = [])),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &LimitResponses),
     paths(
         projects::list, projects::create, projects::get_one, projects::update, projects::remove,
         tasks::list, tasks::create, tasks::get_one, tasks::update, tasks::remove,

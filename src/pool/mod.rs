@@ -45,6 +45,7 @@
 //!
 //! [`AdminPool`] is a separate type for the cross-tenant reporting role.
 
+mod pooler;
 mod safety;
 mod tenant_id;
 
@@ -56,6 +57,7 @@ use futures::FutureExt;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
+pub use pooler::StatementSupport;
 pub use tenant_id::{InvalidTenantId, TenantId};
 
 /// Errors from the pools and tenant transactions.
@@ -301,6 +303,52 @@ impl TenantPool {
     /// Pool occupancy, for metrics.
     pub fn status(&self) -> deadpool_postgres::Status {
         self.pool.status()
+    }
+
+    /// Whether prepared statements are cached per connection
+    /// ([`PoolOptions::statement_cache`]).
+    pub fn statement_cache(&self) -> bool {
+        self.cache
+    }
+
+    /// Runs `sql` for `tenant` as one read-only implicit transaction over the simple query
+    /// protocol: `SELECT set_config(<setting>, <tenant>, true),
+    /// set_config('transaction_read_only', 'on', true); <sql>` in one Query message, which
+    /// PostgreSQL runs as a single implicit transaction ended when the message is done.
+    /// One round trip, no prepared statement (so it works behind any transaction-mode
+    /// pooler), and the connection goes back to the pool at once with nothing owed.
+    /// Returns the rows of `sql` only, as text.
+    ///
+    /// It takes no parameters: `sql` must be built from trusted text only, with every
+    /// value quoted by [`crate::policy::literal`].
+    pub(crate) async fn simple_read_once(
+        &self,
+        tenant: TenantId,
+        sql: &str,
+    ) -> Result<Vec<tokio_postgres::SimpleQueryRow>, PoolError> {
+        let client = self.pool.get().await?;
+        let text = format!(
+            "SELECT set_config({}, {}, true), set_config('transaction_read_only', 'on', true); {sql}",
+            crate::policy::literal(&self.setting),
+            crate::policy::literal(&tenant.to_string()),
+        );
+        let messages = client
+            .simple_query(&text)
+            .await
+            .map_err(PoolError::db("running a statement"))?;
+        // The prelude's row comes first, ended by its CommandComplete.
+        let mut prelude_done = false;
+        Ok(messages
+            .into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::CommandComplete(_) => {
+                    prelude_done = true;
+                    None
+                }
+                tokio_postgres::SimpleQueryMessage::Row(r) if prelude_done => Some(r),
+                _ => None,
+            })
+            .collect())
     }
 }
 
@@ -563,8 +611,12 @@ impl TenantTx {
             .map_err(PoolError::db("preparing a statement"))?;
         // Both requests leave on the first poll, statement first. The state stays Open
         // until both replies are in, so a drop before that still queues a ROLLBACK (a
-        // harmless no-op warning if the COMMIT got there first).
-        let (rows, ()) = futures::try_join!(
+        // harmless no-op warning if the COMMIT got there first). Both replies are awaited
+        // even when the statement fails (`join`, not `try_join`): its COMMIT then ends the
+        // failed transaction as a rollback, and nothing is owed, so the drop sends no
+        // ROLLBACK after it (which the server would answer with a "no transaction in
+        // progress" warning).
+        let (rows, committed) = futures::join!(
             async {
                 client
                     .query(&stmt, params)
@@ -577,11 +629,14 @@ impl TenantTx {
                     .await
                     .map_err(PoolError::db("committing"))
             },
-        )?;
-        // Both replies are in: nothing is owed, and the connection can serve others even if
-        // the finished TenantTx lives on.
+        );
+        // Both replies are in: the transaction is over either way (a failed COMMIT ends it
+        // too, or the connection is gone), and the connection can serve others even if the
+        // finished TenantTx lives on.
         self.state = State::Finished;
         self.client = None;
+        let rows = rows?;
+        committed?;
         Ok(rows)
     }
 

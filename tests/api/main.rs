@@ -2,6 +2,9 @@
 //! PostgreSQL database per test, requests over HTTP only.
 
 mod helpers;
+mod pgbouncer;
+mod rollback_noise;
+mod service;
 
 mod resources {
     use crate::helpers::*;
