@@ -55,6 +55,10 @@ pub struct ServerArgs {
     /// on other servers; 0 disables the cache).
     #[arg(long, env = "TENANTGUARD_KEY_CACHE_SECS", default_value_t = 5)]
     pub key_cache_secs: u64,
+    /// How long the answer to a request with an `Idempotency-Key` is kept, in seconds (a
+    /// retry within it gets that answer and writes nothing).
+    #[arg(long, env = "TENANTGUARD_IDEMPOTENCY_TTL_SECS", default_value_t = 24 * 60 * 60)]
+    pub idempotency_ttl_secs: u64,
     /// Log format.
     #[arg(
         long,
@@ -154,6 +158,7 @@ impl ServerArgs {
             tenant_rate: self.tenant_rate,
             key_rate: self.key_rate,
             metrics_token,
+            idempotency_ttl: Duration::from_secs(self.idempotency_ttl_secs),
             admin_token,
             jwt: key.map(|key| JwtConfig {
                 key,

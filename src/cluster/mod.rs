@@ -12,6 +12,11 @@
 //! The server is spawned from a dedicated supervisor thread that lives exactly as long as
 //! the cluster, with `PR_SET_PDEATHSIG`: if this process dies without running destructors
 //! (SIGKILL, abort) the kernel stops the server too, so no orphan keeps a port or a socket.
+//! That stop is a fast shutdown, which writes a checkpoint and can take seconds: a
+//! [`Cluster::start`] on the same directory right after (`dev` restarted after a
+//! `kill -9`) waits for that previous postmaster to exit, up to
+//! [`ClusterOptions::wait_for_previous`], saying so in the log, instead of failing on its
+//! lock file.
 
 mod binaries;
 
@@ -104,6 +109,9 @@ pub struct ClusterOptions {
     pub max_connections: u32,
     /// Extra `-c name=value` server settings.
     pub settings: Vec<(String, String)>,
+    /// How long to wait for a previous postmaster of a kept data directory that is still
+    /// running (shutting down after its owner died) before giving up.
+    pub wait_for_previous: Duration,
 }
 
 impl Default for ClusterOptions {
@@ -114,6 +122,7 @@ impl Default for ClusterOptions {
             durability: Durability::Durable,
             max_connections: 100,
             settings: Vec::new(),
+            wait_for_previous: Duration::from_secs(30),
         }
     }
 }
@@ -199,6 +208,8 @@ impl Cluster {
 
         if !data_dir.join("PG_VERSION").exists() {
             initdb(&bins, &data_dir, &base, run_as.as_ref(), opts.durability)?;
+        } else {
+            wait_for_previous(&data_dir, opts.wait_for_previous, &log_path)?;
         }
 
         let mut cmd = Command::new(bins.program("postgres"));
@@ -354,6 +365,55 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The pid of a live postmaster that holds `data_dir`'s lock file, if any. A stale file (its
+/// pid gone, a zombie, or reused by something that is not PostgreSQL) is left to the new
+/// postmaster, which recognises and replaces it.
+fn previous_postmaster(data_dir: &Path) -> Option<i32> {
+    let text = std::fs::read_to_string(data_dir.join("postmaster.pid")).ok()?;
+    let pid: i32 = text.lines().next()?.trim().parse().ok()?;
+    if pid <= 0 {
+        return None;
+    }
+    // /proc/<pid>/stat: "<pid> (<comm>) <state> …"
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (comm, rest) = stat.split_once(") ")?;
+    let comm = comm.split_once('(')?.1;
+    let alive = !rest.starts_with('Z') && !rest.starts_with('X');
+    (alive && (comm.starts_with("postgres") || comm.starts_with("postmaster"))).then_some(pid)
+}
+
+/// Waits, up to `timeout`, until no live postmaster holds `data_dir`.
+fn wait_for_previous(data_dir: &Path, timeout: Duration, log: &Path) -> Result<(), ClusterError> {
+    let Some(pid) = previous_postmaster(data_dir) else {
+        return Ok(());
+    };
+    tracing::warn!(
+        pid,
+        data_dir = %data_dir.display(),
+        "a previous PostgreSQL is still running on this data directory (shutting down after \
+         its owner died?); waiting up to {} s for it to finish",
+        timeout.as_secs()
+    );
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        if previous_postmaster(data_dir).is_none() {
+            tracing::info!(pid, "the previous PostgreSQL has exited");
+            return Ok(());
+        }
+    }
+    Err(ClusterError::Start {
+        reason: format!(
+            "a previous PostgreSQL (pid {pid}) still holds {} after {} s; stop it \
+             (`kill -INT {pid}`) or wait for it to finish, then start again",
+            data_dir.join("postmaster.pid").display(),
+            timeout.as_secs()
+        ),
+        log: log.display().to_string(),
+        tail: tail(log, 30),
+    })
 }
 
 /// Runs on the supervisor thread: spawn, report readiness, wait for the stop signal, shut down.

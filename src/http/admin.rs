@@ -4,7 +4,9 @@
 //! tenant goes through `tenantguard.provision_tenant(…)`, a SECURITY DEFINER function
 //! owned by a NOLOGIN provisioner role that can only INSERT (see
 //! `schema::provisioning`): the app pool is never used here, and the admin role itself
-//! still cannot write any table.
+//! still cannot write any table. Issuing a key for an existing tenant (the way back in
+//! when its owner keys are lost) goes through `tenantguard.issue_api_key(…)`, made the
+//! same way; it writes the tenant's audit row and is logged.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -14,6 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::api_keys::{ApiKey, CreatedApiKey, NewApiKey};
 use super::auth::new_api_key;
 use super::error::{ApiError, Problem};
 use super::extract::{Check, Cursor, Json, Page, PageParams, Path, Query};
@@ -109,6 +112,10 @@ pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/admin/v1/tenants", get(list_tenants).post(create_tenant))
         .route("/admin/v1/tenants/{id}", get(get_tenant))
+        .route(
+            "/admin/v1/tenants/{id}/api-keys",
+            axum::routing::post(issue_api_key),
+        )
         .route("/admin/v1/stats/projects", get(project_stats))
 }
 
@@ -220,7 +227,10 @@ pub(crate) async fn create_tenant(
     State(state): State<AppState>,
     Json(b): Json<NewTenant>,
 ) -> Result<(StatusCode, Json<ProvisionedTenant>), ApiError> {
-    let email = b.owner_email.as_deref().map(|e| e.trim().to_lowercase());
+    let email = b
+        .owner_email
+        .as_deref()
+        .map(super::members::normalize_email);
     Check::new()
         .len("name", Some(&b.name), 1, 200)
         .len("owner_email", email.as_deref(), 3, 320)
@@ -258,6 +268,55 @@ pub(crate) async fn create_tenant(
                 created_at: row.get(1),
             },
             api_key_id: row.get(0),
+            api_key: key.key,
+        }),
+    ))
+}
+
+/// Issues an API key of any role (also `owner`) for an existing tenant, shown once. The
+/// tenant's audit log records it (actor `admin`, action `issue`).
+#[utoipa::path(post, path = "/admin/v1/tenants/{id}/api-keys", tag = "admin",
+    params(("id" = Uuid, Path)), request_body = NewApiKey,
+    responses((status = 201, body = CreatedApiKey), (status = 401, body = Problem),
+              (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub(crate) async fn issue_api_key(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    Json(b): Json<NewApiKey>,
+) -> Result<(StatusCode, Json<CreatedApiKey>), ApiError> {
+    Check::new().len("name", Some(&b.name), 1, 200).done()?;
+    let tenant = TenantId::from_uuid(id);
+    let key = new_api_key(tenant);
+    let client = admin_client(&state).await?;
+    let row = client
+        .query_one(
+            "SELECT key_id, created_at FROM tenantguard.issue_api_key($1, $2, $3, $4, $5)",
+            &[&id, &b.name, &b.role.as_str(), &key.prefix, &&key.hash[..]],
+        )
+        .await
+        .map_err(|e| {
+            // The key's foreign key names the tenant: a missing one is a 404.
+            if e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) {
+                ApiError::NotFound
+            } else {
+                db_err("issuing an API key")(e)
+            }
+        })?;
+    let key_id: Uuid = row.get(0);
+    tracing::info!(target: "tenantguard::admin", tenant = %tenant, key_id = %key_id,
+        role = b.role.as_str(), "API key issued");
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedApiKey {
+            key: ApiKey {
+                id: key_id,
+                name: b.name,
+                prefix: key.prefix,
+                role: b.role,
+                created_at: row.get(1),
+                last_used_at: None,
+                revoked_at: None,
+            },
             api_key: key.key,
         }),
     ))

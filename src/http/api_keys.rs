@@ -1,6 +1,9 @@
 //! `/v1/api-keys`: admins create and revoke the tenant's API keys. A key is shown once,
 //! at creation; only its hash and a short display prefix are stored. A key can never get
-//! a stronger role than the caller's.
+//! a stronger role than the caller's. Keys of the owner role follow the rule of members
+//! of the owner role: only an owner creates or revokes them; and a tenant's last active
+//! owner key cannot be revoked by anyone (403 / 409). The admin API can issue a key for
+//! an existing tenant (`POST /admin/v1/tenants/{id}/api-keys`).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -112,14 +115,22 @@ pub(crate) async fn list(
     ))
 }
 
-/// Creates a key and shows it once.
+/// Creates a key and shows it once (a replay of an `Idempotency-Key` request answers with
+/// `api_key` empty: the secret is never stored).
 #[utoipa::path(post, path = "/v1/api-keys", tag = "api-keys", request_body = NewApiKey,
     responses((status = 201, body = CreatedApiKey), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub(crate) async fn create(
     Need(p, ..): Need<Admin>,
     mut db: Db,
     Json(b): Json<NewApiKey>,
-) -> Result<(StatusCode, Json<CreatedApiKey>), ApiError> {
+) -> Result<
+    (
+        StatusCode,
+        axum::Extension<super::idempotency::Redact>,
+        Json<CreatedApiKey>,
+    ),
+    ApiError,
+> {
     Check::new().len("name", Some(&b.name), 1, 200).done()?;
     p.require(b.role)?;
     let key = new_api_key(p.tenant);
@@ -146,6 +157,7 @@ pub(crate) async fn create(
     .await?;
     Ok((
         StatusCode::CREATED,
+        axum::Extension(super::idempotency::Redact(&["api_key"])),
         Json(CreatedApiKey {
             key: ApiKey::from_row(&row),
             api_key: key.key,
@@ -166,14 +178,43 @@ pub(crate) async fn get_one(
 }
 
 /// Revokes a key: it stops working at once on this server, within the cache TTL elsewhere.
+/// An owner key can only be revoked by an owner (403), and never the tenant's last active
+/// owner key (409).
 #[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "api-keys", params(("id" = Uuid, Path)),
-    responses((status = 204), (status = 404, body = Problem)))]
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub(crate) async fn revoke(
     State(state): State<AppState>,
     Need(p, ..): Need<Admin>,
     mut db: Db,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
+    // Locks the target and every active owner key, in id order (so two revocations
+    // cannot deadlock, and the second one waits and then sees what the first did): two
+    // owners revoking each other's key at once cannot leave the tenant without one.
+    let rows = db
+        .query(
+            "SELECT id, role FROM api_keys \
+             WHERE revoked_at IS NULL AND (id = $1 OR role = 'owner') \
+             ORDER BY id FOR UPDATE",
+            &[&id],
+        )
+        .await?;
+    let target = rows
+        .iter()
+        .find(|r| r.get::<_, Uuid>(0) == id)
+        .ok_or(ApiError::NotFound)?;
+    if target.get::<_, &str>(1) == Role::Owner.as_str() {
+        p.require(Role::Owner)?;
+        let owners = rows
+            .iter()
+            .filter(|r| r.get::<_, &str>(1) == Role::Owner.as_str())
+            .count();
+        if owners <= 1 {
+            return Err(ApiError::Conflict(
+                "this is the tenant's last active owner key; create another owner key first".into(),
+            ));
+        }
+    }
     let sql = audited(
         "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
         "id",

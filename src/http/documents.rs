@@ -12,8 +12,8 @@ use uuid::Uuid;
 use super::auth::{Db, Member, Need, Viewer};
 use super::error::{ApiError, Problem};
 use super::extract::{
-    audited, created, delete, Audit, Check, Cursor, Json, ListQuery, Page, PageParams, Patch, Path,
-    Query, Source,
+    audited, created, delete_cascading, Audit, Cascade, Check, Cursor, Json, ListQuery, Page,
+    PageParams, Patch, Path, Query, Source,
 };
 use super::AppState;
 
@@ -212,7 +212,7 @@ pub(crate) async fn update(
     Ok(Json(Document::from_row(&row)))
 }
 
-/// Deletes a document and its comments.
+/// Deletes a document and its comments; its audit row lists them (`details.cascade`).
 #[utoipa::path(delete, path = "/v1/documents/{id}", tag = "documents", params(("id" = Uuid, Path)),
     responses((status = 204), (status = 404, body = Problem)))]
 pub(crate) async fn remove(
@@ -220,13 +220,17 @@ pub(crate) async fn remove(
     mut db: Db,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    delete(
+    delete_cascading(
         &mut db,
         "documents",
         id,
         Audit {
             actor: &p.actor,
             resource: RESOURCE,
+        },
+        Cascade {
+            lock: Some("SELECT 1 FROM documents WHERE id = $1 FOR UPDATE"),
+            dependents: &[("comments", "SELECT id FROM comments WHERE document_id = $1")],
         },
     )
     .await

@@ -311,15 +311,84 @@ pub async fn delete(
     }
 }
 
+/// Most ids of one dependent table listed in a delete's audit row (the count is always
+/// complete).
+pub const CASCADE_IDS: i64 = 100;
+
+/// What a delete takes with it through `ON DELETE CASCADE` / `SET NULL`, so that its
+/// audit row can say so. Computed in the delete's own statement (no triggers, so it works
+/// where triggers cannot, such as distributed tables).
+#[derive(Debug, Clone, Copy)]
+pub struct Cascade {
+    /// Run first, with `$1` the id: locks the row and the rows that new dependents could
+    /// still be attached to (an insert's foreign-key check waits for these locks), and
+    /// returns at least one row if the row exists. The delete then runs with a snapshot
+    /// taken after the locks: what it lists is exactly what goes with the row.
+    pub lock: Option<&'static str>,
+    /// `(name, SELECT id …)` per dependent, with `$1` the deleted row's id; a query may
+    /// name an earlier dependent as a table (`c_<name>`).
+    pub dependents: &'static [(&'static str, &'static str)],
+}
+
+/// [`delete`], with the audit row's `details.cascade` listing per dependent table the
+/// rows that went with it (or were unlinked): `{"<name>": {"count": n, "ids": [...],
+/// "ids_complete": bool}}`, ids in id order, at most [`CASCADE_IDS`].
+pub async fn delete_cascading(
+    db: &mut crate::pool::TenantTx,
+    table: &str,
+    id: Uuid,
+    audit: Audit<'_>,
+    cascade: Cascade,
+) -> Result<axum::http::StatusCode, ApiError> {
+    if let Some(lock) = cascade.lock {
+        if db.query(lock, &[&id]).await?.is_empty() {
+            return Err(ApiError::NotFound);
+        }
+    }
+    let mut ctes = Vec::new();
+    let mut parts = Vec::new();
+    for (name, select) in cascade.dependents {
+        ctes.push(format!("c_{name} AS ({select})"));
+        parts.push(format!(
+            "'{name}', jsonb_build_object(\
+               'count', (SELECT count(*) FROM c_{name}), \
+               'ids', (SELECT COALESCE(jsonb_agg(id ORDER BY id), '[]'::jsonb) \
+                       FROM (SELECT id FROM c_{name} ORDER BY id LIMIT {CASCADE_IDS}) l), \
+               'ids_complete', (SELECT count(*) <= {CASCADE_IDS} FROM c_{name}))"
+        ));
+    }
+    let sql = format!(
+        "WITH {}, r AS (DELETE FROM {table} WHERE id = $1 RETURNING id), \
+         a AS (INSERT INTO audit_log (actor, action, resource_type, resource_id, details) \
+               SELECT $2::text, $3::text, $4::text, r.id, \
+                      jsonb_build_object('cascade', jsonb_build_object({})) FROM r) \
+         SELECT id FROM r",
+        ctes.join(", "),
+        parts.join(", ")
+    );
+    let row = mutate(db, &sql, &[&id, &audit.actor, &"delete", &audit.resource]).await?;
+    if row.is_none() {
+        Err(ApiError::NotFound)
+    } else {
+        Ok(axum::http::StatusCode::NO_CONTENT)
+    }
+}
+
 /// Runs an audited mutation as the request's last statement, committing with it
 /// ([`TenantTx::query_commit`](crate::pool::TenantTx::query_commit): one round trip when
 /// it is the request's only statement). The mutated row, if one matched. Every mutation
 /// handler ends with it, so nothing after it can fail and want a rollback.
+///
+/// Under a request with an `Idempotency-Key` ([`super::idempotency`]) it does not commit:
+/// the answer is recorded in the same transaction first, and the request's layer commits.
 pub async fn mutate(
     db: &mut crate::pool::TenantTx,
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<Option<tokio_postgres::Row>, ApiError> {
+    if super::idempotency::deferring_commit() {
+        return Ok(db.query(sql, params).await?.into_iter().next());
+    }
     Ok(db.query_commit(sql, params).await?.into_iter().next())
 }
 

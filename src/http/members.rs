@@ -1,5 +1,10 @@
 //! `/v1/members`: the tenant's team. Viewers read, admins manage; only an owner can
 //! grant the owner role or change or remove an owner.
+//!
+//! Emails are stored in one form: trimmed, NFC-normalised and lower-cased (Unicode case
+//! mapping), then NFC again (lower-casing can undo NFC). Uniqueness is on that form, so
+//! the NFC and NFD spellings of one address, or its upper-case spelling, are one member
+//! (a 409). The database checks `email IS NFC NORMALIZED` too (migration V3).
 
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -12,8 +17,8 @@ use uuid::Uuid;
 use super::auth::{Admin, Db, Need, Principal, Role, Viewer};
 use super::error::{ApiError, Problem};
 use super::extract::{
-    audited, created, delete, Audit, Check, Cursor, Json, ListQuery, Page, PageParams, Patch, Path,
-    Query, Source,
+    audited, created, delete_cascading, Audit, Cascade, Check, Cursor, Json, ListQuery, Page,
+    PageParams, Patch, Path, Query, Source,
 };
 use super::AppState;
 
@@ -27,7 +32,8 @@ const RESOURCE: &str = "member";
 pub struct TeamMember {
     /// Id.
     pub id: Uuid,
-    /// Email (lower case, unique in the tenant).
+    /// Email: trimmed, NFC-normalised and lower-cased as stored (unique in the tenant in
+    /// that form).
     pub email: String,
     /// Display name.
     pub name: String,
@@ -81,6 +87,13 @@ pub struct MemberPatch {
     /// New role.
     #[serde(default)]
     pub role: Option<Role>,
+}
+
+/// The stored form of an email: trimmed, NFC, lower case, NFC.
+pub(crate) fn normalize_email(e: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let nfc: String = e.trim().nfc().collect();
+    nfc.to_lowercase().nfc().collect()
 }
 
 fn valid_email(e: &str) -> bool {
@@ -153,7 +166,7 @@ pub(crate) async fn create(
     mut db: Db,
     Json(b): Json<NewMember>,
 ) -> Result<(StatusCode, Json<TeamMember>), ApiError> {
-    let email = b.email.trim().to_lowercase();
+    let email = normalize_email(&b.email);
     Check::new()
         .len("email", Some(&email), 3, 320)
         .that(valid_email(&email), "email", "must be an email address")
@@ -229,7 +242,8 @@ pub(crate) async fn update(
     Ok(Json(TeamMember::from_row(&row)))
 }
 
-/// Removes a member (their tasks become unassigned).
+/// Removes a member (their tasks become unassigned, their comments authorless; the audit
+/// row lists both in `details.cascade`).
 #[utoipa::path(delete, path = "/v1/members/{id}", tag = "members", params(("id" = Uuid, Path)),
     responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub(crate) async fn remove(
@@ -238,13 +252,27 @@ pub(crate) async fn remove(
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     guard_target(&p, &mut db, id).await?;
-    delete(
+    delete_cascading(
         &mut db,
         "team_members",
         id,
         Audit {
             actor: &p.actor,
             resource: RESOURCE,
+        },
+        // guard_target has locked the member, which holds off new assignments.
+        Cascade {
+            lock: None,
+            dependents: &[
+                (
+                    "tasks_unassigned",
+                    "SELECT id FROM tasks WHERE assignee_id = $1",
+                ),
+                (
+                    "comments_author_cleared",
+                    "SELECT id FROM comments WHERE author_id = $1",
+                ),
+            ],
         },
     )
     .await

@@ -21,6 +21,7 @@ pub mod compare;
 pub mod documents;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod invoices;
 pub mod limits;
 pub mod members;
@@ -88,6 +89,9 @@ pub struct HttpConfig {
     pub admin_token: Option<SecretString>,
     /// JWT verification; `None` accepts API keys only.
     pub jwt: Option<JwtConfig>,
+    /// How long the answer to a request with an `Idempotency-Key` is kept (see
+    /// [`idempotency`]).
+    pub idempotency_ttl: Duration,
     /// Bench only: serve the benchmarked endpoints through this non-RLS pool with explicit
     /// tenant filters instead (see [`compare`]).
     #[doc(hidden)]
@@ -110,6 +114,7 @@ impl Default for HttpConfig {
             last_used_flush: Duration::from_secs(10),
             admin_token: None,
             jwt: None,
+            idempotency_ttl: Duration::from_secs(24 * 60 * 60),
             explicit_filter_pool: None,
         }
     }
@@ -307,6 +312,11 @@ fn tenant_router(state: &AppState) -> Router<AppState> {
         .merge(api_keys::router())
         .merge(webhooks::router())
         .merge(audit_log::router())
+        // Inside tenant_scope: it needs the principal and the request's transaction.
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::layer,
+        ))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::tenant_scope,

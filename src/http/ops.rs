@@ -16,6 +16,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::OpenApi;
 
 use super::error::{problem, ApiError};
+use super::idempotency::OpenApiDoc as IdempotencyDoc;
 use super::AppState;
 use super::{
     admin, api_keys, audit_log, comments, documents, invoices, members, projects, tasks, webhooks,
@@ -216,7 +217,7 @@ impl utoipa::Modify for BearerAuth {
 #[openapi(
     info(title = "tenantguard reference SaaS API", description = "Tenant API (`/v1`, API key or JWT bearer) and admin API (`/admin/v1`, admin token). Errors are RFC 9457 problem+json."),
     security(("bearer" = [])),
-    modifiers(&BearerAuth, &LimitResponses),
+    modifiers(&BearerAuth, &LimitResponses, &IdempotencyDoc),
     paths(
         projects::list, projects::create, projects::get_one, projects::update, projects::remove,
         tasks::list, tasks::create, tasks::get_one, tasks::update, tasks::remove,
@@ -227,7 +228,7 @@ impl utoipa::Modify for BearerAuth {
         api_keys::list, api_keys::create, api_keys::get_one, api_keys::revoke,
         webhooks::list, webhooks::create, webhooks::get_one, webhooks::update, webhooks::remove,
         audit_log::list, audit_log::get_one,
-        admin::list_tenants, admin::create_tenant, admin::get_tenant, admin::project_stats,
+        admin::list_tenants, admin::create_tenant, admin::get_tenant, admin::issue_api_key, admin::project_stats,
     )
 )]
 pub struct ApiDoc;

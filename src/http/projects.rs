@@ -11,8 +11,8 @@ use uuid::Uuid;
 use super::auth::{Db, Member, Need, Viewer};
 use super::error::ApiError;
 use super::extract::{
-    audited, created, nullable, Audit, Check, Cursor, Json, ListQuery, Page, PageParams, Patch,
-    Path, Query, Source,
+    audited, created, nullable, Audit, Cascade, Check, Cursor, Json, ListQuery, Page, PageParams,
+    Patch, Path, Query, Source,
 };
 use super::AppState;
 
@@ -194,7 +194,8 @@ pub(crate) async fn update(
     Ok(Json(Project::from_row(&row)))
 }
 
-/// Deletes a project with its tasks, documents and comments.
+/// Deletes a project with its tasks, documents and comments; its audit row lists them
+/// (`details.cascade`: count and ids per table).
 #[utoipa::path(delete, path = "/v1/projects/{id}", tag = "projects", params(("id" = Uuid, Path)),
     responses((status = 204), (status = 404, body = super::error::Problem)))]
 pub(crate) async fn remove(
@@ -202,13 +203,33 @@ pub(crate) async fn remove(
     mut db: Db,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    super::extract::delete(
+    super::extract::delete_cascading(
         &mut db,
         "projects",
         id,
         Audit {
             actor: &p.actor,
             resource: RESOURCE,
+        },
+        Cascade {
+            lock: Some(
+                // The project first (that holds off new tasks and documents), then its
+                // tasks and documents (new comments); one row back, not one per child.
+                "SELECT 1 FROM (SELECT count(*) AS n FROM ( \
+                   SELECT 1 FROM (SELECT 1 FROM projects WHERE id = $1 FOR UPDATE) p \
+                   UNION ALL SELECT 1 FROM (SELECT 1 FROM tasks WHERE project_id = $1 FOR UPDATE) t \
+                   UNION ALL SELECT 1 FROM (SELECT 1 FROM documents WHERE project_id = $1 FOR UPDATE) d \
+                 ) u) c WHERE c.n > 0",
+            ),
+            dependents: &[
+                ("tasks", "SELECT id FROM tasks WHERE project_id = $1"),
+                ("documents", "SELECT id FROM documents WHERE project_id = $1"),
+                (
+                    "comments",
+                    "SELECT id FROM comments WHERE task_id IN (SELECT id FROM c_tasks) \
+                     OR document_id IN (SELECT id FROM c_documents)",
+                ),
+            ],
         },
     )
     .await

@@ -12,8 +12,8 @@ use uuid::Uuid;
 use super::auth::{Db, Member, Need, Viewer};
 use super::error::{ApiError, Problem};
 use super::extract::{
-    audited, created, delete, nullable, Audit, Check, Cursor, Json, ListQuery, Page, PageParams,
-    Patch, Path, Query, Source,
+    audited, created, delete_cascading, nullable, Audit, Cascade, Check, Cursor, Json, ListQuery,
+    Page, PageParams, Patch, Path, Query, Source,
 };
 use super::AppState;
 
@@ -266,7 +266,7 @@ pub(crate) async fn update(
     Ok(Json(Task::from_row(&row)))
 }
 
-/// Deletes a task and its comments.
+/// Deletes a task and its comments; its audit row lists them (`details.cascade`).
 #[utoipa::path(delete, path = "/v1/tasks/{id}", tag = "tasks", params(("id" = Uuid, Path)),
     responses((status = 204), (status = 404, body = Problem)))]
 pub(crate) async fn remove(
@@ -274,13 +274,17 @@ pub(crate) async fn remove(
     mut db: Db,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    delete(
+    delete_cascading(
         &mut db,
         "tasks",
         id,
         Audit {
             actor: &p.actor,
             resource: RESOURCE,
+        },
+        Cascade {
+            lock: Some("SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE"),
+            dependents: &[("comments", "SELECT id FROM comments WHERE task_id = $1")],
         },
     )
     .await

@@ -19,8 +19,9 @@ mod embedded {
 /// Name of the table where refinery records applied migrations.
 pub const HISTORY_TABLE: &str = "tenantguard_schema_history";
 
-/// The nine tenant tables of the seed, in dependency order.
-pub const TENANT_TABLES: [&str; 9] = [
+/// The tenant tables: the seed's nine, in dependency order, and `idempotency_keys`
+/// (the API server's record of answers to requests with an `Idempotency-Key`).
+pub const TENANT_TABLES: [&str; 10] = [
     "team_members",
     "projects",
     "tasks",
@@ -30,6 +31,7 @@ pub const TENANT_TABLES: [&str; 9] = [
     "api_keys",
     "webhooks",
     "audit_log",
+    "idempotency_keys",
 ];
 
 /// Errors from migrating the reference schema.
@@ -59,7 +61,7 @@ fn db(context: &str) -> impl FnOnce(tokio_postgres::Error) -> SchemaError + '_ {
     }
 }
 
-/// The reference schema's declaration: the nine tenant tables with all four commands,
+/// The reference schema's declaration: the tenant tables with all four commands,
 /// except `audit_log` (append-only: SELECT and INSERT) and `tenants` (the app may read its
 /// own tenant row, keyed by `id`).
 pub fn reference_policy(roles: Roles, tenant_setting: &str) -> PolicySet {

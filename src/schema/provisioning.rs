@@ -8,6 +8,11 @@
 //! to the admin role alone. It inserts the tenant, its first owner key (hash only), an
 //! optional owner member, and an audit row, and returns the key id.
 //!
+//! `tenantguard.issue_api_key(…)`, made the same way (same owner, same grants, no new
+//! privilege), adds a key to an *existing* tenant, with its audit row: the way back in
+//! for a tenant whose owner keys are lost (the API refuses to revoke the last one, but
+//! keys can still be lost). A missing tenant fails its foreign key (23503).
+//!
 //! Role names are configurable, so this is SQL generated here, not a versioned migration;
 //! [`plan`] reports drift and [`apply`] (from [`super::migrate`]) fixes it idempotently.
 
@@ -27,9 +32,55 @@ pub const DEFAULT_PROVISIONER: &str = "tenantguard_provisioner";
 /// Tables the provisioner may insert into (and nothing else).
 const TABLES: [&str; 4] = ["tenants", "team_members", "api_keys", "audit_log"];
 
-const SIGNATURE: &str = "provision_tenant(uuid, text, text, bytea, text)";
+/// One SECURITY DEFINER function of the provisioning path.
+struct Function {
+    name: &'static str,
+    /// Argument types, for `ALTER FUNCTION` and messages.
+    args: &'static str,
+    /// Named arguments as declared.
+    params: &'static str,
+    returns: &'static str,
+    /// Compared with `pg_proc.prosrc` to detect drift.
+    body: &'static str,
+}
 
-/// The function body (compared with `pg_proc.prosrc` to detect drift).
+const FUNCTIONS: [Function; 2] = [
+    Function {
+        name: "provision_tenant",
+        args: "uuid, text, text, bytea, text",
+        params:
+            "p_tenant_id uuid, p_name text, p_key_prefix text, p_key_hash bytea, p_owner_email text",
+        returns: "TABLE (key_id uuid, created_at timestamptz)",
+        body: BODY,
+    },
+    Function {
+        name: "issue_api_key",
+        args: "uuid, text, text, text, bytea",
+        params: "p_tenant_id uuid, p_name text, p_role text, p_key_prefix text, p_key_hash bytea",
+        returns: "TABLE (key_id uuid, created_at timestamptz)",
+        body: ISSUE_BODY,
+    },
+];
+
+/// `issue_api_key`: the key (hash only) and its audit row; the table's checks validate
+/// name and role, its foreign key the tenant.
+const ISSUE_BODY: &str = r#"
+DECLARE
+    v_key_id uuid := tenantguard.uuid_v7();
+    v_now timestamptz := pg_catalog.now();
+BEGIN
+    INSERT INTO public.api_keys (tenant_id, id, name, prefix, key_hash, role, created_at)
+        VALUES (p_tenant_id, v_key_id, p_name, p_key_prefix, p_key_hash, p_role, v_now);
+    INSERT INTO public.audit_log (tenant_id, id, actor, action, resource_type, resource_id, occurred_at, details)
+        VALUES (p_tenant_id, tenantguard.uuid_v7(), 'admin', 'issue', 'api_key', v_key_id, v_now,
+                pg_catalog.jsonb_build_object('name', p_name, 'role', p_role));
+    key_id := v_key_id;
+    created_at := v_now;
+    RETURN NEXT;
+END
+"#;
+
+/// `provision_tenant`'s body (compared with `pg_proc.prosrc` to detect drift).
 const BODY: &str = r#"
 DECLARE
     v_key_id uuid := tenantguard.uuid_v7();
@@ -55,7 +106,6 @@ END
 fn script(set: &PolicySet, provisioner: &str) -> Vec<String> {
     let p = ident(provisioner);
     let s = FUNCTION_SCHEMA;
-    let func = format!("{s}.{SIGNATURE}");
     let tables = TABLES
         .iter()
         .map(|t| format!("public.{}", ident(t)))
@@ -74,21 +124,23 @@ fn script(set: &PolicySet, provisioner: &str) -> Vec<String> {
         // Everything in public, not just the four tables: a stray grant elsewhere is drift too.
         format!("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {p}"),
         format!("GRANT INSERT ON {tables} TO {p}"),
-        format!(
-            "CREATE OR REPLACE FUNCTION {s}.provision_tenant(p_tenant_id uuid, p_name text, \
-             p_key_prefix text, p_key_hash bytea, p_owner_email text) \
-             RETURNS TABLE (key_id uuid, created_at timestamptz) \
-             LANGUAGE plpgsql VOLATILE SECURITY DEFINER \
-             SET search_path = pg_catalog, pg_temp AS $tgfn${BODY}$tgfn$"
-        ),
-        format!("ALTER FUNCTION {func} OWNER TO {p}"),
-        format!("REVOKE ALL ON FUNCTION {func} FROM PUBLIC"),
     ];
-    if let Some(admin) = &set.roles.admin {
+    for f in &FUNCTIONS {
+        let func = format!("{s}.{}({})", f.name, f.args);
         sql.push(format!(
-            "GRANT EXECUTE ON FUNCTION {func} TO {}",
-            ident(admin)
+            "CREATE OR REPLACE FUNCTION {s}.{}({}) RETURNS {} \
+             LANGUAGE plpgsql VOLATILE SECURITY DEFINER \
+             SET search_path = pg_catalog, pg_temp AS $tgfn${}$tgfn$",
+            f.name, f.params, f.returns, f.body
         ));
+        sql.push(format!("ALTER FUNCTION {func} OWNER TO {p}"));
+        sql.push(format!("REVOKE ALL ON FUNCTION {func} FROM PUBLIC"));
+        if let Some(admin) = &set.roles.admin {
+            sql.push(format!(
+                "GRANT EXECUTE ON FUNCTION {func} TO {}",
+                ident(admin)
+            ));
+        }
     }
     sql
 }
@@ -130,45 +182,48 @@ pub async fn plan(
             }
         }
     }
-    let func = tx
-        .query_opt(
-            "SELECT p.prosrc, p.prosecdef, COALESCE(p.proconfig, '{}'), pg_get_userbyid(p.proowner),
-                    COALESCE(ARRAY(SELECT CASE WHEN x.grantee = 0 THEN 'public' ELSE pg_get_userbyid(x.grantee) END
-                                   FROM aclexplode(COALESCE(p.proacl, acldefault('f', p.proowner))) x
-                                   WHERE x.privilege_type = 'EXECUTE' ORDER BY 1), '{}')
-             FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-             WHERE n.nspname = $1 AND p.proname = 'provision_tenant'",
-            &[&FUNCTION_SCHEMA],
-        )
-        .await?;
-    match func {
-        None => diffs.push(format!("function {FUNCTION_SCHEMA}.{SIGNATURE} is missing")),
-        Some(r) => {
-            let (src, secdef, config, owner, exec): (
-                String,
-                bool,
-                Vec<String>,
-                String,
-                Vec<String>,
-            ) = (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
-            if src != BODY || !secdef || config != ["search_path=pg_catalog, pg_temp"] {
-                diffs.push(format!(
-                    "function {FUNCTION_SCHEMA}.{SIGNATURE}: definition differs (security definer \
-                     {secdef}, settings {config:?})"
-                ));
-            }
-            if owner != provisioner {
-                diffs.push(format!(
-                    "function {FUNCTION_SCHEMA}.{SIGNATURE} is owned by {owner}, not {provisioner}"
-                ));
-            }
-            let mut want: Vec<String> = vec![provisioner.to_string()];
-            want.extend(set.roles.admin.clone());
-            want.sort();
-            if exec != want {
-                diffs.push(format!(
-                    "function {FUNCTION_SCHEMA}.{SIGNATURE}: EXECUTE granted to {exec:?}, want {want:?}"
-                ));
+    for f in &FUNCTIONS {
+        let signature = format!("{FUNCTION_SCHEMA}.{}({})", f.name, f.args);
+        let func = tx
+            .query_opt(
+                "SELECT p.prosrc, p.prosecdef, COALESCE(p.proconfig, '{}'), pg_get_userbyid(p.proowner),
+                        COALESCE(ARRAY(SELECT CASE WHEN x.grantee = 0 THEN 'public' ELSE pg_get_userbyid(x.grantee) END
+                                       FROM aclexplode(COALESCE(p.proacl, acldefault('f', p.proowner))) x
+                                       WHERE x.privilege_type = 'EXECUTE' ORDER BY 1), '{}')
+                 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                 WHERE n.nspname = $1 AND p.proname = $2",
+                &[&FUNCTION_SCHEMA, &f.name],
+            )
+            .await?;
+        match func {
+            None => diffs.push(format!("function {signature} is missing")),
+            Some(r) => {
+                let (src, secdef, config, owner, exec): (
+                    String,
+                    bool,
+                    Vec<String>,
+                    String,
+                    Vec<String>,
+                ) = (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+                if src != f.body || !secdef || config != ["search_path=pg_catalog, pg_temp"] {
+                    diffs.push(format!(
+                        "function {signature}: definition differs (security definer \
+                         {secdef}, settings {config:?})"
+                    ));
+                }
+                if owner != provisioner {
+                    diffs.push(format!(
+                        "function {signature} is owned by {owner}, not {provisioner}"
+                    ));
+                }
+                let mut want: Vec<String> = vec![provisioner.to_string()];
+                want.extend(set.roles.admin.clone());
+                want.sort();
+                if exec != want {
+                    diffs.push(format!(
+                        "function {signature}: EXECUTE granted to {exec:?}, want {want:?}"
+                    ));
+                }
             }
         }
     }
@@ -176,7 +231,9 @@ pub async fn plan(
         return Ok(Vec::new());
     }
     Ok(vec![Change {
-        object: format!("provisioning ({FUNCTION_SCHEMA}.provision_tenant, role {provisioner})"),
+        object: format!(
+            "provisioning ({FUNCTION_SCHEMA}.provision_tenant, {FUNCTION_SCHEMA}.issue_api_key, role {provisioner})"
+        ),
         difference: diffs.join("; "),
         sql: script(set, provisioner),
     }])

@@ -1,7 +1,9 @@
 //! HTTP tests of the reference API: the real server on a random port, a fresh real
 //! PostgreSQL database per test, requests over HTTP only.
 
+mod data_safety;
 mod helpers;
+mod idempotency;
 mod pgbouncer;
 mod rollback_noise;
 mod service;

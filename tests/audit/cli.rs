@@ -254,7 +254,7 @@ async fn probe_cli_on_the_reference_schema_exits_zero() {
     .await;
     assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
     assert!(
-        stdout(&o).contains("0 leak(s) in 10 table(s)"),
+        stdout(&o).contains("0 leak(s) in 11 table(s)"),
         "{}",
         stdout(&o)
     );

@@ -27,7 +27,7 @@ async fn reference_schema_has_no_leaks_and_is_left_unchanged() {
             t.table
         );
     }
-    assert_eq!(report.tables.len(), 10);
+    assert_eq!(report.tables.len(), 11);
 }
 
 #[tokio::test]

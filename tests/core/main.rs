@@ -4,6 +4,7 @@
 //! refusals, migrate and rls apply.
 
 mod cluster;
+mod cluster_restart;
 mod context;
 mod isolation;
 mod migrate;

@@ -18,6 +18,7 @@ pub struct Graph {
     pub api_key: Uuid,
     pub webhook: Uuid,
     pub audit: Uuid,
+    pub idempotency: Uuid,
 }
 
 impl Graph {
@@ -34,6 +35,7 @@ impl Graph {
             "api_keys" => self.api_key,
             "webhooks" => self.webhook,
             "audit_log" => self.audit,
+            "idempotency_keys" => self.idempotency,
             other => panic!("unknown table {other}"),
         }
     }
@@ -43,7 +45,7 @@ impl Graph {
     }
 }
 
-/// The nine tenant tables.
+/// The tenant tables.
 pub use tenantguard::schema::TENANT_TABLES as TABLES;
 
 /// SQL inserting a fresh row into `table` for tenant `t`, pointing at the parents in `g`
@@ -83,6 +85,10 @@ pub fn insert_sql(table: &str, t: Uuid, g: &Graph) -> String {
         "audit_log" => format!(
             "INSERT INTO audit_log (tenant_id, actor, action, resource_type) VALUES ('{t}', 'test', 'create', 'project')"
         ),
+        "idempotency_keys" => format!(
+            "INSERT INTO idempotency_keys (tenant_id, credential, idem_key, request_hash, status, body, expires_at) \
+             VALUES ('{t}', 'test', 'k{n}', decode(md5('{n}') || md5('{n}x'), 'hex'), 201, '', now() + interval '1 day')"
+        ),
         other => panic!("unknown table {other}"),
     }
 }
@@ -108,6 +114,7 @@ pub async fn graph(su: &Client, name: &str) -> Graph {
         api_key: Uuid::nil(),
         webhook: Uuid::nil(),
         audit: Uuid::nil(),
+        idempotency: Uuid::nil(),
     };
     for table in TABLES {
         let sql = format!("{} RETURNING id", insert_sql(table, tenant, &g));
@@ -122,6 +129,7 @@ pub async fn graph(su: &Client, name: &str) -> Graph {
             "api_keys" => g.api_key = id,
             "webhooks" => g.webhook = id,
             "audit_log" => g.audit = id,
+            "idempotency_keys" => g.idempotency = id,
             _ => unreachable!(),
         }
     }
