@@ -27,8 +27,14 @@
 //!
 //! Before timing, it checks the semantics `rls-implicit` relies on: with set_config in the
 //! same Sync group the row is visible; without it, the same SELECT sees nothing.
+//!
+//! Each row also gives the server's CPU time per transaction (postmaster and backends, from
+//! /proc), which compares across PostgreSQL versions run on the same machine. PG_BIN picks
+//! the server; PGBENCH the client (default: next to postgres, else Debian's newest), since
+//! server-only builds have none. `bench/versions.sh` runs this on several versions,
+//! interleaved.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use tenantguard::cluster::{Binaries, Cluster, ClusterOptions, Durability, SUPERUSER};
@@ -49,8 +55,24 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(16);
     let bins = Binaries::locate().expect("PostgreSQL binaries");
-    let pgbench = bins.program("pgbench");
-    assert!(pgbench.is_file(), "pgbench not found next to postgres");
+    // Server builds without client programs (the npm packages CI uses for 16–18) have no
+    // pgbench: PGBENCH names one, else a Debian one is used (any pgbench 14+ speaks the
+    // protocol and pipeline mode of every newer server).
+    let pgbench = std::env::var_os("PGBENCH")
+        .map(PathBuf::from)
+        .or_else(|| Some(bins.program("pgbench")).filter(|p| p.is_file()))
+        .or_else(|| {
+            let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+                .ok()?
+                .flatten()
+                .map(|e| e.path().join("bin/pgbench"))
+                .filter(|p| p.is_file())
+                .collect();
+            found.sort();
+            found.pop()
+        })
+        .expect("pgbench not found: set PGBENCH, or install PostgreSQL's client programs");
+    assert!(pgbench.is_file(), "{} is not a file", pgbench.display());
     let cluster = Cluster::start(&ClusterOptions {
         durability: Durability::Throwaway,
         ..ClusterOptions::default()
@@ -159,9 +181,15 @@ fn main() {
     let secs = seconds.to_string();
     let c = clients.to_string();
     println!(
+        "PostgreSQL {} from {}, {}",
+        rt.block_on(server_version(&cluster)),
+        bins.dir().display(),
+        pgbench.display()
+    );
+    println!(
         "pgbench -M prepared -c {clients} -j 1 -T {seconds}, {rounds} interleaved rounds (median); one point read per transaction"
     );
-    let mut tps: Vec<Vec<f64>> = vec![Vec::new(); scripts.len()];
+    let mut tps: Vec<Vec<(f64, f64)>> = vec![Vec::new(); scripts.len()];
     for _ in 0..rounds {
         for ((name, user, body), runs) in scripts.iter().zip(&mut tps) {
             let t = run(
@@ -177,25 +205,66 @@ fn main() {
             runs.push(t);
         }
     }
-    let median = |runs: &[f64]| {
-        let mut v = runs.to_vec();
+    let median = |runs: &[(f64, f64)], f: fn(&(f64, f64)) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(f).collect();
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let base = median(&tps[0]);
-    println!("{:<20} {:>10} {:>8}   runs", "variant", "tps", "ratio");
+    let base = median(&tps[0], |r| r.0);
+    println!(
+        "{:<20} {:>10} {:>8} {:>12}   runs",
+        "variant", "tps", "ratio", "server µs/tx"
+    );
     for ((name, _, _), runs) in scripts.iter().zip(&tps) {
-        let m = median(runs);
-        let all: Vec<String> = runs.iter().map(|t| format!("{t:.0}")).collect();
+        let m = median(runs, |r| r.0);
+        let all: Vec<String> = runs.iter().map(|t| format!("{:.0}", t.0)).collect();
         println!(
-            "{name:<20} {m:>10.0} {:>7.2}x   {}",
+            "{name:<20} {m:>10.0} {:>7.2}x {:>12.1}   {}",
             m / base,
+            median(runs, |r| r.1),
             all.join(" ")
         );
     }
 }
 
-/// Runs one pgbench script; the tps, or `None` if any client aborted.
+/// CPU seconds (user + system) of the postmaster, its reaped children and its live ones
+/// (the backends), from /proc: the server's side of a run. Hand-written: a dozen lines of
+/// /proc parsing for a benchmark.
+fn server_cpu_seconds(postmaster: u32) -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    // Fields after the command name's closing parenthesis: ppid is 1, utime 11, stime 12,
+    // cutime 13, cstime 14.
+    let stat = |pid: &str| -> Option<(u32, Vec<f64>)> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let f: Vec<&str> = text[text.rfind(')')? + 1..].split_whitespace().collect();
+        let ticks = (11..=14)
+            .map(|i| f.get(i).and_then(|v| v.parse::<f64>().ok()))
+            .collect::<Option<Vec<f64>>>()?;
+        Some((f.get(1)?.parse().ok()?, ticks))
+    };
+    let mut total = stat(&postmaster.to_string())
+        .map(|(_, t)| t.iter().sum::<f64>())
+        .unwrap_or(0.0);
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        if let Some((ppid, t)) = stat(pid) {
+            if ppid == postmaster {
+                total += t[0] + t[1];
+            }
+        }
+    }
+    total / tick
+}
+
+/// Runs one pgbench script; the tps and the server's CPU µs per transaction, or `None` if
+/// any client aborted.
 fn run(
     pgbench: &Path,
     cluster: &Cluster,
@@ -204,9 +273,10 @@ fn run(
     user: &str,
     body: &str,
     args: &[&str],
-) -> Option<f64> {
+) -> Option<(f64, f64)> {
     let file = dir.join(format!("{name}.sql"));
     std::fs::write(&file, body).expect("write script");
+    let before = server_cpu_seconds(cluster.pid());
     let out = Command::new(pgbench)
         .args(["-n", "-M", "prepared", "-h"])
         .arg(cluster.socket_dir())
@@ -221,8 +291,32 @@ fn run(
     if !out.status.success() || err.contains("aborted") {
         return None;
     }
-    text.lines()
+    // The backends exit after pgbench disconnects; give the postmaster a moment to reap them.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let cpu = server_cpu_seconds(cluster.pid()) - before;
+    let tx: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("number of transactions actually processed:"))
+        .and_then(|v| v.split('/').next())
+        .and_then(|v| v.trim().parse().ok())?;
+    let tps = text
+        .lines()
         .find(|l| l.starts_with("tps"))
         .and_then(|l| l.split_whitespace().nth(2))
-        .and_then(|v| v.parse().ok())
+        .and_then(|v| v.parse().ok())?;
+    Some((tps, cpu / tx.max(1.0) * 1e6))
+}
+
+/// The server's version string, for the report (runs on several versions).
+async fn server_version(cluster: &Cluster) -> String {
+    let (su, conn) = cluster
+        .config(SUPERUSER, "postgres")
+        .connect(NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    su.query_one("SHOW server_version", &[])
+        .await
+        .expect("server_version")
+        .get(0)
 }

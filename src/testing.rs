@@ -32,6 +32,8 @@ struct Server {
     /// Whether `base` is an external server (TEST_DATABASE_URL).
     external: bool,
     template: String,
+    /// `server_version_num` of the server the tests run against (e.g. 180004).
+    version_num: i32,
 }
 
 static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
@@ -87,8 +89,34 @@ fn init() -> Result<Server, String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    rt.block_on(async {
+    let version_num = rt.block_on(async {
         let admin = connect(&with_db(&base, "postgres")).await?;
+        let row = admin
+            .query_one(
+                "SELECT current_setting('server_version'), current_setting('server_version_num')::int",
+                &[],
+            )
+            .await
+            .map_err(|e| format!("reading the server version: {}", crate::error_chain(&e)))?;
+        let (version, num): (String, i32) = (row.get(0), row.get(1));
+        // Straight to stderr, past the test harness's output capture: a run on several
+        // PostgreSQL versions must say which one each test process used.
+        {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "tenantguard tests: PostgreSQL {version} ({}), {}",
+                num,
+                if external {
+                    "TEST_DATABASE_URL".to_string()
+                } else {
+                    match std::env::var("PG_BIN") {
+                        Ok(dir) => format!("private cluster from PG_BIN={dir}"),
+                        Err(_) => "private cluster".to_string(),
+                    }
+                }
+            );
+        }
         // Two statements: CREATE DATABASE cannot run inside a multi-statement batch.
         for sql in ["DROP DATABASE IF EXISTS", "CREATE DATABASE"] {
             admin
@@ -102,12 +130,13 @@ fn init() -> Result<Server, String> {
         schema::migrate(&mut client, &policy())
             .await
             .map_err(|e| format!("migrating the template: {}", crate::error_chain(&e)))?;
-        Ok::<_, String>(())
+        Ok::<_, String>(num)
     })?;
     Ok(Server {
         base,
         external,
         template,
+        version_num,
     })
 }
 
@@ -133,6 +162,12 @@ async fn connect(cfg: &Config) -> Result<Client, String> {
 /// front of the server, say) only run on the private cluster.
 pub fn is_external() -> bool {
     server().external
+}
+
+/// The test server's `server_version_num` (150018, 180004, …), for tests of catalog
+/// semantics that differ between PostgreSQL versions.
+pub fn server_version_num() -> i32 {
+    server().version_num
 }
 
 /// A name no other test in this run uses, for databases and roles.

@@ -226,26 +226,48 @@ async fn plan_roles(
             )),
         }
     }
-    // The app role must not reach the owner's or the admin's rights through membership.
+    // The app role must not reach the owner's or the admin's rights through membership,
+    // directly or through roles that are members of them: every grant to the app of such a
+    // role is drift (whatever its INHERIT/SET options on 16+: fail closed). PostgreSQL 16
+    // records who granted each membership, and a superuser's plain REVOKE only removes the
+    // grants recorded as its own (a CREATEROLE role's grant stays, with a warning), so the
+    // repair names the grantor.
+    let v16: bool = tx
+        .query_one(
+            "SELECT current_setting('server_version_num')::int >= 160000",
+            &[],
+        )
+        .await
+        .map_err(PolicyError::db("reading the server version"))?
+        .get(0);
     for other in [&set.roles.owner, &set.roles.admin].into_iter().flatten() {
-        let member = tx
-            .query_opt(
-                "SELECT 1 FROM pg_auth_members m
+        let grants = tx
+            .query(
+                "SELECT g.rolname::text, pg_get_userbyid(m.grantor)::text
+                 FROM pg_auth_members m
                  JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles u ON u.oid = m.member
-                 WHERE g.rolname = $1 AND u.rolname = $2",
+                 JOIN pg_roles o ON o.rolname = $1
+                 WHERE u.rolname = $2 AND (g.oid = o.oid OR pg_has_role(g.oid, o.oid, 'MEMBER'))
+                 ORDER BY 1, 2",
                 &[other, &set.roles.app],
             )
             .await
             .map_err(PolicyError::db("reading role memberships"))?;
-        if member.is_some() {
+        for g in grants {
+            let (role, grantor): (String, String) = (g.get(0), g.get(1));
+            let mut revoke = format!("REVOKE {} FROM {}", ident(&role), ident(&set.roles.app));
+            if v16 {
+                revoke.push_str(&format!(" GRANTED BY {} CASCADE", ident(&grantor)));
+            }
+            let what = if &role == other {
+                format!("is a member of {other}")
+            } else {
+                format!("is a member of {role}, which is a member of {other}")
+            };
             out.push(change(
                 format!("role {}", set.roles.app),
-                format!("is a member of {other}"),
-                vec![format!(
-                    "REVOKE {} FROM {}",
-                    ident(other),
-                    ident(&set.roles.app)
-                )],
+                what,
+                vec![revoke],
             ));
         }
     }

@@ -1,67 +1,147 @@
-//! Start-up checks: a pool refuses a role that would make RLS moot.
+//! Start-up checks: a pool refuses a role that would make RLS moot, reading role
+//! membership the way the server's version defines it (PostgreSQL 16 split it into
+//! INHERIT, SET and ADMIN per grant).
 
 use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 
 use super::PoolError;
 
+/// The roles `current_user` can reach through role membership, as a recursive CTE named
+/// `reach(oid)` (`current_user` itself included), for the server's version.
+///
+/// PostgreSQL 15: every membership allows `SET ROLE`, so every grant is a way in.
+/// PostgreSQL 16 split each grant into INHERIT (use the role's privileges, owner rights over
+/// its views and SECURITY DEFINER functions included, which then run with its attributes),
+/// SET (`SET ROLE` to it) and ADMIN (grant it, also to oneself `WITH SET TRUE`). A grant with
+/// none of the three confers nothing, and every chain that does confer something consists of
+/// grants with at least one, so following those grants misses no way in (it may count a
+/// chain that mixes them in an order PostgreSQL would not honour: fail closed).
+/// `pg_has_role(…, 'MEMBER')` would also count grants with none of them.
+/// The database owner is an implicit member of `pg_database_owner` (no `pg_auth_members` row).
+fn reach_cte(server_version_num: i32) -> String {
+    let grant_confers = if server_version_num >= 160000 {
+        "m.set_option OR m.inherit_option OR m.admin_option"
+    } else {
+        "true"
+    };
+    format!(
+        "WITH RECURSIVE reach(oid) AS (
+             SELECT oid FROM pg_roles WHERE rolname = current_user
+                 OR (rolname = 'pg_database_owner' AND pg_has_role(current_user, oid, 'MEMBER'))
+           UNION
+             SELECT m.roleid FROM pg_auth_members m JOIN reach ON m.member = reach.oid
+             WHERE {grant_confers}
+         )"
+    )
+}
+
+async fn server_version_num(client: &Client) -> Result<i32, PoolError> {
+    client
+        .query_typed("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .map_err(PoolError::db("reading the server version"))?
+        .into_iter()
+        .next()
+        .map(|r| r.get(0))
+        .ok_or_else(|| PoolError::Unavailable("the version query returned no row".into()))
+}
+
 /// Why a role must not back the app pool: superuser or BYPASSRLS (its own or one it can
-/// become through membership: in PostgreSQL 15 every membership allows SET ROLE), or it
-/// owns (directly or through membership) a table under RLS or with the tenant column.
-/// Owners can `ALTER TABLE … NO FORCE` and drop policies even when FORCE is set.
+/// reach through membership, see [`reach_cte`]), CREATEROLE on PostgreSQL 15 (it can grant
+/// itself any non-superuser role there), or it owns (directly or through membership) a
+/// table under RLS or with the tenant column. Owners can `ALTER TABLE … NO FORCE` and drop
+/// policies even when FORCE is set.
 pub(crate) async fn app_role_problems(
     client: &Client,
     tenant_column: &str,
 ) -> Result<(String, Vec<String>), PoolError> {
+    let version = server_version_num(client).await?;
+    // How a privileged role is reached: `SET ROLE` (PostgreSQL 15: every membership), or on
+    // 16+ only through INHERIT / ADMIN OPTION grants.
+    let can_set = if version >= 160000 { "SET" } else { "MEMBER" };
     // query_typed: one unnamed statement, so this works behind a transaction-mode pooler.
+    let sql = format!(
+        "{reach}
+         SELECT current_user::text,
+                ARRAY(SELECT r.rolname || CASE WHEN pg_has_role(current_user, r.oid, '{can_set}') THEN ' true' ELSE ' false' END
+                      FROM pg_roles r JOIN reach USING (oid) WHERE r.rolsuper ORDER BY 1),
+                ARRAY(SELECT r.rolname || CASE WHEN pg_has_role(current_user, r.oid, '{can_set}') THEN ' true' ELSE ' false' END
+                      FROM pg_roles r JOIN reach USING (oid) WHERE r.rolbypassrls ORDER BY 1),
+                ARRAY(SELECT format('%I.%I (owner %s)', n.nspname, c.relname, pg_get_userbyid(c.relowner))
+                      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                      WHERE c.relkind IN ('r', 'p')
+                        AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                        AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+                        AND c.relowner IN (SELECT oid FROM reach)
+                        AND (c.relrowsecurity OR EXISTS (
+                              SELECT 1 FROM pg_attribute a
+                              WHERE a.attrelid = c.oid AND a.attname = $1 AND NOT a.attisdropped))
+                      ORDER BY 1 LIMIT 20),
+                ARRAY(SELECT r.rolname::text FROM pg_roles r JOIN reach USING (oid)
+                      WHERE r.rolcreaterole AND {version} < 160000 ORDER BY 1)",
+        reach = reach_cte(version)
+    );
     let row = client
-        .query_typed(
-            "SELECT current_user::text,
-                    ARRAY(SELECT r.rolname::text FROM pg_roles r
-                          WHERE r.rolsuper AND pg_has_role(current_user, r.oid, 'MEMBER') ORDER BY 1),
-                    ARRAY(SELECT r.rolname::text FROM pg_roles r
-                          WHERE r.rolbypassrls AND pg_has_role(current_user, r.oid, 'MEMBER') ORDER BY 1),
-                    ARRAY(SELECT format('%I.%I (owner %s)', n.nspname, c.relname, pg_get_userbyid(c.relowner))
-                          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                          WHERE c.relkind IN ('r', 'p')
-                            AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-                            AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
-                            AND pg_has_role(current_user, c.relowner, 'MEMBER')
-                            AND (c.relrowsecurity OR EXISTS (
-                                  SELECT 1 FROM pg_attribute a
-                                  WHERE a.attrelid = c.oid AND a.attname = $1 AND NOT a.attisdropped))
-                          ORDER BY 1 LIMIT 20)",
-            &[(&tenant_column, Type::TEXT)],
-        )
+        .query_typed(&sql, &[(&tenant_column, Type::TEXT)])
         .await
         .map_err(PoolError::db("checking the pool role"))?
         .into_iter()
         .next()
         .ok_or_else(|| PoolError::Unavailable("the role check returned no row".into()))?;
     let role: String = row.get(0);
-    let supers: Vec<String> = row.get(1);
-    let bypass: Vec<String> = row.get(2);
+    // "name true|false": whether `SET ROLE name` works.
+    let split = |v: Vec<String>| -> Vec<(String, bool)> {
+        v.into_iter()
+            .map(|s| match s.rsplit_once(' ') {
+                Some((name, set)) => (name.to_string(), set == "true"),
+                None => (s, true),
+            })
+            .collect()
+    };
+    let supers = split(row.get(1));
+    let bypass = split(row.get(2));
     let owned: Vec<String> = row.get(3);
+    let createrole: Vec<String> = row.get(4);
+    let how = |set: bool, attr: &str, r: &str| {
+        if set {
+            format!("it can become {attr} role {r} through membership")
+        } else {
+            format!(
+                "it reaches {attr} role {r} through INHERIT or ADMIN OPTION grants (it can \
+                 replace that role's views and SECURITY DEFINER functions, which run as it, or \
+                 grant itself SET)"
+            )
+        }
+    };
+    let is_super = supers.iter().any(|(r, _)| r == &role);
     let mut problems = Vec::new();
-    if supers.contains(&role) {
+    if is_super {
         problems.push("it is SUPERUSER (superusers skip every policy)".to_string());
     } else {
-        for r in &supers {
-            problems.push(format!(
-                "it can become SUPERUSER role {r} through membership"
-            ));
+        for (r, set) in &supers {
+            problems.push(how(*set, "SUPERUSER", r));
         }
     }
-    for r in &bypass {
+    for (r, set) in &bypass {
         if r == &role {
             problems.push("it has BYPASSRLS".to_string());
         } else {
-            problems.push(format!(
-                "it can become BYPASSRLS role {r} through membership"
-            ));
+            problems.push(how(*set, "BYPASSRLS", r));
         }
     }
-    if !supers.contains(&role) {
+    if !is_super {
+        for r in &createrole {
+            let who = if r == &role {
+                "it has CREATEROLE".to_string()
+            } else {
+                format!("it can become CREATEROLE role {r}")
+            };
+            problems.push(format!(
+                "{who}: on PostgreSQL 15 that grants itself membership in any non-superuser \
+                 role, BYPASSRLS and table owners included"
+            ));
+        }
         for t in &owned {
             problems.push(format!(
                 "it owns tenant table {t} (owners can disable RLS and drop policies)"
@@ -76,12 +156,13 @@ pub(crate) async fn app_role_problems(
 pub(crate) async fn admin_role_problems(
     client: &Client,
 ) -> Result<(String, Vec<String>), PoolError> {
-    let row = client
-        .query_typed(
-            "SELECT current_user::text,
+    let version = server_version_num(client).await?;
+    let sql = format!(
+        "{}
+         SELECT current_user::text,
                     (SELECT rolbypassrls FROM pg_roles WHERE rolname = current_user),
-                    ARRAY(SELECT r.rolname::text FROM pg_roles r
-                          WHERE r.rolsuper AND pg_has_role(current_user, r.oid, 'MEMBER') ORDER BY 1),
+                    ARRAY(SELECT r.rolname::text FROM pg_roles r JOIN reach USING (oid)
+                          WHERE r.rolsuper ORDER BY 1),
                     ARRAY(SELECT format('%I.%I', n.nspname, c.relname)
                           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                           WHERE c.relkind IN ('r', 'p')
@@ -89,8 +170,10 @@ pub(crate) async fn admin_role_problems(
                             AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
                             AND has_table_privilege(c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')
                           ORDER BY 1 LIMIT 20)",
-            &[],
-        )
+        reach_cte(version)
+    );
+    let row = client
+        .query_typed(&sql, &[])
         .await
         .map_err(PoolError::db("checking the admin role"))?
         .into_iter()

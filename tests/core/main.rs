@@ -14,4 +14,5 @@ mod pool_safety;
 mod read_path;
 mod rls_apply;
 mod support;
+mod versions;
 mod write_path;

@@ -2,6 +2,7 @@
 //! refuses to start; the admin pool refuses a superuser, a role without BYPASSRLS and a
 //! role that can write.
 
+use tenantguard::testing::{is_external, server_version_num};
 use tenantguard::{AdminPool, PoolError, PoolOptions, TenantPool};
 
 use crate::support::*;
@@ -53,6 +54,176 @@ async fn app_pool_refuses_privileged_roles() {
     TenantPool::connect(db.config_as("tenantguard_app"), PoolOptions::default())
         .await
         .expect("the app role is safe");
+}
+
+/// PostgreSQL 16 split a membership grant into INHERIT, SET and ADMIN. Each of them is a way
+/// to a BYPASSRLS or owner role's power (SET: become it; INHERIT: its owner rights; ADMIN:
+/// grant oneself SET), so each is refused; a grant with none of them confers nothing and is
+/// accepted. PostgreSQL 15: every membership allows SET ROLE, and CREATEROLE lets a role
+/// grant itself any non-superuser role.
+#[tokio::test]
+async fn app_pool_reads_membership_options_of_the_server_version() {
+    let db = TestDb::new().await;
+    let su = db.superuser().await;
+    let byp = unique_name("byp_opts");
+    su.batch_execute(&format!("CREATE ROLE {byp} NOLOGIN BYPASSRLS"))
+        .await
+        .unwrap();
+    let login = |name: &str| {
+        let name = name.to_string();
+        let su = &su;
+        async move {
+            su.batch_execute(&format!("CREATE ROLE {name} LOGIN"))
+                .await
+                .unwrap();
+            name
+        }
+    };
+    if server_version_num() < 160000 {
+        // PostgreSQL 15: CREATEROLE reaches every non-superuser role.
+        let cr = login(&unique_name("createrole")).await;
+        su.batch_execute(&format!("ALTER ROLE {cr} CREATEROLE"))
+            .await
+            .unwrap();
+        let e = app_pool_error(&db, &cr).await;
+        assert!(e.contains("CREATEROLE"), "{e}");
+        if !is_external() {
+            // The reason is real: it grants itself the BYPASSRLS role and becomes it.
+            let c = db.connect_as(&cr).await;
+            c.batch_execute(&format!("GRANT {byp} TO {cr}; SET ROLE {byp}"))
+                .await
+                .expect("CREATEROLE grants itself a BYPASSRLS role on PostgreSQL 15");
+        }
+        return;
+    }
+
+    let set_only = login(&unique_name("set_only")).await;
+    let inherit_only = login(&unique_name("inherit_only")).await;
+    let admin_only = login(&unique_name("admin_only")).await;
+    let nothing = login(&unique_name("no_options")).await;
+    let owner_inherit = login(&unique_name("owner_inherit")).await;
+    let owner_set = login(&unique_name("owner_set")).await;
+    let chain = login(&unique_name("chain")).await;
+    let createrole = login(&unique_name("createrole16")).await;
+    let mid = unique_name("mid");
+    let byp_view = unique_name("byp_view");
+    su.batch_execute(&format!(
+        "GRANT {byp} TO {set_only} WITH INHERIT FALSE, SET TRUE;
+         GRANT {byp} TO {inherit_only} WITH INHERIT TRUE, SET FALSE;
+         GRANT {byp} TO {admin_only} WITH INHERIT FALSE, SET FALSE, ADMIN TRUE;
+         GRANT {byp} TO {nothing} WITH INHERIT FALSE, SET FALSE;
+         GRANT tenantguard_owner TO {owner_inherit} WITH INHERIT TRUE, SET FALSE;
+         GRANT tenantguard_owner TO {owner_set} WITH INHERIT FALSE, SET TRUE;
+         CREATE ROLE {mid} NOLOGIN;
+         GRANT {mid} TO {chain} WITH INHERIT FALSE, SET TRUE;
+         GRANT tenantguard_owner TO {mid} WITH INHERIT TRUE, SET FALSE;
+         ALTER ROLE {createrole} CREATEROLE;
+         GRANT SELECT ON projects TO {byp};
+         GRANT CREATE ON SCHEMA public TO {byp};
+         CREATE VIEW {byp_view} AS SELECT 1 AS x;
+         ALTER VIEW {byp_view} OWNER TO {byp};"
+    ))
+    .await
+    .unwrap();
+
+    let e = app_pool_error(&db, &set_only).await;
+    assert!(
+        e.contains(&format!("can become BYPASSRLS role {byp}")),
+        "{e}"
+    );
+    for r in [&inherit_only, &admin_only] {
+        let e = app_pool_error(&db, r).await;
+        assert!(
+            e.contains(&format!(
+                "reaches BYPASSRLS role {byp} through INHERIT or ADMIN"
+            )),
+            "{r}: {e}"
+        );
+    }
+    for r in [&owner_inherit, &owner_set, &chain] {
+        let e = app_pool_error(&db, r).await;
+        assert!(
+            e.contains("owns tenant table") && e.contains("tenantguard_owner"),
+            "{r}: {e}"
+        );
+    }
+    // Neither INHERIT, SET nor ADMIN: nothing conferred, accepted. CREATEROLE on 16+ only
+    // administers the roles it creates.
+    for r in [&nothing, &createrole] {
+        TenantPool::connect(db.config_as(r), PoolOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{r} reaches nothing privileged: {e}"));
+    }
+
+    if is_external() {
+        return;
+    }
+    // The refusals and the acceptance match what PostgreSQL lets each role do.
+    let tenant_rows = "SELECT count(*) FROM projects";
+    let c = db.connect_as(&nothing).await;
+    let err = c
+        .batch_execute(&format!("SET ROLE {byp}"))
+        .await
+        .expect_err("no SET option");
+    assert_eq!(sqlstate(&err), "42501");
+    let err = c
+        .batch_execute(&format!("GRANT {byp} TO {nothing} WITH SET TRUE"))
+        .await
+        .expect_err("no ADMIN option");
+    assert_eq!(sqlstate(&err), "42501");
+    let err = c
+        .batch_execute(&format!(
+            "CREATE OR REPLACE VIEW {byp_view} AS {tenant_rows}"
+        ))
+        .await
+        .expect_err("no INHERIT option: not the view's owner");
+    assert_eq!(sqlstate(&err), "42501");
+    let c = db.connect_as(&createrole).await;
+    let err = c
+        .batch_execute(&format!("GRANT {byp} TO {createrole}"))
+        .await
+        .expect_err("CREATEROLE on 16+ cannot grant itself roles it did not create");
+    assert_eq!(sqlstate(&err), "42501");
+    // SET: becomes the BYPASSRLS role.
+    db.connect_as(&set_only)
+        .await
+        .batch_execute(&format!("SET ROLE {byp}"))
+        .await
+        .expect("SET option");
+    // ADMIN: grants itself SET, then becomes it.
+    db.connect_as(&admin_only)
+        .await
+        .batch_execute(&format!(
+            "GRANT {byp} TO {admin_only} WITH SET TRUE; SET ROLE {byp}"
+        ))
+        .await
+        .expect("ADMIN option");
+    // INHERIT: cannot SET ROLE, but owns what the BYPASSRLS role owns, so it rewrites the
+    // role's view to read tenant rows with the view owner's BYPASSRLS.
+    let c = db.connect_as(&inherit_only).await;
+    let err = c
+        .batch_execute(&format!("SET ROLE {byp}"))
+        .await
+        .expect_err("no SET option");
+    assert_eq!(sqlstate(&err), "42501");
+    c.batch_execute(&format!(
+        "CREATE OR REPLACE VIEW {byp_view} AS SELECT count(*)::int AS x FROM projects"
+    ))
+    .await
+    .expect("INHERIT gives the owner's rights");
+    graph(&su, "a").await;
+    graph(&su, "b").await;
+    let direct: i64 = c.query_one(tenant_rows, &[]).await.unwrap().get(0);
+    assert_eq!(direct, 0, "RLS hides every row from the role itself");
+    let through_view: i32 = c
+        .query_one(&format!("SELECT x FROM {byp_view}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        through_view, 2,
+        "the BYPASSRLS owner's view reads both tenants"
+    );
 }
 
 #[tokio::test]

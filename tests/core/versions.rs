@@ -1,0 +1,113 @@
+//! Catalog semantics that changed between PostgreSQL 15 and 18, as `migrate` sees them:
+//! memberships that reach the owner or admin role (granted by anyone, directly or through
+//! another role; PostgreSQL 16 records the grantor and a superuser's plain REVOKE leaves
+//! others' grants in place), and PostgreSQL 17's MAINTAIN privilege in the exact-grant check.
+
+use tenantguard::policy::Roles;
+use tenantguard::schema;
+use tenantguard::testing::server_version_num;
+
+use crate::support::*;
+
+/// A reference policy with roles of this test's own (roles are cluster-wide and other tests
+/// run in parallel with the default ones).
+fn own_policy() -> tenantguard::policy::PolicySet {
+    schema::reference_policy(
+        Roles {
+            owner: Some(unique_name("v_owner")),
+            app: unique_name("v_app"),
+            admin: Some(unique_name("v_admin")),
+        },
+        "app.tenant_id",
+    )
+}
+
+async fn memberships(su: &tokio_postgres::Client, app: &str) -> Vec<String> {
+    su.query(
+        "SELECT m.roleid::regrole::text FROM pg_auth_members m
+         WHERE m.member = $1::text::regrole ORDER BY 1",
+        &[&app],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+#[tokio::test]
+async fn migrate_revokes_every_membership_that_reaches_the_owner_or_admin() {
+    let db = TestDb::empty().await;
+    let mut su = db.superuser().await;
+    let policy = own_policy();
+    schema::migrate(&mut su, &policy).await.unwrap();
+    let app = policy.roles.app.clone();
+    let owner = policy.roles.owner.clone().unwrap();
+    let admin = policy.roles.admin.clone().unwrap();
+    let via = unique_name("v_via");
+    let delegate = unique_name("v_delegate");
+    // Through an intermediate role, and (on 16+ a separate grant record) by a CREATEROLE
+    // role that administers the owner role, as a managed service's admin user would.
+    su.batch_execute(&format!(
+        "CREATE ROLE {via} NOLOGIN;
+         GRANT {admin} TO {via};
+         GRANT {via} TO {app};
+         CREATE ROLE {delegate} LOGIN CREATEROLE;
+         GRANT {owner} TO {delegate} WITH ADMIN OPTION;"
+    ))
+    .await
+    .unwrap();
+    db.connect_as(&delegate)
+        .await
+        .batch_execute(&format!("GRANT {owner} TO {app}"))
+        .await
+        .unwrap();
+    let diffs = schema::check(&mut su, &policy).await.unwrap().join("\n");
+    assert!(
+        diffs.contains(&format!("is a member of {owner}")),
+        "{diffs}"
+    );
+    assert!(
+        diffs.contains(&format!(
+            "is a member of {via}, which is a member of {admin}"
+        )),
+        "{diffs}"
+    );
+    schema::migrate(&mut su, &policy).await.unwrap();
+    assert_eq!(memberships(&su, &app).await, Vec::<String>::new());
+    let after = schema::check(&mut su, &policy).await.unwrap();
+    assert!(after.is_empty(), "{after:?}");
+}
+
+#[tokio::test]
+async fn maintain_on_postgresql_17_is_an_exact_grant_like_any_other() {
+    if server_version_num() < 170000 {
+        return; // MAINTAIN does not exist before PostgreSQL 17.
+    }
+    let db = TestDb::new().await;
+    let mut su = db.superuser().await;
+    let policy = tenantguard::testing::policy();
+    // The owner's implicit MAINTAIN (acldefault on 17) is not drift.
+    let clean = schema::check(&mut su, &policy).await.unwrap();
+    assert!(clean.is_empty(), "{clean:?}");
+    su.batch_execute("GRANT MAINTAIN ON projects TO tenantguard_app")
+        .await
+        .unwrap();
+    let diffs = schema::check(&mut su, &policy).await.unwrap().join("\n");
+    assert!(
+        diffs.contains("table public.projects: tenantguard_app has") && diffs.contains("MAINTAIN"),
+        "{diffs}"
+    );
+    schema::migrate(&mut su, &policy).await.unwrap();
+    let after = schema::check(&mut su, &policy).await.unwrap();
+    assert!(after.is_empty(), "{after:?}");
+    let maintain: bool = su
+        .query_one(
+            "SELECT has_table_privilege('tenantguard_app', 'projects', 'MAINTAIN')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!maintain);
+}
