@@ -82,10 +82,13 @@ struct Measure {
     p50_ms: f64,
     p99_ms: f64,
     errors: u64,
-    /// CPU time per request of this process (the server under test; the other one idles).
-    server_us: f64,
-    /// CPU time per request of PostgreSQL (postmaster and backends).
-    pg_us: f64,
+    /// CPU time per request of this process (the server under test; the other one idles),
+    /// user and system apart.
+    server_user_us: f64,
+    server_sys_us: f64,
+    /// CPU time per request of PostgreSQL (postmaster and backends), user and system.
+    pg_user_us: f64,
+    pg_sys_us: f64,
 }
 
 impl Measure {
@@ -102,8 +105,10 @@ impl Measure {
             p50_ms: med(|m| m.p50_ms),
             p99_ms: med(|m| m.p99_ms),
             errors: runs.iter().map(|m| m.errors).sum(),
-            server_us: med(|m| m.server_us),
-            pg_us: med(|m| m.pg_us),
+            server_user_us: med(|m| m.server_user_us),
+            server_sys_us: med(|m| m.server_sys_us),
+            pg_user_us: med(|m| m.pg_user_us),
+            pg_sys_us: med(|m| m.pg_sys_us),
         }
     }
 }
@@ -246,7 +251,7 @@ async fn run(cluster: &Cluster, opts: &Opts, out: &Path) -> anyhow::Result<()> {
         "tenants {}, tasks {}, {} s per run, {} rounds alternating the two servers (medians shown), pool {} per server, wrk -t2 --latency\n\n",
         opts.tenants, opts.tasks, opts.duration, opts.rounds, opts.pool
     ));
-    table.push_str("| scenario | conc | RLS req/s | RLS p50 | RLS p99 | explicit req/s | explicit p50 | explicit p99 | RLS/explicit | CPU µs/req server RLS/explicit | CPU µs/req PostgreSQL RLS/explicit |\n");
+    table.push_str("| scenario | conc | RLS req/s | RLS p50 | RLS p99 | explicit req/s | explicit p50 | explicit p99 | RLS/explicit | server CPU µs/req user/sys, RLS \\| explicit | PostgreSQL CPU µs/req user/sys, RLS \\| explicit |\n");
     table.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (s, c, r, e) in &rows {
         let err = if r.errors + e.errors > 0 {
@@ -255,9 +260,10 @@ async fn run(cluster: &Cluster, opts: &Opts, out: &Path) -> anyhow::Result<()> {
             String::new()
         };
         table.push_str(&format!(
-            "| {s} | {c} | {:.0} | {:.2} ms | {:.2} ms | {:.0} | {:.2} ms | {:.2} ms | {:.2}×{err} | {:.1} / {:.1} | {:.1} / {:.1} |\n",
+            "| {s} | {c} | {:.0} | {:.2} ms | {:.2} ms | {:.0} | {:.2} ms | {:.2} ms | {:.2}×{err} | {:.1}/{:.1} \\| {:.1}/{:.1} | {:.1}/{:.1} \\| {:.1}/{:.1} |\n",
             r.rps, r.p50_ms, r.p99_ms, e.rps, e.p50_ms, e.p99_ms, r.rps / e.rps.max(1e-9),
-            r.server_us, e.server_us, r.pg_us, e.pg_us
+            r.server_user_us, r.server_sys_us, e.server_user_us, e.server_sys_us,
+            r.pg_user_us, r.pg_sys_us, e.pg_user_us, e.pg_sys_us
         ));
     }
     table.push_str(&format!(
@@ -596,35 +602,48 @@ async fn wrk(
         .and_then(|(n, _)| n.trim().parse::<f64>().ok())
         .unwrap_or(m.rps * secs as f64)
         .max(1.0);
-    m.server_us = (after.0 - before.0) / requests * 1e6;
-    m.pg_us = (after.1 - before.1) / requests * 1e6;
+    m.server_user_us = (after.own.0 - before.own.0) / requests * 1e6;
+    m.server_sys_us = (after.own.1 - before.own.1) / requests * 1e6;
+    m.pg_user_us = (after.pg.0 - before.pg.0) / requests * 1e6;
+    m.pg_sys_us = (after.pg.1 - before.pg.1) / requests * 1e6;
     Ok(m)
 }
 
 /// The postmaster whose CPU time [`cpu_seconds`] counts.
 static POSTMASTER: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
 
-/// CPU seconds (user + system) used so far by this process and by PostgreSQL (the
-/// postmaster and its children), from /proc: where a request's cost goes, per side.
+/// CPU seconds, (user, system), used so far by this process and by PostgreSQL.
+#[derive(Debug, Clone, Copy)]
+struct Cpu {
+    own: (f64, f64),
+    pg: (f64, f64),
+}
+
+/// CPU seconds (user and system apart) used so far by this process and by PostgreSQL
+/// (the postmaster and its children), from /proc: where a request's cost goes, per side.
 /// Hand-written because it is a dozen lines of /proc parsing for a benchmark.
-fn cpu_seconds() -> (f64, f64) {
+fn cpu_seconds() -> Cpu {
     // SAFETY: sysconf has no preconditions.
     let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    // (ppid, utime + stime) from /proc/<pid>/stat; the command name may contain spaces,
+    // (ppid, (utime, stime)) from /proc/<pid>/stat; the command name may contain spaces,
     // so fields are counted after its closing parenthesis.
-    let stat = |pid: &str| -> Option<(u32, f64)> {
+    let stat = |pid: &str| -> Option<(u32, (f64, f64))> {
         let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         let rest = &text[text.rfind(')')? + 1..];
         let f: Vec<&str> = rest.split_whitespace().collect();
         let ppid = f.get(1)?.parse().ok()?;
-        let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-        Some((ppid, ticks / tick))
+        let user = f.get(11)?.parse::<f64>().ok()?;
+        let sys = f.get(12)?.parse::<f64>().ok()?;
+        Some((ppid, (user / tick, sys / tick)))
     };
-    let own = stat("self").map(|s| s.1).unwrap_or(0.0);
+    let own = stat("self").map(|s| s.1).unwrap_or((0.0, 0.0));
     let Some(&pm) = POSTMASTER.get() else {
-        return (own, 0.0);
+        return Cpu {
+            own,
+            pg: (0.0, 0.0),
+        };
     };
-    let mut pg = 0.0;
+    let mut pg = (0.0, 0.0);
     if let Ok(dir) = std::fs::read_dir("/proc") {
         for e in dir.flatten() {
             let name = e.file_name();
@@ -636,12 +655,13 @@ fn cpu_seconds() -> (f64, f64) {
             };
             if let Some((ppid, cpu)) = stat(pid) {
                 if ppid == pm || pid.parse() == Ok(pm) {
-                    pg += cpu;
+                    pg.0 += cpu.0;
+                    pg.1 += cpu.1;
                 }
             }
         }
     }
-    (own, pg)
+    Cpu { own, pg }
 }
 
 fn parse_ms(s: &str) -> Option<f64> {

@@ -1,0 +1,231 @@
+//! Shared by the process-level benchmarks (`bench/callgrind.rs`, `bench/seed_compare.rs`):
+//! a throwaway private PostgreSQL, the reference schema seeded with N tenants × M projects
+//! (one owner API key each), and the release `tenantguard serve` binary as a child process.
+//! Not a test helper: the benchmarks only.
+
+#![allow(dead_code)] // each benchmark uses a different part
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use tenantguard::cluster::{Cluster, ClusterOptions, Durability, SUPERUSER};
+use tenantguard::pool::TenantId;
+use uuid::Uuid;
+
+/// The database the benchmarks create.
+pub const DB: &str = "bench";
+
+/// One seeded tenant.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: Uuid,
+    pub name: String,
+    pub key: String,
+    /// Its projects' ids, newest first.
+    pub projects: Vec<Uuid>,
+}
+
+/// Starts a throwaway cluster sized for a benchmark.
+pub fn start_cluster() -> anyhow::Result<Cluster> {
+    Ok(Cluster::start(&ClusterOptions {
+        durability: Durability::Throwaway,
+        max_connections: 200,
+        settings: vec![("shared_buffers".into(), "256MB".into())],
+        ..ClusterOptions::default()
+    })?)
+}
+
+pub async fn connect(cfg: tokio_postgres::Config) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, conn) = cfg.connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+/// Creates [`DB`], migrates it, and seeds `tenants` tenants with `projects` projects each
+/// (distinct `created_at`, so the order is total) and one owner key each.
+pub async fn seed(cluster: &Cluster, tenants: usize, projects: i32) -> anyhow::Result<Vec<Tenant>> {
+    let admin = connect(cluster.config(SUPERUSER, "postgres")).await?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {DB}"))
+        .await?;
+    let mut su = connect(cluster.config(SUPERUSER, DB)).await?;
+    tenantguard::schema::migrate(&mut su, &tenantguard::testing::policy()).await?;
+    let ids: Vec<Uuid> = (0..tenants).map(|_| Uuid::now_v7()).collect();
+    let names: Vec<String> = (0..tenants).map(|i| format!("tenant {i:03}")).collect();
+    let keys: Vec<_> = ids
+        .iter()
+        .map(|id| tenantguard::http::auth::new_api_key(TenantId::from_uuid(*id)))
+        .collect();
+    let prefixes: Vec<&str> = keys.iter().map(|k| k.prefix.as_str()).collect();
+    let hashes: Vec<&[u8]> = keys.iter().map(|k| &k.hash[..]).collect();
+    su.execute(
+        "INSERT INTO tenants (id, name) SELECT * FROM unnest($1::uuid[], $2::text[])",
+        &[&ids, &names],
+    )
+    .await?;
+    su.execute(
+        "INSERT INTO api_keys (tenant_id, name, prefix, key_hash, role)
+         SELECT t, 'bench', p, h, 'owner' FROM unnest($1::uuid[], $2::text[], $3::bytea[]) AS x(t, p, h)",
+        &[&ids, &prefixes, &hashes],
+    )
+    .await?;
+    su.execute(
+        "INSERT INTO projects (tenant_id, name, description, created_at, updated_at)
+         SELECT t, 'Project ' || g, 'bench project ' || g,
+                now() - g * interval '1 minute', now() - g * interval '1 minute'
+         FROM unnest($1::uuid[]) AS t, generate_series(1, $2::int) g",
+        &[&ids, &projects],
+    )
+    .await?;
+    su.batch_execute("VACUUM ANALYZE").await?;
+    let mut out = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let rows = su
+            .query(
+                "SELECT id FROM projects WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC",
+                &[id],
+            )
+            .await?;
+        out.push(Tenant {
+            id: *id,
+            name: names[i].clone(),
+            key: keys[i].key.clone(),
+            projects: rows.iter().map(|r| r.get(0)).collect(),
+        });
+    }
+    Ok(out)
+}
+
+/// A free loopback port (bound and released: good enough for a benchmark).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The release server binary, built by cargo for this benchmark.
+pub fn server_binary() -> &'static str {
+    env!("CARGO_BIN_EXE_tenantguard")
+}
+
+/// `tenantguard serve` on `addr` against the seeded database, run through `wrapper` (e.g.
+/// valgrind) when given. Logs go to `log`.
+pub fn spawn_server(
+    cluster: &Cluster,
+    addr: SocketAddr,
+    wrapper: &[String],
+    extra_env: &[(&str, &str)],
+    log: &Path,
+) -> anyhow::Result<Child> {
+    let (program, args): (&str, Vec<&str>) = match wrapper.split_first() {
+        Some((p, rest)) => {
+            let mut a: Vec<&str> = rest.iter().map(String::as_str).collect();
+            a.push(server_binary());
+            (p.as_str(), a)
+        }
+        None => (server_binary(), Vec::new()),
+    };
+    let log = std::fs::File::create(log)?;
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .arg("serve")
+        .env(
+            "TENANTGUARD_DATABASE_URL",
+            cluster.url("tenantguard_app", DB),
+        )
+        .env("TENANTGUARD_LISTEN", addr.to_string())
+        .env_remove("TENANTGUARD_ADMIN_TOKEN")
+        .env_remove("TENANTGUARD_ADMIN_DATABASE_URL")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().context("starting the server")
+}
+
+/// Waits until `GET /healthz` answers 200 (or the child exits, or `timeout` passes).
+pub async fn wait_ready(
+    http: &reqwest::Client,
+    addr: SocketAddr,
+    child: &mut Child,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("the server exited during start-up: {status}");
+        }
+        if let Ok(r) = http.get(format!("http://{addr}/healthz")).send().await {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("the server was not ready within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Stops a child with SIGTERM (graceful shutdown), then SIGKILL after `grace`.
+pub fn stop(child: &mut Child, grace: Duration) {
+    // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A named setting from the environment, or `default`.
+pub fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// CPU seconds (user, system) used so far by process `pid`, from /proc/<pid>/stat.
+/// Hand-written because it is a few lines of /proc parsing for a benchmark.
+pub fn proc_cpu(pid: u32) -> Option<(u32, f64, f64)> {
+    // SAFETY: sysconf has no preconditions.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces: count fields after its closing parenthesis.
+    let rest = &text[text.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ppid = f.get(1)?.parse().ok()?;
+    let user = f.get(11)?.parse::<f64>().ok()? / tick;
+    let sys = f.get(12)?.parse::<f64>().ok()? / tick;
+    Some((ppid, user, sys))
+}
+
+/// CPU seconds (user, system) of `root` and its direct children (PostgreSQL: the
+/// postmaster and its backends).
+pub fn tree_cpu(root: u32) -> (f64, f64) {
+    let (mut user, mut sys) = (0.0, 0.0);
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            if let Some((ppid, u, s)) = proc_cpu(pid) {
+                if pid == root || ppid == root {
+                    user += u;
+                    sys += s;
+                }
+            }
+        }
+    }
+    (user, sys)
+}
