@@ -20,6 +20,17 @@ pub struct Role {
     pub bypass_rls: bool,
 }
 
+/// A role that is a member of the app role (it can become the app).
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// The name.
+    pub name: String,
+    /// `rolcanlogin`.
+    pub login: bool,
+    /// Its `ALTER ROLE … SET` entries for the tenant setting (any database or this one).
+    pub tenant_settings: Vec<String>,
+}
+
 /// Table-level privileges of the app role (through any role it can become).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Privileges {
@@ -297,6 +308,9 @@ pub struct Catalog {
     pub server_version_num: i32,
     /// The app role and every role it can become (itself first).
     pub app_roles: Vec<Role>,
+    /// Roles that are members of the app role (per-tenant roles in a role-per-tenant
+    /// schema, or login roles that SET ROLE into it), with their settings of interest.
+    pub app_members: Vec<Member>,
     /// The app can create objects in some schema.
     pub app_can_create: bool,
     /// Relations of the audited schemas.
@@ -370,6 +384,32 @@ pub async fn load(tx: &Transaction<'_>, config: &AuditConfig) -> Result<Catalog,
             name: r.get(1),
             superuser: r.get(2),
             bypass_rls: r.get(3),
+        })
+        .collect();
+    // Members of the app role. PG16+ records per grant whether the member may SET ROLE
+    // (set_option); pg_has_role(…, 'MEMBER') is true either way, and a member that can
+    // only inherit still acts with the app's privileges, so both count.
+    let rows = tx
+        .query(
+            "SELECT r.rolname::text, r.rolcanlogin,
+                    ARRAY(SELECT cfg FROM pg_db_role_setting s, unnest(s.setconfig) cfg
+                          WHERE s.setrole = r.oid
+                            AND (s.setdatabase = 0 OR s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database()))
+                            AND lower(cfg) LIKE lower($2::text) || '=%')
+             FROM pg_roles r
+             WHERE r.rolname <> $1 AND NOT r.rolsuper
+               AND pg_has_role(r.oid, (SELECT oid FROM pg_roles WHERE rolname = $1), 'MEMBER')
+             ORDER BY r.rolname LIMIT 10000",
+            &[app, &config.tenant_setting],
+        )
+        .await
+        .map_err(db("members of the app role"))?;
+    cat.app_members = rows
+        .iter()
+        .map(|r| Member {
+            name: r.get(0),
+            login: r.get(1),
+            tenant_settings: r.get(2),
         })
         .collect();
     cat.app_can_create = tx

@@ -36,6 +36,8 @@ pub struct AuditConfig {
     pub tenant_setting: String,
     /// Schemas to audit; empty means every non-system schema.
     pub schemas: Vec<String>,
+    /// The tenancy model, when declared (`--tenancy`); `None`: detected per table.
+    pub tenancy: Option<crate::isolation::TenancyModel>,
 }
 
 impl Default for AuditConfig {
@@ -45,6 +47,7 @@ impl Default for AuditConfig {
             tenant_column: "tenant_id".into(),
             tenant_setting: "app.tenant_id".into(),
             schemas: Vec::new(),
+            tenancy: None,
         }
     }
 }

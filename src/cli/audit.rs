@@ -58,6 +58,7 @@ pub(crate) async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
         tenant_column: args.tenant_column,
         tenant_setting: args.tenant_setting,
         schemas: args.schemas,
+        tenancy: None,
     };
     let mut client = super::connect(&args.database_url).await?;
     let findings = audit::audit(&mut client, &config).await?;

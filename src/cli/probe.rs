@@ -43,6 +43,7 @@ pub(crate) async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
         tenant_column: args.tenant_column,
         tenant_setting: args.tenant_setting,
         schemas: args.schemas,
+        tenancy: None,
     };
     let mut client = super::connect(&args.database_url).await?;
     // On Ctrl-C the probe future (and with it the client) is dropped: the connection

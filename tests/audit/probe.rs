@@ -212,6 +212,7 @@ async fn custom_column_and_setting_names() {
         tenant_column: "org_id".into(),
         tenant_setting: "app.current_tenant_id".into(),
         schemas: vec!["public".into()],
+        tenancy: None,
     };
     let report = probe(&fx.db, &config).await;
     assert_eq!(report.leaks(), 0, "{}", report.text());
@@ -237,10 +238,14 @@ async fn custom_column_and_setting_names() {
         "{}",
         dump(&findings)
     );
-    // With the wrong setting name every policy ignores "the" tenant: the audit says so.
+    // Declared with the wrong setting name (a declaration wins over detection), every
+    // policy ignores "the" tenant: the audit says so.
     let wrong = AuditConfig {
         tenant_setting: "app.tenant_id".into(),
-        ..config
+        tenancy: Some(tenantguard::isolation::TenancyModel::Setting {
+            name: "app.tenant_id".into(),
+        }),
+        ..config.clone()
     };
     let findings = audit(&fx.db, &wrong).await;
     expect(&findings, "TG010", "\"items_all\" on public.items");

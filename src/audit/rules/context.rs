@@ -13,7 +13,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
     );
     for (t, tt) in model.tenant_tables() {
         for p in model.app_policies(t.oid) {
-            let cx = model.context(tt);
+            let cx = model.context_for(t, tt);
             let mut uses = SettingUse::default();
             let mut identity = false;
             for e in [p.using.as_deref(), p.check.as_deref()]
