@@ -254,6 +254,12 @@ pub struct Function {
     pub app_can_execute: bool,
     /// Returns `trigger`.
     pub is_trigger: bool,
+    /// `prokind`: `f` function, `p` procedure, `a` aggregate, `w` window.
+    pub kind: char,
+    /// The input argument types (`format_type` of `proargtypes`).
+    pub arg_types: Vec<String>,
+    /// PUBLIC holds EXECUTE (the default for new functions).
+    pub public_execute: bool,
 }
 
 impl Function {
@@ -652,7 +658,9 @@ pub async fn load(tx: &Transaction<'_>, config: &AuditConfig) -> Result<Catalog,
                     pg_has_role($1::text, p.proowner, 'MEMBER'), (o.rolsuper OR o.rolbypassrls),
                     EXISTS (SELECT 1 FROM pg_roles r WHERE pg_has_role($1::text, r.oid, 'MEMBER')
                             AND has_function_privilege(r.oid, p.oid, 'EXECUTE')),
-                    p.prorettype = 'trigger'::regtype
+                    p.prorettype = 'trigger'::regtype, p.prokind::text,
+                    ARRAY(SELECT format_type(x, NULL) FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY a(x, o) ORDER BY o),
+                    p.proacl IS NULL OR EXISTS (SELECT 1 FROM aclexplode(p.proacl) x WHERE x.grantee = 0 AND x.privilege_type = 'EXECUTE')
              FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
                   JOIN pg_language l ON l.oid = p.prolang JOIN pg_roles o ON o.oid = p.proowner
              WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
@@ -681,6 +689,9 @@ pub async fn load(tx: &Transaction<'_>, config: &AuditConfig) -> Result<Catalog,
                 owner_bypasses: r.get(12),
                 app_can_execute: r.get(13),
                 is_trigger: r.get(14),
+                kind: r.get::<_, String>(15).chars().next().unwrap_or('f'),
+                arg_types: r.get(16),
+                public_execute: r.get(17),
             }
         })
         .collect();

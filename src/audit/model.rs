@@ -277,6 +277,17 @@ impl Model {
         }
     }
 
+    /// Every tenancy model in play: the main one, then each table's own (deduplicated).
+    pub fn models(&self) -> Vec<&TenancyModel> {
+        let mut out = vec![&self.detection.primary];
+        for t in self.detection.tables.values() {
+            if !out.contains(&&t.model) {
+                out.push(&t.model);
+            }
+        }
+        out
+    }
+
     /// The table with this oid.
     pub fn table(&self, oid: u32) -> Option<&Table> {
         self.index.get(&oid).map(|&i| &self.catalog.tables[i])

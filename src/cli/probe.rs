@@ -59,9 +59,7 @@ pub(crate) async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
         ProbeFormat::Json => serde_json::to_string_pretty(&report.json())? + "\n",
     };
     print!("{out}");
-    Ok(if report.leaks() > 0 || !report.unchanged() {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    // The one outcome policy: 0 clean, 1 a finding (or the database changed), 3 nothing
+    // found but something could not be attacked (or nothing applied at all).
+    Ok(report.status().exit_code())
 }

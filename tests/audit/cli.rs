@@ -254,10 +254,11 @@ async fn probe_cli_on_the_reference_schema_exits_zero() {
     .await;
     assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
     assert!(
-        stdout(&o).contains("0 leak(s) in 10 table(s)"),
+        stdout(&o).contains("10 of 10 table(s) attacked; 0 finding(s)"),
         "{}",
         stdout(&o)
     );
+    assert!(stdout(&o).contains(" 0 inconclusive"), "{}", stdout(&o));
 }
 
 #[tokio::test]
@@ -317,4 +318,33 @@ async fn probe_interrupted_by_ctrl_c_leaves_nothing_behind() {
         .await
         .unwrap();
     assert!(before.diff(&after).is_empty(), "{:?}", before.diff(&after));
+}
+
+#[tokio::test]
+async fn a_probe_that_can_attack_nothing_exits_three() {
+    // "0 findings" over zero attacked cells is never a pass.
+    let fx = Fixture::load("standalone_nothing_to_attack").await;
+    let url = fx.db.superuser_url();
+    let o = run(&["probe", "--database-url", &url, "--app-role", &fx.app]).await;
+    assert_eq!(code(&o), 3, "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("0 of 1 table(s) attacked; 0 finding(s)"),
+        "{}",
+        stdout(&o)
+    );
+    let o = run(&[
+        "probe",
+        "--database-url",
+        &url,
+        "--app-role",
+        &fx.app,
+        "--format",
+        "json",
+    ])
+    .await;
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    let doc: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_valid(&schema("probe.schema.json"), &doc);
+    assert_eq!(doc["status"], "inconclusive");
+    assert_eq!(doc["summary"]["tables_attacked"], 0);
 }
