@@ -32,18 +32,24 @@ pub struct ProbeArgs {
     /// Probe only this schema (repeatable); default: every non-system schema.
     #[arg(long = "schema")]
     pub schemas: Vec<String>,
+    /// The tenancy model (the probe sets up its callers the way it does).
+    #[command(flatten)]
+    pub tenancy: super::audit::TenancyArgs,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: ProbeFormat,
 }
 
 pub(crate) async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
+    let tenancy = args
+        .tenancy
+        .model(&args.tenant_column, &args.tenant_setting)?;
     let config = AuditConfig {
         app_role: args.app_role,
         tenant_column: args.tenant_column,
         tenant_setting: args.tenant_setting,
         schemas: args.schemas,
-        tenancy: None,
+        tenancy,
     };
     let mut client = super::connect(&args.database_url).await?;
     // On Ctrl-C the probe future (and with it the client) is dropped: the connection

@@ -283,6 +283,15 @@ pub fn detect(catalog: &Catalog, config: &AuditConfig) -> Detection {
                     },
                     column: tcol.to_string(),
                 }),
+                // A table without the tenant column compared with a *tenant* claim is the
+                // tenant registry (found through foreign keys), not per-user rows.
+                (false, _)
+                    if jwt
+                        && !auth_fn
+                        && p.claim.captures(&text).is_some_and(|c| &c[1] != "sub") =>
+                {
+                    None
+                }
                 (false, _) => user_col
                     .filter(|c| t.column(c).is_some())
                     .map(|c| TableTenancy {

@@ -397,6 +397,9 @@ impl Ctx<'_> {
     }
 
     /// Inserts a synthetic row of tenant `tenant` as tenant A's caller, in a savepoint.
+    /// Where the table holds one row per tenant (or user), that tenant's synthetic row is
+    /// removed first (privileged, inside the savepoint), so that only the policies can
+    /// refuse.
     async fn insert_as_a(
         &self,
         t: &Table,
@@ -404,6 +407,25 @@ impl Ctx<'_> {
         overrides: &HashMap<String, Option<String>>,
     ) -> Result<Result<(), String>, ProbeError> {
         self.savepoint().await?;
+        if self.one_row_per_key(t) {
+            if let Some(r) = self.row(t, tenant) {
+                let sql = format!(
+                    "SAVEPOINT tg_clear; DELETE FROM {} WHERE {}",
+                    t.qualified(),
+                    r.locator()
+                );
+                let done = self.tx.batch_execute(&sql).await.is_ok();
+                let end = if done {
+                    "RELEASE SAVEPOINT tg_clear"
+                } else {
+                    "ROLLBACK TO SAVEPOINT tg_clear; RELEASE SAVEPOINT tg_clear"
+                };
+                self.tx
+                    .batch_execute(end)
+                    .await
+                    .map_err(db("clearing a synthetic row"))?;
+            }
+        }
         let r = match self.become_caller(t, Who::Tenant(0)).await {
             Ok(()) => synth::insert(
                 self.tx,
@@ -420,6 +442,25 @@ impl Ctx<'_> {
         };
         self.end().await?;
         Ok(r)
+    }
+
+    /// A unique key made only of the table's tenant (or user) column: one row per key.
+    fn one_row_per_key(&self, t: &Table) -> bool {
+        let Some(col) = self
+            .model
+            .tenant
+            .get(&t.oid)
+            .and_then(|tt| tt.column.clone())
+        else {
+            return false;
+        };
+        self.model.catalog.indexes.iter().any(|i| {
+            i.table == t.oid
+                && i.unique
+                && !i.partial
+                && !i.columns.is_empty()
+                && i.columns.iter().all(|c| c.as_deref() == Some(col.as_str()))
+        })
     }
 
     fn row(&self, t: &Table, tenant: usize) -> Option<&Row> {
@@ -1118,7 +1159,30 @@ async fn write_other(
     })
 }
 
+/// The user column of `t` when it is the membership table of a membership model.
+fn membership_user_column(cx: &Ctx<'_>, t: &Table) -> Option<String> {
+    cx.model.models().into_iter().find_map(|m| match m {
+        TenancyModel::Membership {
+            table, user_column, ..
+        } if (*table == t.display() || *table == t.name) && t.column(user_column).is_some() => {
+            Some(user_column.clone())
+        }
+        _ => None,
+    })
+}
+
 async fn insert_other(cx: &Ctx<'_>, t: &Table) -> Result<Cell, ProbeError> {
+    // In the membership table the attack is to make oneself a member of tenant B.
+    if let Some(ucol) = membership_user_column(cx, t) {
+        let overrides: HashMap<String, Option<String>> =
+            [(ucol.clone(), Some(cx.seeds.users.sql(0)))].into();
+        return Ok(match cx.insert_as_a(t, 1, &overrides).await? {
+            Ok(()) => Cell::leak(format!(
+                "tenant A's caller inserted a membership of itself ({ucol}) in tenant B: it now reaches every row of tenant B"
+            )),
+            Err(e) => Cell::blocked(e),
+        });
+    }
     Ok(match cx.insert_as_a(t, 1, &HashMap::new()).await? {
         Ok(()) => Cell::leak("as tenant A, inserted a row that belongs to tenant B"),
         Err(e) => Cell::blocked(e),

@@ -45,6 +45,7 @@ rules! {
     "TG005" "command-without-policy" Low "The app holds a privilege for a command that has no permissive policy (it fails closed)";
     "TG006" "child-without-tenant-column" Medium "A table reaches tenant tables through foreign keys but has no tenant column";
     "TG007" "unprotected-writable-table" Medium "A table without row-level security that the app can write is a cross-tenant channel";
+    "TG008" "tenancy-not-modeled" Info "A table's policies read a context the tenancy model cannot express; it is not judged";
     "TG010" "permissive-ignores-tenant" Critical "A permissive policy does not restrict rows to the current tenant";
     "TG011" "permissive-or-widened" Critical "A permissive policy ORs the tenant predicate with another condition";
     "TG012" "permissive-policies-widen" Critical "Several permissive policies together are wider than the tenant predicate";
@@ -60,6 +61,7 @@ rules! {
     "TG024" "policy-trusts-writable-table" High "A policy reads a table the app can write without tenant checks";
     "TG025" "session-scoped-context" Medium "A function sets the tenant setting for the whole session, which outlives the transaction";
     "TG026" "default-tenant-setting" High "A role, database or server default sets the tenant setting";
+    "TG027" "membership-self-grant" High "The app can write the membership table without a tenant check: a caller joins any tenant";
     "TG030" "app-superuser" Critical "The app role, or a role it can become, is a superuser";
     "TG031" "app-bypassrls" Critical "The app role, or a role it can become, has BYPASSRLS";
     "TG032" "app-owns-policy-function" Critical "The app can become the owner of a function a policy calls";
