@@ -120,6 +120,8 @@ pub struct Table {
     pub privileges: Privileges,
     /// Columns in order.
     pub columns: Vec<Column>,
+    /// The definition of a view or materialized view (`pg_get_viewdef`).
+    pub view_definition: Option<String>,
 }
 
 impl Table {
@@ -303,7 +305,7 @@ pub struct DefaultAcl {
     pub owner: String,
     /// The schema, or empty for all.
     pub schema: String,
-    /// The privilege (TRUNCATE, TRIGGER, REFERENCES).
+    /// The privilege (TRUNCATE, TRIGGER, REFERENCES, SELECT, INSERT, UPDATE, DELETE).
     pub privilege: String,
 }
 
@@ -441,7 +443,8 @@ pub async fn load(tx: &Transaction<'_>, config: &AuditConfig) -> Result<Catalog,
                 c.relrowsecurity, c.relforcerowsecurity, c.relispartition,
                 (SELECT i.inhparent FROM pg_inherits i WHERE i.inhrelid = c.oid LIMIT 1),
                 COALESCE(c.reloptions::text[], '{{}}') && ARRAY['security_invoker=true', 'security_invoker=on', 'security_invoker=1'],
-                {}, {}, {}, {}, {}, {}, {}
+                {}, {}, {}, {}, {}, {}, {},
+                CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
               JOIN pg_roles o ON o.oid = c.relowner
          WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {REL_FILTER}
@@ -483,6 +486,7 @@ pub async fn load(tx: &Transaction<'_>, config: &AuditConfig) -> Result<Catalog,
                 trigger: r.get(18),
             },
             columns: Vec::new(),
+            view_definition: r.get(19),
         });
     }
     let oids: Vec<u32> = cat.tables.iter().map(|t| t.oid).collect();
@@ -761,7 +765,8 @@ pub async fn load(tx: &Transaction<'_>, config: &AuditConfig) -> Result<Catalog,
             "SELECT pg_get_userbyid(d.defaclrole)::text, COALESCE(n.nspname::text, ''), x.privilege_type
              FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace,
                   aclexplode(d.defaclacl) x
-             WHERE d.defaclobjtype = 'r' AND x.privilege_type IN ('TRUNCATE', 'TRIGGER', 'REFERENCES')
+             WHERE d.defaclobjtype = 'r'
+               AND x.privilege_type IN ('TRUNCATE', 'TRIGGER', 'REFERENCES', 'SELECT', 'INSERT', 'UPDATE', 'DELETE')
                AND (x.grantee = 0 OR pg_has_role($1::text, x.grantee, 'MEMBER'))",
             &[app],
         )

@@ -277,6 +277,24 @@ impl Model {
         }
     }
 
+    /// Whether `text` (a function body or view definition) reads the tenant context: a
+    /// `current_setting` of a setting some model reads, a call of a function that does
+    /// (`current_tenant_id()`, `auth.uid()`), or `current_user` under one role per tenant.
+    pub fn reads_context(&self, text: &str) -> bool {
+        let lower = text.to_lowercase();
+        let setting = self.settings.iter().any(|s| {
+            regex::Regex::new(&format!(r"current_setting\s*\(\s*'{}'", regex::escape(s)))
+                .is_ok_and(|r| r.is_match(&lower))
+        });
+        let function = self.source_names.iter().any(|n| {
+            regex::Regex::new(&format!(r"(^|[^a-z0-9_.]){}\s*\(", regex::escape(n)))
+                .is_ok_and(|r| r.is_match(&lower))
+        });
+        let identity = self.models().iter().any(|m| m.identity_is_context())
+            && (lower.contains("current_user") || lower.contains("session_user"));
+        setting || function || identity
+    }
+
     /// Every tenancy model in play: the main one, then each table's own (deduplicated).
     pub fn models(&self) -> Vec<&TenancyModel> {
         let mut out = vec![&self.detection.primary];

@@ -612,14 +612,8 @@ pub async fn run_all(tx: &Transaction<'_>, model: &Model) -> Result<RunOutput, P
     let mut unset: HashMap<u32, Result<i64, String>> = HashMap::new();
     for t in &targets {
         if let (Some(a), Some(b)) = (cx.row(t, 0), cx.row(t, 1)) {
-            let sql = format!(
-                "SELECT count(*) FROM {} WHERE {} OR {}",
-                t.qualified(),
-                a.locator(),
-                b.locator()
-            );
-            let r = cx.count_as(t, Who::Unset, &sql).await?;
-            unset.insert(t.oid, r.map_err(|e| err_text(&e)));
+            let r = count_visible(&cx, t, Who::Unset, a, b).await?;
+            unset.insert(t.oid, r);
         }
     }
     for v in &views {
@@ -774,6 +768,10 @@ async fn table_cells(
             no_privilege("SELECT")
         } else {
             match unset {
+                Some(Ok(n)) if n >= EXISTING => Cell::leak(format!(
+                    "with no tenant context, {} existing row(s) of some tenant were visible (a fallback tenant?)",
+                    n / EXISTING
+                )),
                 Some(Ok(n)) if n > 0 => Cell::leak(format!(
                     "with no tenant context, {n} synthetic row(s) of tenants A and B were visible"
                 )),
@@ -1378,19 +1376,47 @@ async fn unique_oracle(cx: &Ctx<'_>, t: &Table, a: &Row, b: &Row) -> Result<Cell
     })
 }
 
-async fn read_empty(cx: &Ctx<'_>, t: &Table, a: &Row, b: &Row) -> Result<Cell, ProbeError> {
+/// Marks a count of existing rows in [`count_visible`]'s result: synthetic rows count 1
+/// each, existing (non-synthetic) rows `EXISTING` each.
+const EXISTING: i64 = 1 << 32;
+
+/// As `who`, counts the synthetic rows of A and B visible in `t`, plus (scaled by
+/// [`EXISTING`]) existing rows with a tenant: a context that falls back to a real tenant
+/// shows those, never the synthetic ones.
+async fn count_visible(
+    cx: &Ctx<'_>,
+    t: &Table,
+    who: Who,
+    a: &Row,
+    b: &Row,
+) -> Result<Result<i64, String>, ProbeError> {
+    let key = cx
+        .model
+        .tenant
+        .get(&t.oid)
+        .and_then(|tt| tt.column.clone())
+        .map(|c| format!(" AND {} IS NOT NULL", ident(&c)))
+        .unwrap_or_default();
     let sql = format!(
-        "SELECT count(*) FROM {} WHERE {} OR {}",
+        "SELECT count(*) FILTER (WHERE {a} OR {b}) + {EXISTING} * count(*) FILTER (WHERE NOT ({a} OR {b}){key}) FROM {}",
         t.qualified(),
-        a.locator(),
-        b.locator()
+        a = a.locator(),
+        b = b.locator()
     );
-    Ok(match cx.count_as(t, Who::Empty, &sql).await? {
+    Ok(cx.count_as(t, who, &sql).await?.map_err(|e| err_text(&e)))
+}
+
+async fn read_empty(cx: &Ctx<'_>, t: &Table, a: &Row, b: &Row) -> Result<Cell, ProbeError> {
+    Ok(match count_visible(cx, t, Who::Empty, a, b).await? {
+        Ok(n) if n >= EXISTING => Cell::leak(format!(
+            "with the tenant context set to '', {} existing row(s) of some tenant were visible (a fallback tenant?)",
+            n / EXISTING
+        )),
         Ok(n) if n > 0 => Cell::leak(format!(
             "with the tenant context set to '', {n} synthetic row(s) of tenants A and B were visible"
         )),
         Ok(_) => Cell::blocked("with the tenant context set to '', 0 rows are visible"),
-        Err(e) => Cell::blocked(format!("fails closed: {}", err_text(&e))),
+        Err(e) => Cell::blocked(format!("fails closed: {e}")),
     })
 }
 

@@ -377,3 +377,47 @@ async fn probe_partial_guard_reads_blocked_writes_leak() {
     let f = expect(&findings, "TG010", "\"docs_all\" on public.docs");
     assert!(f.why.contains("covers only SELECT"), "{}", f.why);
 }
+leaks!(
+    probe_fail_open_helper,
+    "fail_open_helper",
+    "public.notes",
+    [ReadUnset, ReadEmpty]
+);
+
+/// The connection check calls the schema's own context helpers as the app.
+async fn helper_check(fixture: &str, helper: &str) -> tenantguard::probe::Cell {
+    let fx = Fixture::load(fixture).await;
+    let report = probe(&fx.db, &fx.config()).await;
+    assert!(report.unchanged(), "{}", report.text());
+    report
+        .connection
+        .iter()
+        .find(|c| c.check.contains(helper))
+        .unwrap_or_else(|| panic!("no check of {helper}:\n{}", report.text()))
+        .cell
+        .clone()
+}
+
+#[tokio::test]
+async fn probe_reports_a_helper_whose_setting_outlives_the_transaction() {
+    let c = helper_check("session_scoped", "public.set_tenant").await;
+    assert_eq!(c.verdict, Verdict::Leaked, "{c:?}");
+    assert!(c.detail.contains("outlives the transaction"), "{c:?}");
+}
+
+#[tokio::test]
+async fn probe_reports_a_helper_that_mints_context_for_a_made_up_secret() {
+    let c = helper_check("definer_mints_context", "public.login_as").await;
+    assert_eq!(c.verdict, Verdict::Leaked, "{c:?}");
+    assert!(c.detail.contains("made-up secret"), "{c:?}");
+}
+
+#[tokio::test]
+async fn a_view_that_filters_by_the_tenant_is_blocked() {
+    let fx = Fixture::load("filtering_view").await;
+    let report = probe(&fx.db, &fx.config()).await;
+    let c = report.cell("public.my_notes", Attack::ReadOther).unwrap();
+    assert_eq!(c.verdict, Verdict::Blocked, "{}", report.text());
+    assert!(c.control.is_some());
+    assert_eq!(report.status().code(), 0, "{}", report.text());
+}

@@ -118,9 +118,9 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
         if t.privileges.trigger {
             sink.add(
                 "TG035",
-                Severity::Medium,
+                Severity::High,
                 obj_table(t),
-                "TRIGGER lets the app attach code that runs on every tenant's writes.",
+                "TRIGGER lets the app attach code that runs on every tenant's writes: with one app role for all tenants, one tenant's request can install a trigger that copies every later write of every tenant.",
                 format!("REVOKE TRIGGER ON {qt} FROM {qapp};"),
             );
         }
@@ -140,6 +140,35 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
         } else {
             format!("schema {}", d.schema)
         };
+        let dml = matches!(
+            d.privilege.as_str(),
+            "SELECT" | "INSERT" | "UPDATE" | "DELETE"
+        );
+        if dml {
+            sink.add(
+                "TG055",
+                Severity::Medium,
+                format!(
+                    "default privileges of {} in {scope} ({})",
+                    d.owner, d.privilege
+                ),
+                format!(
+                    "Every future table {} creates in {scope} is granted {} to the app at once, before anyone enables row-level security on it: a new tenant table is open to every tenant until its policies exist.",
+                    d.owner, d.privilege
+                ),
+                format!(
+                    "ALTER DEFAULT PRIVILEGES FOR ROLE {}{} REVOKE {} ON TABLES FROM {qapp};\n-- grant per table, in the migration that also enables RLS",
+                    ident(&d.owner),
+                    if d.schema.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" IN SCHEMA {}", ident(&d.schema))
+                    },
+                    d.privilege
+                ),
+            );
+            continue;
+        }
         sink.add(
             "TG037",
             Severity::Medium,
