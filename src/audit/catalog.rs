@@ -18,6 +18,10 @@ pub struct Role {
     pub superuser: bool,
     /// `rolbypassrls`.
     pub bypass_rls: bool,
+    /// The app may `SET ROLE` to it. Before PostgreSQL 16 every membership allows it; from
+    /// 16 each grant has its own SET option (`pg_auth_members.set_option`), so a member
+    /// granted `WITH SET FALSE` only inherits privileges (never BYPASSRLS or SUPERUSER).
+    pub can_set: bool,
 }
 
 /// A role that is a member of the app role (it can become the app).
@@ -377,11 +381,18 @@ pub async fn load(tx: &Transaction<'_>, config: &AuditConfig) -> Result<Catalog,
         ..Catalog::default()
     };
 
+    // 'SET' as a pg_has_role mode exists from PostgreSQL 16 on.
+    let set_mode = if cat.server_version_num >= 160000 {
+        "SET"
+    } else {
+        "MEMBER"
+    };
     let roles = tx
         .query(
-            "SELECT oid, rolname::text, rolsuper, rolbypassrls FROM pg_roles
+            "SELECT oid, rolname::text, rolsuper, rolbypassrls, pg_has_role($1::text, oid, $2::text)
+             FROM pg_roles
              WHERE pg_has_role($1::text, oid, 'MEMBER') ORDER BY rolname <> $1, rolname",
-            &[app],
+            &[app, &set_mode],
         )
         .await
         .map_err(db("role memberships"))?;
@@ -392,6 +403,7 @@ pub async fn load(tx: &Transaction<'_>, config: &AuditConfig) -> Result<Catalog,
             name: r.get(1),
             superuser: r.get(2),
             bypass_rls: r.get(3),
+            can_set: r.get(4),
         })
         .collect();
     // Members of the app role. PG16+ records per grant whether the member may SET ROLE

@@ -354,6 +354,7 @@ impl Model {
             .app_roles
             .iter()
             .filter(|r| !r.superuser && !r.bypass_rls)
+            .filter(|r| r.name == self.config.app_role || r.can_set)
             .map(|r| r.name.as_str())
     }
 

@@ -10,12 +10,16 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
     let app = &model.config.app_role;
     let qapp = ident(app);
     for r in &model.catalog.app_roles {
+        // SUPERUSER and BYPASSRLS are never inherited: they count only on roles the app can
+        // actually become (PG16+: the grant's SET option). Predefined roles act through
+        // inherited privileges, so they count either way.
+        let becomes = &r.name == app || r.can_set;
         let via = if &r.name == app {
             "The app role".to_string()
         } else {
             format!("The app can SET ROLE to {:?}, which", r.name)
         };
-        if r.superuser {
+        if r.superuser && becomes {
             sink.add(
                 "TG030",
                 Severity::Critical,
@@ -28,7 +32,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
                 },
             );
         }
-        if r.bypass_rls {
+        if r.bypass_rls && becomes {
             sink.add(
                 "TG031",
                 Severity::Critical,
