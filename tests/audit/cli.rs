@@ -348,3 +348,41 @@ async fn a_probe_that_can_attack_nothing_exits_three() {
     assert_eq!(doc["status"], "inconclusive");
     assert_eq!(doc["summary"]["tables_attacked"], 0);
 }
+
+#[tokio::test]
+async fn a_declared_tenancy_model_wins_and_is_stated() {
+    let fx = Fixture::load_variant("standalone_postgrest", None).await;
+    let o = audit_fixture(&fx, &["--tenancy", "jwt-claim", "--claim", "tenant_id"]).await;
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).starts_with("tenant context (declared): the JWT claim \"tenant_id\""),
+        "{}",
+        stdout(&o)
+    );
+    // Declared as the setting model, the same policies ignore "the" tenant.
+    let o = audit_fixture(&fx, &["--tenancy", "setting", "--format", "json"]).await;
+    assert_eq!(code(&o), 1, "{}{}", stdout(&o), stderr(&o));
+    let doc: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_valid(&schema("audit.schema.json"), &doc);
+    assert_eq!(doc["tenancy"]["declared"], true);
+    assert_eq!(doc["tenancy"]["primary"]["model"], "setting");
+    // A membership model needs its table.
+    let o = audit_fixture(&fx, &["--tenancy", "membership"]).await;
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("--membership-table"), "{}", stderr(&o));
+    // The probe takes the same flags and sets its callers up that way.
+    let url = fx.db.superuser_url();
+    let o = run(&[
+        "probe",
+        "--database-url",
+        &url,
+        "--app-role",
+        &fx.app,
+        "--tenancy",
+        "jwt-claim",
+        "--claim",
+        "tenant_id",
+    ])
+    .await;
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+}

@@ -153,3 +153,49 @@ guarded!(guarded_definer_functions, "TG042");
 guarded!(enqueue_trigger, "TG044");
 guarded!(filtering_view, "TG040");
 guarded!(leakproof_zero_arg, "TG046");
+
+#[tokio::test]
+async fn bypassrls_counts_only_on_roles_the_app_can_set_role_to() {
+    // PostgreSQL 16 gave each grant its own SET option: a BYPASSRLS role granted
+    // WITH SET FALSE lends only inherited privileges (BYPASSRLS is never inherited).
+    let fx = Fixture::load("clean").await;
+    let su = fx.db.superuser().await;
+    let version: i32 = su
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let bypasser = unique_name("bypasser");
+    su.batch_execute(&format!("CREATE ROLE \"{bypasser}\" NOLOGIN BYPASSRLS"))
+        .await
+        .unwrap();
+    let object = format!("role {bypasser}");
+    if version >= 160000 {
+        su.batch_execute(&format!(
+            "GRANT \"{bypasser}\" TO \"{}\" WITH INHERIT TRUE, SET FALSE",
+            fx.app
+        ))
+        .await
+        .unwrap();
+        let findings = fx.audit().await;
+        assert!(
+            !findings
+                .iter()
+                .any(|f| f.rule == "TG031" && f.object == object),
+            "{}",
+            dump(&findings)
+        );
+        su.batch_execute(&format!(
+            "GRANT \"{bypasser}\" TO \"{}\" WITH SET TRUE",
+            fx.app
+        ))
+        .await
+        .unwrap();
+    } else {
+        su.batch_execute(&format!("GRANT \"{bypasser}\" TO \"{}\"", fx.app))
+            .await
+            .unwrap();
+    }
+    let findings = fx.audit().await;
+    expect(&findings, "TG031", &object);
+}
