@@ -12,6 +12,7 @@
 //! | [`pool`] | the tenant-scoped pool: `TenantPool::begin(tenant) -> TenantTx`, and `AdminPool` |
 //! | [`audit`] | reads any database's catalogs and reports every way tenant isolation can fail |
 //! | [`probe`] | attacks any database inside rolled-back transactions to prove isolation holds |
+//! | [`isolation`] | the isolation contract: tenancy model, predicate form, context carrier |
 //! | [`outcome`] | the one outcome policy (verdicts, exit codes) every probe follows |
 //! | [`http`] | the reference SaaS API server (`serve`, `dev`) |
 //! | [`seed`] | demo data for `dev` |
@@ -23,6 +24,7 @@ pub mod audit;
 pub mod cli;
 pub mod cluster;
 pub mod http;
+pub mod isolation;
 pub mod outcome;
 pub mod policy;
 pub mod pool;

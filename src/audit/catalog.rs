@@ -18,6 +18,21 @@ pub struct Role {
     pub superuser: bool,
     /// `rolbypassrls`.
     pub bypass_rls: bool,
+    /// The app may `SET ROLE` to it. Before PostgreSQL 16 every membership allows it; from
+    /// 16 each grant has its own SET option (`pg_auth_members.set_option`), so a member
+    /// granted `WITH SET FALSE` only inherits privileges (never BYPASSRLS or SUPERUSER).
+    pub can_set: bool,
+}
+
+/// A role that is a member of the app role (it can become the app).
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// The name.
+    pub name: String,
+    /// `rolcanlogin`.
+    pub login: bool,
+    /// Its `ALTER ROLE … SET` entries for the tenant setting (any database or this one).
+    pub tenant_settings: Vec<String>,
 }
 
 /// Table-level privileges of the app role (through any role it can become).
@@ -109,6 +124,8 @@ pub struct Table {
     pub privileges: Privileges,
     /// Columns in order.
     pub columns: Vec<Column>,
+    /// The definition of a view or materialized view (`pg_get_viewdef`).
+    pub view_definition: Option<String>,
 }
 
 impl Table {
@@ -243,6 +260,12 @@ pub struct Function {
     pub app_can_execute: bool,
     /// Returns `trigger`.
     pub is_trigger: bool,
+    /// `prokind`: `f` function, `p` procedure, `a` aggregate, `w` window.
+    pub kind: char,
+    /// The input argument types (`format_type` of `proargtypes`).
+    pub arg_types: Vec<String>,
+    /// PUBLIC holds EXECUTE (the default for new functions).
+    pub public_execute: bool,
 }
 
 impl Function {
@@ -286,7 +309,7 @@ pub struct DefaultAcl {
     pub owner: String,
     /// The schema, or empty for all.
     pub schema: String,
-    /// The privilege (TRUNCATE, TRIGGER, REFERENCES).
+    /// The privilege (TRUNCATE, TRIGGER, REFERENCES, SELECT, INSERT, UPDATE, DELETE).
     pub privilege: String,
 }
 
@@ -297,6 +320,9 @@ pub struct Catalog {
     pub server_version_num: i32,
     /// The app role and every role it can become (itself first).
     pub app_roles: Vec<Role>,
+    /// Roles that are members of the app role (per-tenant roles in a role-per-tenant
+    /// schema, or login roles that SET ROLE into it), with their settings of interest.
+    pub app_members: Vec<Member>,
     /// The app can create objects in some schema.
     pub app_can_create: bool,
     /// Relations of the audited schemas.
@@ -355,11 +381,18 @@ pub async fn load(tx: &Transaction<'_>, config: &AuditConfig) -> Result<Catalog,
         ..Catalog::default()
     };
 
+    // 'SET' as a pg_has_role mode exists from PostgreSQL 16 on.
+    let set_mode = if cat.server_version_num >= 160000 {
+        "SET"
+    } else {
+        "MEMBER"
+    };
     let roles = tx
         .query(
-            "SELECT oid, rolname::text, rolsuper, rolbypassrls FROM pg_roles
+            "SELECT oid, rolname::text, rolsuper, rolbypassrls, pg_has_role($1::text, oid, $2::text)
+             FROM pg_roles
              WHERE pg_has_role($1::text, oid, 'MEMBER') ORDER BY rolname <> $1, rolname",
-            &[app],
+            &[app, &set_mode],
         )
         .await
         .map_err(db("role memberships"))?;
@@ -370,6 +403,33 @@ pub async fn load(tx: &Transaction<'_>, config: &AuditConfig) -> Result<Catalog,
             name: r.get(1),
             superuser: r.get(2),
             bypass_rls: r.get(3),
+            can_set: r.get(4),
+        })
+        .collect();
+    // Members of the app role. PG16+ records per grant whether the member may SET ROLE
+    // (set_option); pg_has_role(…, 'MEMBER') is true either way, and a member that can
+    // only inherit still acts with the app's privileges, so both count.
+    let rows = tx
+        .query(
+            "SELECT r.rolname::text, r.rolcanlogin,
+                    ARRAY(SELECT cfg FROM pg_db_role_setting s, unnest(s.setconfig) cfg
+                          WHERE s.setrole = r.oid
+                            AND (s.setdatabase = 0 OR s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database()))
+                            AND lower(cfg) LIKE lower($2::text) || '=%')
+             FROM pg_roles r
+             WHERE r.rolname <> $1 AND NOT r.rolsuper
+               AND pg_has_role(r.oid, (SELECT oid FROM pg_roles WHERE rolname = $1), 'MEMBER')
+             ORDER BY r.rolname LIMIT 10000",
+            &[app, &config.tenant_setting],
+        )
+        .await
+        .map_err(db("members of the app role"))?;
+    cat.app_members = rows
+        .iter()
+        .map(|r| Member {
+            name: r.get(0),
+            login: r.get(1),
+            tenant_settings: r.get(2),
         })
         .collect();
     cat.app_can_create = tx
@@ -395,7 +455,8 @@ pub async fn load(tx: &Transaction<'_>, config: &AuditConfig) -> Result<Catalog,
                 c.relrowsecurity, c.relforcerowsecurity, c.relispartition,
                 (SELECT i.inhparent FROM pg_inherits i WHERE i.inhrelid = c.oid LIMIT 1),
                 COALESCE(c.reloptions::text[], '{{}}') && ARRAY['security_invoker=true', 'security_invoker=on', 'security_invoker=1'],
-                {}, {}, {}, {}, {}, {}, {}
+                {}, {}, {}, {}, {}, {}, {},
+                CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
               JOIN pg_roles o ON o.oid = c.relowner
          WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {REL_FILTER}
@@ -437,6 +498,7 @@ pub async fn load(tx: &Transaction<'_>, config: &AuditConfig) -> Result<Catalog,
                 trigger: r.get(18),
             },
             columns: Vec::new(),
+            view_definition: r.get(19),
         });
     }
     let oids: Vec<u32> = cat.tables.iter().map(|t| t.oid).collect();
@@ -612,7 +674,9 @@ pub async fn load(tx: &Transaction<'_>, config: &AuditConfig) -> Result<Catalog,
                     pg_has_role($1::text, p.proowner, 'MEMBER'), (o.rolsuper OR o.rolbypassrls),
                     EXISTS (SELECT 1 FROM pg_roles r WHERE pg_has_role($1::text, r.oid, 'MEMBER')
                             AND has_function_privilege(r.oid, p.oid, 'EXECUTE')),
-                    p.prorettype = 'trigger'::regtype
+                    p.prorettype = 'trigger'::regtype, p.prokind::text,
+                    ARRAY(SELECT format_type(x, NULL) FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY a(x, o) ORDER BY o),
+                    p.proacl IS NULL OR EXISTS (SELECT 1 FROM aclexplode(p.proacl) x WHERE x.grantee = 0 AND x.privilege_type = 'EXECUTE')
              FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
                   JOIN pg_language l ON l.oid = p.prolang JOIN pg_roles o ON o.oid = p.proowner
              WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
@@ -641,6 +705,9 @@ pub async fn load(tx: &Transaction<'_>, config: &AuditConfig) -> Result<Catalog,
                 owner_bypasses: r.get(12),
                 app_can_execute: r.get(13),
                 is_trigger: r.get(14),
+                kind: r.get::<_, String>(15).chars().next().unwrap_or('f'),
+                arg_types: r.get(16),
+                public_execute: r.get(17),
             }
         })
         .collect();
@@ -710,7 +777,8 @@ pub async fn load(tx: &Transaction<'_>, config: &AuditConfig) -> Result<Catalog,
             "SELECT pg_get_userbyid(d.defaclrole)::text, COALESCE(n.nspname::text, ''), x.privilege_type
              FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace,
                   aclexplode(d.defaclacl) x
-             WHERE d.defaclobjtype = 'r' AND x.privilege_type IN ('TRUNCATE', 'TRIGGER', 'REFERENCES')
+             WHERE d.defaclobjtype = 'r'
+               AND x.privilege_type IN ('TRUNCATE', 'TRIGGER', 'REFERENCES', 'SELECT', 'INSERT', 'UPDATE', 'DELETE')
                AND (x.grantee = 0 OR pg_has_role($1::text, x.grantee, 'MEMBER'))",
             &[app],
         )

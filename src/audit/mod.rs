@@ -36,6 +36,8 @@ pub struct AuditConfig {
     pub tenant_setting: String,
     /// Schemas to audit; empty means every non-system schema.
     pub schemas: Vec<String>,
+    /// The tenancy model, when declared (`--tenancy`); `None`: detected per table.
+    pub tenancy: Option<crate::isolation::TenancyModel>,
 }
 
 impl Default for AuditConfig {
@@ -45,6 +47,7 @@ impl Default for AuditConfig {
             tenant_column: "tenant_id".into(),
             tenant_setting: "app.tenant_id".into(),
             schemas: Vec::new(),
+            tenancy: None,
         }
     }
 }
@@ -159,12 +162,29 @@ pub enum AuditError {
     },
 }
 
+/// An audit's result: the findings and what was assumed about tenancy.
+#[derive(Debug, Clone)]
+pub struct Audit {
+    /// Findings, most serious first.
+    pub findings: Vec<Finding>,
+    /// The tenancy model per table (detected or declared).
+    pub detection: crate::isolation::Detection,
+}
+
 /// Runs the audit: loads the catalogs in one read-only transaction and applies every rule.
 /// Findings are sorted by severity (most serious first), then rule and object.
 pub async fn audit(
     client: &mut tokio_postgres::Client,
     config: &AuditConfig,
 ) -> Result<Vec<Finding>, AuditError> {
+    Ok(run(client, config).await?.findings)
+}
+
+/// Like [`audit`], also returning the tenancy model it judged by.
+pub async fn run(
+    client: &mut tokio_postgres::Client,
+    config: &AuditConfig,
+) -> Result<Audit, AuditError> {
     let tx = client
         .build_transaction()
         .read_only(true)
@@ -182,5 +202,8 @@ pub async fn audit(
         source,
     })?;
     let model = Model::build(catalog, config);
-    Ok(rules::run(&model))
+    Ok(Audit {
+        findings: rules::run(&model),
+        detection: model.detection,
+    })
 }

@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use super::catalog::{Catalog, Policy, Table};
 use super::predicate::{self, Analysis, Context};
 use super::AuditConfig;
+use crate::isolation::{Detection, TenancyModel};
 use crate::policy::Command;
 
 /// Why a table is a tenant table.
@@ -27,6 +28,8 @@ pub struct TenantTable {
     pub kind: TenantKind,
     /// The column holding the tenant id in this table (`None` for a child).
     pub column: Option<String>,
+    /// Its rows belong to users, not tenants (the owner model): the column holds a user id.
+    pub per_user: bool,
 }
 
 /// One policy, analysed for one side (USING or WITH CHECK).
@@ -92,6 +95,10 @@ pub struct Model {
     pub scoped_relations: Vec<String>,
     /// Compiled patterns for the tenant setting.
     pub setting: predicate::SettingPatterns,
+    /// Lower-case names of every setting a tenancy model here reads.
+    pub settings: Vec<String>,
+    /// Which tenancy model each table follows, and the plain statement of it.
+    pub detection: Detection,
     /// Position of each table in `catalog.tables`, by oid.
     index: HashMap<u32, usize>,
 }
@@ -99,23 +106,40 @@ pub struct Model {
 impl Model {
     /// Derives the model.
     pub fn build(catalog: Catalog, config: &AuditConfig) -> Model {
+        let detection = crate::isolation::detect(&catalog, config);
         let col = config.tenant_column.as_str();
         let mut tenant: HashMap<u32, TenantTable> = HashMap::new();
         for t in &catalog.tables {
-            if matches!(t.kind, 'r' | 'p' | 'f') && t.column(col).is_some() {
+            if !matches!(t.kind, 'r' | 'p' | 'f') {
+                continue;
+            }
+            if let Some(tt) = detection.tables.get(&t.oid) {
+                tenant.insert(
+                    t.oid,
+                    TenantTable {
+                        kind: TenantKind::Column,
+                        column: Some(tt.column.clone()),
+                        per_user: matches!(tt.model, TenancyModel::Owner { .. }),
+                    },
+                );
+            } else if t.column(col).is_some() {
                 tenant.insert(
                     t.oid,
                     TenantTable {
                         kind: TenantKind::Column,
                         column: Some(col.to_string()),
+                        per_user: matches!(detection.primary, TenancyModel::Owner { .. }),
                     },
                 );
             }
         }
         for fk in &catalog.foreign_keys {
-            if tenant.contains_key(&fk.table)
+            let Some(child) = tenant.get(&fk.table).cloned() else {
+                continue;
+            };
+            if child.kind == TenantKind::Column
                 && fk.columns.len() == 1
-                && fk.columns[0] == col
+                && Some(&fk.columns[0]) == child.column.as_ref()
                 && !tenant.contains_key(&fk.references)
             {
                 tenant.insert(
@@ -123,6 +147,7 @@ impl Model {
                     TenantTable {
                         kind: TenantKind::Registry,
                         column: fk.ref_columns.first().cloned(),
+                        per_user: child.per_user,
                     },
                 );
             }
@@ -147,6 +172,7 @@ impl Model {
                             TenantTable {
                                 kind: TenantKind::Child,
                                 column: None,
+                                per_user: false,
                             },
                         );
                         added = true;
@@ -176,10 +202,35 @@ impl Model {
         }
 
         let setting = predicate::SettingPatterns::new(&config.tenant_setting);
+        // Every setting any model here reads, and the platform functions (auth.uid …).
+        let mut settings: Vec<String> = vec![config.tenant_setting.to_lowercase()];
+        let mut platform: Vec<String> = Vec::new();
+        for m in
+            std::iter::once(&detection.primary).chain(detection.tables.values().map(|t| &t.model))
+        {
+            for s in m.settings() {
+                let s = s.to_lowercase();
+                if !settings.contains(&s) {
+                    settings.push(s);
+                }
+            }
+            for f in m.platform_functions() {
+                if !platform.contains(&f) {
+                    platform.push(f);
+                }
+            }
+        }
+        let readers: Vec<predicate::SettingPatterns> = settings
+            .iter()
+            .map(|s| predicate::SettingPatterns::new(s))
+            .collect();
         let mut source_functions: HashSet<u32> = catalog
             .functions
             .iter()
-            .filter(|f| setting.find(&f.source).reads)
+            .filter(|f| {
+                readers.iter().any(|r| r.find(&f.source).reads)
+                    || platform.contains(&format!("{}.{}", f.schema, f.name).to_lowercase())
+            })
             .map(|f| f.oid)
             .collect();
         loop {
@@ -201,7 +252,8 @@ impl Model {
             }
             source_functions.extend(more);
         }
-        let source_names = names_of(&catalog, &source_functions);
+        let mut source_names = names_of(&catalog, &source_functions);
+        source_names.extend(platform.iter().cloned());
         let mut scoped_relations = Vec::new();
         for t in catalog
             .tables
@@ -214,6 +266,8 @@ impl Model {
         Model {
             index,
             setting,
+            settings,
+            detection,
             scoped_relations,
             catalog,
             config: config.clone(),
@@ -221,6 +275,35 @@ impl Model {
             source_functions,
             source_names,
         }
+    }
+
+    /// Whether `text` (a function body or view definition) reads the tenant context: a
+    /// `current_setting` of a setting some model reads, a call of a function that does
+    /// (`current_tenant_id()`, `auth.uid()`), or `current_user` under one role per tenant.
+    pub fn reads_context(&self, text: &str) -> bool {
+        let lower = text.to_lowercase();
+        let setting = self.settings.iter().any(|s| {
+            regex::Regex::new(&format!(r"current_setting\s*\(\s*'{}'", regex::escape(s)))
+                .is_ok_and(|r| r.is_match(&lower))
+        });
+        let function = self.source_names.iter().any(|n| {
+            regex::Regex::new(&format!(r"(^|[^a-z0-9_.]){}\s*\(", regex::escape(n)))
+                .is_ok_and(|r| r.is_match(&lower))
+        });
+        let identity = self.models().iter().any(|m| m.identity_is_context())
+            && (lower.contains("current_user") || lower.contains("session_user"));
+        setting || function || identity
+    }
+
+    /// Every tenancy model in play: the main one, then each table's own (deduplicated).
+    pub fn models(&self) -> Vec<&TenancyModel> {
+        let mut out = vec![&self.detection.primary];
+        for t in self.detection.tables.values() {
+            if !out.contains(&&t.model) {
+                out.push(&t.model);
+            }
+        }
+        out
     }
 
     /// The table with this oid.
@@ -236,15 +319,23 @@ impl Model {
             .filter_map(|t| self.tenant.get(&t.oid).map(|tt| (t, tt)))
     }
 
-    /// The analysis context for a table.
+    /// The analysis context for a table (its model decides what reads the context).
     pub fn context<'a>(&'a self, tt: &'a TenantTable) -> Context<'a> {
         Context {
             column: tt.column.as_deref(),
             tenant_column: &self.config.tenant_column,
-            setting: &self.config.tenant_setting,
+            settings: &self.settings,
             source_functions: &self.source_names,
             scoped_relations: &self.scoped_relations,
+            identity_is_context: false,
         }
+    }
+
+    /// The analysis context for one table, under the model it follows.
+    pub fn context_for<'a>(&'a self, table: &Table, tt: &'a TenantTable) -> Context<'a> {
+        let mut cx = self.context(tt);
+        cx.identity_is_context = self.detection.model_of(table.oid).identity_is_context();
+        cx
     }
 
     /// Policies on a table that apply to the app.
@@ -263,6 +354,7 @@ impl Model {
             .app_roles
             .iter()
             .filter(|r| !r.superuser && !r.bypass_rls)
+            .filter(|r| r.name == self.config.app_role || r.can_set)
             .map(|r| r.name.as_str())
     }
 
@@ -287,7 +379,7 @@ impl Model {
         command: Command,
         check_side: bool,
     ) -> Effective<'a> {
-        let cx = self.context(tt);
+        let cx = self.context_for(table, tt);
         let mut eff = Effective {
             command,
             check_side,

@@ -196,13 +196,17 @@ pub struct Context<'a> {
     pub column: Option<&'a str>,
     /// The column name tenant tables use (`tenant_id`).
     pub tenant_column: &'a str,
-    /// The tenant setting (`app.tenant_id`).
-    pub setting: &'a str,
+    /// Lower-case names of the settings that carry the context (`app.tenant_id`, or
+    /// `request.jwt.claims` under a JWT model).
+    pub settings: &'a [String],
     /// Lower-case names (`schema.fn` and `fn`) of functions whose body reads the setting.
     pub source_functions: &'a [String],
     /// Lower-case names (`schema.t` and `t`) of tenant tables whose own row-level security
     /// scopes them: a subquery over one of them is filtered by its policies.
     pub scoped_relations: &'a [String],
+    /// `current_user`/`session_user` *is* the context (role per tenant), so comparing with
+    /// it is the tenant predicate, not a pooled-identity mistake.
+    pub identity_is_context: bool,
 }
 
 /// What was found in one predicate.
@@ -242,10 +246,11 @@ impl Context<'_> {
         t.windows(3).any(|w| {
             matches!(&w[0], Tok::Ident(f) if f == "current_setting" || f == "pg_catalog.current_setting")
                 && w[1] == Tok::Open
-                && matches!(&w[2], Tok::Str(s) if s.eq_ignore_ascii_case(self.setting))
+                && matches!(&w[2], Tok::Str(s) if self.settings.iter().any(|x| s.eq_ignore_ascii_case(x)))
         }) || t.windows(2).any(
             |w| matches!(&w[0], Tok::Ident(f) if self.is_source_fn(f)) && w[1] == Tok::Open,
-        )
+        ) || (self.identity_is_context
+            && (has_ident(t, "current_user") || has_ident(t, "session_user") || has_ident(t, "current_role")))
     }
 
     fn mentions_col(&self, t: &[Tok]) -> bool {
@@ -276,9 +281,10 @@ fn analyse_expr(e: &Expr, cx: &Context<'_>, out: &mut Analysis) -> bool {
             }
             let setting = cx.mentions_setting(t);
             let col = cx.mentions_col(t);
-            if has_ident(t, "current_user")
-                || has_ident(t, "session_user")
-                || has_ident(t, "current_role")
+            if !cx.identity_is_context
+                && (has_ident(t, "current_user")
+                    || has_ident(t, "session_user")
+                    || has_ident(t, "current_role"))
             {
                 out.identity_key = true;
             }
@@ -443,22 +449,26 @@ pub fn setting_use(text: &str, setting: &str) -> SettingUse {
 mod tests {
     use super::*;
 
-    fn cx() -> (Vec<String>,) {
-        (vec![
-            "tenantguard.current_tenant_id".to_string(),
-            "current_tenant_id".to_string(),
-        ],)
+    fn cx() -> (Vec<String>, Vec<String>) {
+        (
+            vec![
+                "tenantguard.current_tenant_id".to_string(),
+                "current_tenant_id".to_string(),
+            ],
+            vec!["app.tenant_id".to_string()],
+        )
     }
 
     #[test]
     fn reference_predicate_is_scoped() {
-        let (f,) = cx();
+        let (f, settings) = cx();
         let c = Context {
             column: Some("tenant_id"),
             tenant_column: "tenant_id",
-            setting: "app.tenant_id",
+            settings: &settings,
             source_functions: &f,
             scoped_relations: &[],
+            identity_is_context: false,
         };
         let a = analyse(
             "(tenant_id = ( SELECT tenantguard.current_tenant_id() AS current_tenant_id))",

@@ -11,7 +11,7 @@ use serde_json::json;
 use super::{rules, AuditConfig, AuditError, Finding, Severity};
 
 /// Version of the JSON output format (bumped only on incompatible changes).
-pub const JSON_FORMAT_VERSION: u32 = 1;
+pub const JSON_FORMAT_VERSION: u32 = 2;
 
 /// Accepted findings, by fingerprint (`rule:object`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +69,8 @@ pub struct Report {
     pub suppressed: Vec<Finding>,
     /// The `--fail-on` threshold.
     pub fail_on: Severity,
+    /// The tenancy model judged by, when known (printed first, and in the JSON).
+    pub tenancy: Option<crate::isolation::Detection>,
 }
 
 impl Report {
@@ -87,6 +89,7 @@ impl Report {
             findings,
             suppressed,
             fail_on,
+            tenancy: None,
         }
     }
 
@@ -101,7 +104,10 @@ impl Report {
 
     /// Human-readable text.
     pub fn text(&self) -> String {
-        let mut out = String::new();
+        let mut out = match &self.tenancy {
+            Some(d) => format!("{}\n\n", d.statement()),
+            None => String::new(),
+        };
         for f in &self.findings {
             out.push_str(&format!(
                 "{:<8} {} {}\n  why: {}\n  fix: {}\n\n",
@@ -154,6 +160,12 @@ impl Report {
                 "tenant_setting": self.config.tenant_setting,
                 "schemas": self.config.schemas,
             },
+            "tenancy": self.tenancy.as_ref().map(|d| json!({
+                "statement": d.statement(),
+                "declared": d.declared,
+                "primary": d.primary,
+                "not_modeled": d.not_modeled.iter().map(|(t, why)| json!({ "table": t, "reason": why })).collect::<Vec<_>>(),
+            })),
             "fail_on": self.fail_on,
             "failed": self.failed(),
             "summary": {

@@ -32,17 +32,24 @@ pub struct ProbeArgs {
     /// Probe only this schema (repeatable); default: every non-system schema.
     #[arg(long = "schema")]
     pub schemas: Vec<String>,
+    /// The tenancy model (the probe sets up its callers the way it does).
+    #[command(flatten)]
+    pub tenancy: super::audit::TenancyArgs,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: ProbeFormat,
 }
 
 pub(crate) async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
+    let tenancy = args
+        .tenancy
+        .model(&args.tenant_column, &args.tenant_setting)?;
     let config = AuditConfig {
         app_role: args.app_role,
         tenant_column: args.tenant_column,
         tenant_setting: args.tenant_setting,
         schemas: args.schemas,
+        tenancy,
     };
     let mut client = super::connect(&args.database_url).await?;
     // On Ctrl-C the probe future (and with it the client) is dropped: the connection
@@ -58,9 +65,7 @@ pub(crate) async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
         ProbeFormat::Json => serde_json::to_string_pretty(&report.json())? + "\n",
     };
     print!("{out}");
-    Ok(if report.leaks() > 0 || !report.unchanged() {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    // The one outcome policy: 0 clean, 1 a finding (or the database changed), 3 nothing
+    // found but something could not be attacked (or nothing applied at all).
+    Ok(report.status().exit_code())
 }

@@ -1,18 +1,26 @@
-//! The attacks. Each runs in its own savepoint, as the app role, and is rolled back to
-//! that savepoint afterwards; evidence is read back as the privileged user inside the same
-//! savepoint. Rows are located by `(tableoid, ctid)`, which needs no key of the table.
+//! The attacks. Each runs in its own savepoint, as the app's caller under the table's
+//! tenancy model, and is rolled back to that savepoint afterwards; evidence is read back as
+//! the privileged user inside the same savepoint. Rows are located by `(tableoid, ctid)`,
+//! which needs no key of the table.
+//!
+//! Every attack has a *control*: the same operation on tenant A's own row, which must
+//! succeed before a refusal counts as `blocked` (the one outcome policy, `src/outcome.rs`).
+//! A refusal whose control failed too is `inconclusive`; a command the app holds no
+//! privilege for is `n/a`.
 
 use std::collections::HashMap;
 
 use serde::Serialize;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, Transaction};
+use tokio_postgres::Transaction;
 
 use super::synth::{self, Row, Seeds, Tenants};
-use super::{db, Outcome, ProbeError};
+use super::{db, ProbeError};
 use crate::audit::catalog::Table;
-use crate::audit::model::TenantKind;
-use crate::audit::{AuditConfig, Model};
+use crate::audit::model::{TenantKind, TenantTable};
+use crate::audit::Model;
+use crate::isolation::{CallerSource, TenancyModel, JWT_CLAIMS_SETTING};
+use crate::outcome::Verdict;
 use crate::policy::{ident, literal};
 
 /// An attack of the matrix.
@@ -73,23 +81,108 @@ impl Attack {
     }
 }
 
-/// The outcomes for one table.
+/// One judged cell: the verdict, its evidence, and the control that makes a refusal count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Cell {
+    /// The verdict, by the one outcome policy.
+    pub verdict: Verdict,
+    /// The evidence (what crossed, the SQLSTATE or row count of the refusal) or the reason.
+    pub detail: String,
+    /// The control that succeeded (for `blocked`), e.g. "tenant A reads its own row".
+    pub control: Option<String>,
+}
+
+impl Cell {
+    fn of(verdict: Verdict, detail: impl Into<String>) -> Cell {
+        Cell {
+            verdict,
+            detail: detail.into(),
+            control: None,
+        }
+    }
+    fn blocked(detail: impl Into<String>) -> Cell {
+        Cell::of(Verdict::Blocked, detail)
+    }
+    fn leak(detail: impl Into<String>) -> Cell {
+        Cell::of(Verdict::Leaked, detail)
+    }
+    fn na(detail: impl Into<String>) -> Cell {
+        Cell::of(Verdict::NotApplicable, detail)
+    }
+    fn inconclusive(detail: impl Into<String>) -> Cell {
+        Cell::of(Verdict::Inconclusive, detail)
+    }
+
+    /// The verdict's word (`blocked`, `LEAKED`, `inconclusive`, `n/a`, …).
+    pub fn label(&self) -> &'static str {
+        self.verdict.label()
+    }
+
+    /// Whether this cell is a finding (a leak or an existence oracle).
+    pub fn leaked(&self) -> bool {
+        self.verdict.is_finding()
+    }
+
+    /// A refusal counts as blocked only next to a control that succeeded.
+    fn judged(mut self, control: &Control) -> Cell {
+        if self.verdict != Verdict::Blocked {
+            return self;
+        }
+        match control {
+            Ok(c) => {
+                self.control = Some(c.clone());
+                self
+            }
+            Err(e) => Cell::inconclusive(format!(
+                "refused ({}), but the control failed too, so the refusal proves nothing: {e}",
+                self.detail
+            )),
+        }
+    }
+}
+
+/// The result of a control: what succeeded, or why it failed.
+type Control = Result<String, String>;
+
+/// The cells of one table (or view).
 #[derive(Debug, Clone, Serialize)]
 pub struct TableResult {
     /// `schema.table`.
     pub table: String,
-    /// One outcome per attack, in [`Attack::ALL`] order.
-    pub cells: Vec<(Attack, Outcome)>,
+    /// The tenancy model the table follows (`setting`, `jwt-claim`, …).
+    pub model: String,
+    /// One cell per attack, in [`Attack::ALL`] order.
+    pub cells: Vec<(Attack, Cell)>,
 }
 
 impl TableResult {
-    /// The outcome of `attack`.
-    pub fn get(&self, attack: Attack) -> Option<&Outcome> {
+    /// The cell of `attack`.
+    pub fn get(&self, attack: Attack) -> Option<&Cell> {
         self.cells
             .iter()
             .find(|(a, _)| *a == attack)
             .map(|(_, o)| o)
     }
+
+    /// Whether any cell of this table was really attacked (blocked with a control, or a
+    /// finding).
+    pub fn attacked(&self) -> bool {
+        self.cells
+            .iter()
+            .any(|(_, c)| c.verdict == Verdict::Blocked || c.verdict.is_finding())
+    }
+}
+
+/// Everything [`run_all`] produced.
+#[derive(Debug, Clone, Default)]
+pub struct RunOutput {
+    /// table × attack.
+    pub tables: Vec<TableResult>,
+    /// Notes from seeding and caller setup.
+    pub notes: Vec<String>,
+    /// Roles the probe created inside its transaction (per-tenant roles); the rollback
+    /// removes them, and the caller checks they are gone.
+    pub created_roles: Vec<String>,
 }
 
 fn err_text(e: &tokio_postgres::Error) -> String {
@@ -103,10 +196,115 @@ fn code(e: &tokio_postgres::Error) -> Option<SqlState> {
     e.as_db_error().map(|d| d.code().clone())
 }
 
+/// Who the attack runs as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    /// Synthetic tenant 0 (A) or 1 (B), set up the way the table's model does.
+    Tenant(usize),
+    /// The app with no context at all.
+    Unset,
+    /// The app with every context carrier set to ''.
+    Empty,
+}
+
+/// What a context setting carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Carrier {
+    /// The tenant id.
+    Tenant,
+    /// The caller's user id.
+    User,
+    /// A JSON document of claims (`request.jwt.claims`).
+    Claims,
+}
+
+/// The settings the models here read, what each carries, and the claims.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Carriers {
+    settings: Vec<(String, Carrier)>,
+    tenant_claims: Vec<String>,
+    user_claims: Vec<String>,
+}
+
+impl Carriers {
+    pub(crate) fn of(model: &Model) -> Carriers {
+        let mut c = Carriers::default();
+        let push = |c: &mut Carriers, name: String, k: Carrier| {
+            if !c
+                .settings
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(&name))
+            {
+                c.settings.push((name, k));
+            }
+        };
+        for m in model.models() {
+            match m {
+                TenancyModel::Setting { name } => push(&mut c, name.clone(), Carrier::Tenant),
+                TenancyModel::JwtClaim { claim, .. } => {
+                    push(&mut c, JWT_CLAIMS_SETTING.into(), Carrier::Claims);
+                    push(
+                        &mut c,
+                        format!("request.jwt.claim.{claim}"),
+                        Carrier::Tenant,
+                    );
+                    c.tenant_claims.push(claim.clone());
+                }
+                TenancyModel::Membership { caller, .. } | TenancyModel::Owner { caller, .. } => {
+                    match caller {
+                        CallerSource::Setting { name } => push(&mut c, name.clone(), Carrier::User),
+                        CallerSource::Claim { claim, .. } => {
+                            push(&mut c, JWT_CLAIMS_SETTING.into(), Carrier::Claims);
+                            push(&mut c, format!("request.jwt.claim.{claim}"), Carrier::User);
+                            c.user_claims.push(claim.clone());
+                        }
+                    }
+                }
+                TenancyModel::Role { .. } => {}
+            }
+        }
+        c
+    }
+
+    /// The names of the settings.
+    pub(crate) fn names(&self) -> Vec<String> {
+        self.settings.iter().map(|(n, _)| n.clone()).collect()
+    }
+
+    /// The value of each setting for tenant `tenant` / user `user`.
+    pub(crate) fn values(&self, tenant: &str, user: &str) -> Vec<(String, String)> {
+        let mut claims = serde_json::Map::new();
+        claims.insert("role".into(), "authenticated".into());
+        claims.insert("aud".into(), "authenticated".into());
+        claims.insert("sub".into(), user.into());
+        for c in &self.user_claims {
+            claims.insert(c.clone(), user.into());
+        }
+        for c in &self.tenant_claims {
+            claims.insert(c.clone(), tenant.into());
+        }
+        let claims = serde_json::Value::Object(claims).to_string();
+        self.settings
+            .iter()
+            .map(|(n, k)| {
+                let v = match k {
+                    Carrier::Tenant => tenant.to_string(),
+                    Carrier::User => user.to_string(),
+                    Carrier::Claims => claims.clone(),
+                };
+                (n.clone(), v)
+            })
+            .collect()
+    }
+}
+
 struct Ctx<'a> {
     tx: &'a Transaction<'a>,
     model: &'a Model,
     seeds: Seeds,
+    carriers: Carriers,
+    /// Per-tenant roles (role model), A and B.
+    roles: Option<[String; 2]>,
 }
 
 impl Ctx<'_> {
@@ -117,26 +315,39 @@ impl Ctx<'_> {
             .map_err(db("opening an attack savepoint"))
     }
 
-    /// Switches to the app role; `tenant`: `Some(i)` synthetic tenant i, `Some(usize::MAX)`
-    /// the empty string, `None` leaves the setting alone.
-    async fn become_app(&self, tenant: Option<usize>) -> Result<(), tokio_postgres::Error> {
+    fn role_model(&self, t: &Table) -> bool {
+        matches!(
+            self.model.detection.model_of(t.oid),
+            TenancyModel::Role { .. }
+        )
+    }
+
+    /// Becomes the caller `who` for table `t`: the per-tenant role under the role model,
+    /// else the app role; then every context carrier the models read.
+    async fn become_caller(&self, t: &Table, who: Who) -> Result<(), tokio_postgres::Error> {
+        let app = &self.model.config.app_role;
+        let role = match (who, self.role_model(t), &self.roles) {
+            (Who::Tenant(i), true, Some(r)) => r[i].clone(),
+            _ => app.clone(),
+        };
         self.tx
-            .batch_execute(&format!(
-                "SET LOCAL ROLE {}",
-                ident(&self.model.config.app_role)
-            ))
+            .batch_execute(&format!("SET LOCAL ROLE {}", ident(&role)))
             .await?;
-        if let Some(i) = tenant {
-            let v = if i < 2 {
-                self.seeds.tenants.text[i].clone()
-            } else {
-                String::new()
-            };
+        let values = match who {
+            Who::Unset => return Ok(()),
+            Who::Tenant(i) => self
+                .carriers
+                .values(&self.seeds.tenants.text[i], &self.seeds.users.text[i]),
+            Who::Empty => self
+                .carriers
+                .names()
+                .into_iter()
+                .map(|n| (n, String::new()))
+                .collect(),
+        };
+        for (name, v) in values {
             self.tx
-                .execute(
-                    "SELECT set_config($1, $2, true)",
-                    &[&self.model.config.tenant_setting, &v],
-                )
+                .execute("SELECT set_config($1, $2, true)", &[&name, &v])
                 .await?;
         }
         Ok(())
@@ -153,6 +364,105 @@ impl Ctx<'_> {
         Ok(self.tx.query_one(sql, &[]).await?.get(0))
     }
 
+    /// Runs `sql` (a count) as `who` in its own savepoint.
+    async fn count_as(
+        &self,
+        t: &Table,
+        who: Who,
+        sql: &str,
+    ) -> Result<Result<i64, tokio_postgres::Error>, ProbeError> {
+        self.savepoint().await?;
+        let r = match self.become_caller(t, who).await {
+            Ok(()) => self.count(sql).await,
+            Err(e) => Err(e),
+        };
+        self.end().await?;
+        Ok(r)
+    }
+
+    /// Executes `sql` as `who` in its own savepoint; the number of rows.
+    async fn exec_as(
+        &self,
+        t: &Table,
+        who: Who,
+        sql: &str,
+    ) -> Result<Result<u64, tokio_postgres::Error>, ProbeError> {
+        self.savepoint().await?;
+        let r = match self.become_caller(t, who).await {
+            Ok(()) => self.tx.execute(sql, &[]).await,
+            Err(e) => Err(e),
+        };
+        self.end().await?;
+        Ok(r)
+    }
+
+    /// Inserts a synthetic row of tenant `tenant` as tenant A's caller, in a savepoint.
+    /// Where the table holds one row per tenant (or user), that tenant's synthetic row is
+    /// removed first (privileged, inside the savepoint), so that only the policies can
+    /// refuse.
+    async fn insert_as_a(
+        &self,
+        t: &Table,
+        tenant: usize,
+        overrides: &HashMap<String, Option<String>>,
+    ) -> Result<Result<(), String>, ProbeError> {
+        self.savepoint().await?;
+        if self.one_row_per_key(t) {
+            if let Some(r) = self.row(t, tenant) {
+                let sql = format!(
+                    "SAVEPOINT tg_clear; DELETE FROM {} WHERE {}",
+                    t.qualified(),
+                    r.locator()
+                );
+                let done = self.tx.batch_execute(&sql).await.is_ok();
+                let end = if done {
+                    "RELEASE SAVEPOINT tg_clear"
+                } else {
+                    "ROLLBACK TO SAVEPOINT tg_clear; RELEASE SAVEPOINT tg_clear"
+                };
+                self.tx
+                    .batch_execute(end)
+                    .await
+                    .map_err(db("clearing a synthetic row"))?;
+            }
+        }
+        let r = match self.become_caller(t, Who::Tenant(0)).await {
+            Ok(()) => synth::insert(
+                self.tx,
+                self.model,
+                t,
+                &self.seeds,
+                tenant,
+                overrides,
+                false,
+            )
+            .await
+            .map(|_| ()),
+            Err(e) => Err(err_text(&e)),
+        };
+        self.end().await?;
+        Ok(r)
+    }
+
+    /// A unique key made only of the table's tenant (or user) column: one row per key.
+    fn one_row_per_key(&self, t: &Table) -> bool {
+        let Some(col) = self
+            .model
+            .tenant
+            .get(&t.oid)
+            .and_then(|tt| tt.column.clone())
+        else {
+            return false;
+        };
+        self.model.catalog.indexes.iter().any(|i| {
+            i.table == t.oid
+                && i.unique
+                && !i.partial
+                && !i.columns.is_empty()
+                && i.columns.iter().all(|c| c.as_deref() == Some(col.as_str()))
+        })
+    }
+
     fn row(&self, t: &Table, tenant: usize) -> Option<&Row> {
         self.seeds
             .rows
@@ -161,28 +471,105 @@ impl Ctx<'_> {
     }
 }
 
-/// Seeds the synthetic rows and runs every attack on every tenant table. Returns the
-/// matrix and notes about seeding.
-pub async fn run_all(
-    tx: &Transaction<'_>,
-    model: &Model,
-) -> Result<(Vec<TableResult>, Vec<String>), ProbeError> {
-    let type_name = model
+fn key_type(model: &Model, per_user: bool) -> Option<String> {
+    model
         .tenant_tables()
         .find_map(|(t, tt)| match (&tt.kind, &tt.column) {
-            (TenantKind::Column, Some(c)) => t.column(c).map(|c| c.type_name.clone()),
+            (TenantKind::Column, Some(c)) if tt.per_user == per_user => {
+                t.column(c).map(|c| c.type_name.clone())
+            }
             _ => None,
         })
-        .unwrap_or_else(|| "uuid".into());
+}
+
+fn user_type(model: &Model) -> String {
+    key_type(model, true)
+        .or_else(|| {
+            model.models().into_iter().find_map(|m| match m {
+                TenancyModel::Membership {
+                    table, user_column, ..
+                } => model
+                    .catalog
+                    .tables
+                    .iter()
+                    .find(|t| t.display() == *table || t.name == *table)
+                    .and_then(|t| t.column(user_column))
+                    .map(|c| c.type_name.clone()),
+                _ => None,
+            })
+        })
+        .unwrap_or_else(|| "uuid".into())
+}
+
+/// Creates the two per-tenant roles of the role model inside the probe's transaction
+/// (members of the app role, so they hold its privileges). The rollback removes them.
+async fn create_roles(
+    tx: &Transaction<'_>,
+    model: &Model,
+    tenants: &Tenants,
+    notes: &mut Vec<String>,
+) -> Result<Option<[String; 2]>, ProbeError> {
+    let Some(TenancyModel::Role { pattern }) = model
+        .models()
+        .into_iter()
+        .find(|m| matches!(m, TenancyModel::Role { .. }))
+        .cloned()
+    else {
+        return Ok(None);
+    };
+    let names = [0, 1].map(|i| pattern.replace("{}", &tenants.text[i]));
+    tx.batch_execute("SAVEPOINT tg_roles")
+        .await
+        .map_err(db("opening a savepoint"))?;
+    let sql = names
+        .iter()
+        .map(|n| {
+            format!(
+                "CREATE ROLE {} NOLOGIN INHERIT IN ROLE {}",
+                ident(n),
+                ident(&model.config.app_role)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    match tx.batch_execute(&sql).await {
+        Ok(()) => {
+            tx.batch_execute("RELEASE SAVEPOINT tg_roles")
+                .await
+                .map_err(db("releasing a savepoint"))?;
+            Ok(Some(names))
+        }
+        Err(e) => {
+            tx.batch_execute("ROLLBACK TO SAVEPOINT tg_roles; RELEASE SAVEPOINT tg_roles")
+                .await
+                .map_err(db("rolling back a savepoint"))?;
+            notes.push(format!(
+                "cannot create the per-tenant roles of the role model: {}",
+                err_text(&e)
+            ));
+            Ok(None)
+        }
+    }
+}
+
+/// Seeds the synthetic rows and runs every attack on every tenant table.
+pub async fn run_all(tx: &Transaction<'_>, model: &Model) -> Result<RunOutput, ProbeError> {
+    let tenant_type = key_type(model, false).unwrap_or_else(|| "uuid".into());
+    let tenants = Tenants::new(&tenant_type);
+    let users = Tenants::new(&user_type(model));
+    let mut notes = Vec::new();
+    let roles = create_roles(tx, model, &tenants, &mut notes).await?;
     let mut cx = Ctx {
         tx,
         model,
+        carriers: Carriers::of(model),
+        roles: roles.clone(),
         seeds: Seeds {
-            tenants: Tenants::new(&type_name),
+            tenants,
+            users,
             rows: Vec::new(),
         },
     };
-    let mut notes = Vec::new();
     let mut failed: HashMap<u32, String> = HashMap::new();
     let order = seed_order(model);
     for tenant in 0..2 {
@@ -221,108 +608,264 @@ pub async fn run_all(
                 .any(|(x, r)| *x == v.oid && model.tenant.contains_key(r))
         })
         .collect();
-    let mut results: Vec<TableResult> = targets
-        .iter()
-        .chain(views.iter())
-        .map(|t| TableResult {
-            table: t.display(),
-            cells: Vec::new(),
-        })
-        .collect();
     // Unset first: once any set_config ran, the setting exists as '' for the session.
-    for (i, t) in targets.iter().enumerate() {
-        let o = match (cx.row(t, 0), cx.row(t, 1)) {
-            (Some(a), Some(b)) => read_visible(&cx, t, a, b, None).await?,
-            _ => no_rows(t, &failed),
-        };
-        results[i].cells.push((Attack::ReadUnset, o));
-    }
-    for (j, v) in views.iter().enumerate() {
-        let o = view_read(&cx, v, None).await?;
-        results[targets.len() + j]
-            .cells
-            .push((Attack::ReadUnset, o));
-    }
-    for (i, t) in targets.iter().enumerate() {
-        let tt = &model.tenant[&t.oid];
-        let (Some(a), Some(b)) = (cx.row(t, 0).cloned(), cx.row(t, 1).cloned()) else {
-            for atk in Attack::ALL {
-                if atk != Attack::ReadUnset {
-                    results[i].cells.push((atk, no_rows(t, &failed)));
-                }
-            }
-            continue;
-        };
-        let owns_key = tt.kind == TenantKind::Column;
-        let mut cells = vec![
-            (Attack::ReadOther, read_other(&cx, t, &b).await?),
-            (
-                Attack::UpdateOther,
-                write_other(&cx, t, &a, &b, false).await?,
-            ),
-            (
-                Attack::DeleteOther,
-                write_other(&cx, t, &a, &b, true).await?,
-            ),
-            (
-                Attack::InsertOther,
-                if owns_key {
-                    insert_other(&cx, t).await?
-                } else {
-                    Outcome::NotApplicable(no_column(tt))
-                },
-            ),
-            (
-                Attack::MoveToOther,
-                if owns_key {
-                    move_to_other(&cx, t, &a).await?
-                } else {
-                    Outcome::NotApplicable(no_column(tt))
-                },
-            ),
-            (Attack::ReferenceOther, reference_other(&cx, t).await?),
-            (Attack::UniqueOracle, unique_oracle(&cx, t, &a, &b).await?),
-            (
-                Attack::ReadEmpty,
-                read_visible(&cx, t, &a, &b, Some(usize::MAX)).await?,
-            ),
-            (Attack::Truncate, truncate(&cx, t).await?),
-        ];
-        results[i].cells.append(&mut cells);
-        results[i]
-            .cells
-            .sort_by_key(|(a, _)| Attack::ALL.iter().position(|x| x == a));
-    }
-    for (j, v) in views.iter().enumerate() {
-        let cells = &mut results[targets.len() + j].cells;
-        cells.push((Attack::ReadOther, view_read(&cx, v, Some(0)).await?));
-        cells.push((
-            Attack::ReadEmpty,
-            view_read(&cx, v, Some(usize::MAX)).await?,
-        ));
-        for atk in Attack::ALL {
-            if !cells.iter().any(|(a, _)| *a == atk) {
-                cells.push((
-                    atk,
-                    Outcome::NotApplicable("a view: only reads are attacked".into()),
-                ));
-            }
+    let mut unset: HashMap<u32, Result<i64, String>> = HashMap::new();
+    for t in &targets {
+        if let (Some(a), Some(b)) = (cx.row(t, 0), cx.row(t, 1)) {
+            let r = count_visible(&cx, t, Who::Unset, a, b).await?;
+            unset.insert(t.oid, r);
         }
-        cells.sort_by_key(|(a, _)| Attack::ALL.iter().position(|x| x == a));
     }
-    Ok((results, notes))
+    for v in &views {
+        let r = view_count(&cx, v, Who::Unset, false).await?;
+        unset.insert(v.oid, r);
+    }
+    let mut results = Vec::new();
+    for t in &targets {
+        let tt = &model.tenant[&t.oid];
+        let cells = table_cells(&cx, t, tt, &failed, unset.remove(&t.oid)).await?;
+        results.push(TableResult {
+            table: t.display(),
+            model: model.detection.model_of(t.oid).word().to_string(),
+            cells,
+        });
+    }
+    for v in &views {
+        let cells = view_cells(&cx, v, unset.remove(&v.oid)).await?;
+        results.push(TableResult {
+            table: v.display(),
+            model: model.detection.model_of(v.oid).word().to_string(),
+            cells,
+        });
+    }
+    Ok(RunOutput {
+        tables: results,
+        notes,
+        created_roles: roles.map(|r| r.to_vec()).unwrap_or_default(),
+    })
 }
 
-/// Reads a view over tenant tables as the app: with tenant A set (`Some(0)`), B's rows
-/// must be invisible; with no tenant or '' (`None`, `Some(usize::MAX)`), all synthetic
-/// rows. A materialized view is refreshed first (inside the savepoint) so it holds them.
-async fn view_read(cx: &Ctx<'_>, v: &Table, tenant: Option<usize>) -> Result<Outcome, ProbeError> {
+fn all_cells(cell: Cell) -> Vec<(Attack, Cell)> {
+    Attack::ALL.iter().map(|a| (*a, cell.clone())).collect()
+}
+
+fn no_privilege(what: &str) -> Cell {
+    Cell::na(format!("the app holds no {what} privilege on it"))
+}
+
+async fn table_cells(
+    cx: &Ctx<'_>,
+    t: &Table,
+    tt: &TenantTable,
+    failed: &HashMap<u32, String>,
+    unset: Option<Result<i64, String>>,
+) -> Result<Vec<(Attack, Cell)>, ProbeError> {
+    if let Some((_, why)) = cx
+        .model
+        .detection
+        .not_modeled
+        .iter()
+        .find(|(n, _)| *n == t.display())
+    {
+        return Ok(all_cells(Cell::inconclusive(format!(
+            "the tenancy model does not apply here: {why}"
+        ))));
+    }
+    if cx.role_model(t) && cx.roles.is_none() {
+        return Ok(all_cells(Cell::inconclusive(
+            "the per-tenant roles of the role model could not be created",
+        )));
+    }
+    let (Some(a), Some(b)) = (cx.row(t, 0).cloned(), cx.row(t, 1).cloned()) else {
+        return Ok(all_cells(no_rows(t, failed)));
+    };
+    let p = t.privileges;
+    let owns_key = tt.kind == TenantKind::Column;
+    // The controls: tenant A's caller does the same to its own row.
+    let read_ctl = control_read(cx, t, &a).await?;
+    let upd_ctl = if p.update {
+        control_update(cx, t, &a).await?
+    } else {
+        Err("no UPDATE privilege".into())
+    };
+    let del_ctl = if p.delete {
+        control_delete(cx, t, &a).await?
+    } else {
+        Err("no DELETE privilege".into())
+    };
+    let ins_ctl = if p.insert {
+        match cx.insert_as_a(t, 0, &HashMap::new()).await? {
+            Ok(()) => Ok("tenant A inserts a row of its own".to_string()),
+            Err(e) => Err(format!("tenant A cannot insert a row of its own: {e}")),
+        }
+    } else {
+        Err("no INSERT privilege".into())
+    };
+    let mut cells = Vec::new();
+    cells.push((
+        Attack::ReadOther,
+        if p.select {
+            read_other(cx, t, &b).await?.judged(&read_ctl)
+        } else {
+            no_privilege("SELECT")
+        },
+    ));
+    cells.push((
+        Attack::UpdateOther,
+        if p.update {
+            write_other(cx, t, &a, &b, false).await?.judged(&upd_ctl)
+        } else {
+            no_privilege("UPDATE")
+        },
+    ));
+    cells.push((
+        Attack::DeleteOther,
+        if p.delete {
+            write_other(cx, t, &a, &b, true).await?.judged(&del_ctl)
+        } else {
+            no_privilege("DELETE")
+        },
+    ));
+    cells.push((
+        Attack::InsertOther,
+        if !owns_key {
+            Cell::na(no_column(tt))
+        } else if !p.insert {
+            no_privilege("INSERT")
+        } else {
+            insert_other(cx, t).await?.judged(&ins_ctl)
+        },
+    ));
+    cells.push((
+        Attack::MoveToOther,
+        if !owns_key {
+            Cell::na(no_column(tt))
+        } else if !p.update {
+            no_privilege("UPDATE")
+        } else {
+            move_to_other(cx, t, &a).await?.judged(&upd_ctl)
+        },
+    ));
+    cells.push((
+        Attack::ReferenceOther,
+        if !p.insert {
+            no_privilege("INSERT")
+        } else {
+            reference_other(cx, t).await?.judged(&ins_ctl)
+        },
+    ));
+    cells.push((
+        Attack::UniqueOracle,
+        if !p.insert {
+            no_privilege("INSERT")
+        } else {
+            unique_oracle(cx, t, &a, &b).await?.judged(&ins_ctl)
+        },
+    ));
+    cells.push((
+        Attack::ReadUnset,
+        if !p.select {
+            no_privilege("SELECT")
+        } else {
+            match unset {
+                Some(Ok(n)) if n >= EXISTING => Cell::leak(format!(
+                    "with no tenant context, {} existing row(s) of some tenant were visible (a fallback tenant?)",
+                    n / EXISTING
+                )),
+                Some(Ok(n)) if n > 0 => Cell::leak(format!(
+                    "with no tenant context, {n} synthetic row(s) of tenants A and B were visible"
+                )),
+                Some(Ok(_)) => Cell::blocked("with no tenant context, 0 rows are visible"),
+                Some(Err(e)) => Cell::blocked(format!("fails closed: {e}")),
+                None => Cell::inconclusive("not attacked"),
+            }
+            .judged(&read_ctl)
+        },
+    ));
+    cells.push((
+        Attack::ReadEmpty,
+        if !p.select {
+            no_privilege("SELECT")
+        } else if cx.role_model(t) {
+            Cell::na("under one role per tenant the context is the role itself: it cannot be empty")
+        } else {
+            read_empty(cx, t, &a, &b).await?.judged(&read_ctl)
+        },
+    ));
+    cells.push((
+        Attack::Truncate,
+        if !p.truncate {
+            no_privilege("TRUNCATE")
+        } else {
+            truncate(cx, t).await?
+        },
+    ));
+    Ok(cells)
+}
+
+async fn control_read(cx: &Ctx<'_>, t: &Table, a: &Row) -> Result<Control, ProbeError> {
+    if !t.privileges.select {
+        return Ok(Err("no SELECT privilege".into()));
+    }
+    let sql = format!(
+        "SELECT count(*) FROM {} WHERE {}",
+        t.qualified(),
+        a.locator()
+    );
+    Ok(match cx.count_as(t, Who::Tenant(0), &sql).await? {
+        Ok(n) if n > 0 => Ok("tenant A reads its own row".into()),
+        Ok(_) => Err("tenant A cannot see its own row (the tenancy model did not apply?)".into()),
+        Err(e) => Err(format!(
+            "tenant A cannot read its own row: {}",
+            err_text(&e)
+        )),
+    })
+}
+
+async fn control_update(cx: &Ctx<'_>, t: &Table, a: &Row) -> Result<Control, ProbeError> {
+    let Some(set) = touch_column(cx, t, a) else {
+        return Ok(Err("no updatable column".into()));
+    };
+    let sql = format!("UPDATE {} SET {set} WHERE {}", t.qualified(), a.locator());
+    Ok(match cx.exec_as(t, Who::Tenant(0), &sql).await? {
+        Ok(n) if n > 0 => Ok("tenant A updates its own row".into()),
+        Ok(_) => Err("tenant A's UPDATE of its own row matched no row".into()),
+        Err(e) => Err(format!(
+            "tenant A cannot update its own row: {}",
+            err_text(&e)
+        )),
+    })
+}
+
+async fn control_delete(cx: &Ctx<'_>, t: &Table, a: &Row) -> Result<Control, ProbeError> {
+    let sql = format!("DELETE FROM {} WHERE {}", t.qualified(), a.locator());
+    Ok(match cx.exec_as(t, Who::Tenant(0), &sql).await? {
+        Ok(n) if n > 0 => Ok("tenant A deletes its own row".into()),
+        Ok(_) => Err("tenant A's DELETE of its own row matched no row".into()),
+        Err(e) if code(&e) == Some(SqlState::FOREIGN_KEY_VIOLATION) => Ok(
+            "tenant A's DELETE reaches its own row (its children's foreign keys stop it)".into(),
+        ),
+        Err(e) => Err(format!(
+            "tenant A cannot delete its own row: {}",
+            err_text(&e)
+        )),
+    })
+}
+
+/// Counts synthetic rows through a view as `who`: tenant B's (with tenant A set) or all of
+/// them (`all`). A materialized view is refreshed first (inside the savepoint).
+async fn view_count(
+    cx: &Ctx<'_>,
+    v: &Table,
+    who: Who,
+    own: bool,
+) -> Result<Result<i64, String>, ProbeError> {
     let tcol = ident(&cx.model.config.tenant_column);
     let (a, b) = (cx.seeds.tenants.sql(0), cx.seeds.tenants.sql(1));
-    let filter = if tenant == Some(0) {
-        format!("{tcol} = {b}")
-    } else {
-        format!("{tcol} IN ({a}, {b})")
+    let filter = match (who, own) {
+        (_, true) => format!("{tcol} = {a}"),
+        (Who::Tenant(_), false) => format!("{tcol} = {b}"),
+        _ => format!("{tcol} IN ({a}, {b})"),
     };
     cx.savepoint().await?;
     if v.kind == 'm' {
@@ -332,13 +875,13 @@ async fn view_read(cx: &Ctx<'_>, v: &Table, tenant: Option<usize>) -> Result<Out
             .await
         {
             cx.end().await?;
-            return Ok(Outcome::NotApplicable(format!(
+            return Ok(Err(format!(
                 "cannot refresh the materialized view: {}",
                 err_text(&e)
             )));
         }
     }
-    let r = match cx.become_app(tenant).await {
+    let r = match cx.become_caller(v, who).await {
         Ok(()) => {
             cx.count(&format!(
                 "SELECT count(*) FROM {} WHERE {filter}",
@@ -349,32 +892,66 @@ async fn view_read(cx: &Ctx<'_>, v: &Table, tenant: Option<usize>) -> Result<Out
         Err(e) => Err(e),
     };
     cx.end().await?;
-    let what = match tenant {
-        Some(0) => "with tenant A set, rows of tenant B",
-        Some(_) => "with the tenant set to '', synthetic rows",
-        None => "with no tenant set, synthetic rows",
-    };
-    Ok(match r {
-        Ok(n) if n > 0 => Outcome::Leaked(format!("through the view, {what} were visible ({n})")),
-        Ok(_) => Outcome::Blocked(format!(
-            "through the view, no {}",
-            &what[what.find(", ").map(|i| i + 2).unwrap_or(0)..]
-        )),
-        Err(e) => Outcome::Blocked(format!("error: {}", err_text(&e))),
-    })
+    Ok(r.map_err(|e| err_text(&e)))
 }
 
-fn no_column(tt: &crate::audit::model::TenantTable) -> String {
+async fn view_cells(
+    cx: &Ctx<'_>,
+    v: &Table,
+    unset: Option<Result<i64, String>>,
+) -> Result<Vec<(Attack, Cell)>, ProbeError> {
+    if !v.privileges.select {
+        return Ok(all_cells(no_privilege("SELECT")));
+    }
+    let ctl: Control = match view_count(cx, v, Who::Tenant(0), true).await? {
+        Ok(n) if n > 0 => Ok("through the view, tenant A sees its own rows".into()),
+        Ok(_) => Err("through the view, tenant A does not see its own rows".into()),
+        Err(e) => Err(format!("tenant A cannot read the view: {e}")),
+    };
+    let judge = |r: Result<i64, String>, what: &str| match r {
+        Ok(n) if n > 0 => Cell::leak(format!("through the view, {what} were visible ({n})")),
+        Ok(_) => Cell::blocked(format!("through the view, 0 {what} are visible")),
+        Err(e) => Cell::blocked(format!("error: {e}")),
+    };
+    let read_other = judge(
+        view_count(cx, v, Who::Tenant(0), false).await?,
+        "with tenant A set, rows of tenant B",
+    )
+    .judged(&ctl);
+    let read_unset = match unset {
+        Some(r) => judge(r, "with no tenant set, synthetic rows").judged(&ctl),
+        None => Cell::inconclusive("not attacked"),
+    };
+    let read_empty = judge(
+        view_count(cx, v, Who::Empty, false).await?,
+        "with the tenant set to '', synthetic rows",
+    )
+    .judged(&ctl);
+    Ok(Attack::ALL
+        .iter()
+        .map(|a| {
+            let c = match a {
+                Attack::ReadOther => read_other.clone(),
+                Attack::ReadUnset => read_unset.clone(),
+                Attack::ReadEmpty => read_empty.clone(),
+                _ => Cell::na("a view: only reads are attacked"),
+            };
+            (*a, c)
+        })
+        .collect())
+}
+
+fn no_column(tt: &TenantTable) -> String {
     match tt.kind {
         TenantKind::Registry => "the tenant registry: its key is the tenant id".into(),
         _ => "no tenant column".into(),
     }
 }
 
-fn no_rows(t: &Table, failed: &HashMap<u32, String>) -> Outcome {
-    Outcome::NotApplicable(match failed.get(&t.oid) {
-        Some(e) => format!("no synthetic rows: {e}"),
-        None => "no synthetic rows for both tenants (a parent could not be synthesized, or no partition received them)".into(),
+fn no_rows(t: &Table, failed: &HashMap<u32, String>) -> Cell {
+    Cell::inconclusive(match failed.get(&t.oid) {
+        Some(e) => format!("not attacked: no synthetic rows: {e}"),
+        None => "not attacked: no synthetic rows for both tenants (a parent could not be synthesized, or no partition received them)".into(),
     })
 }
 
@@ -406,73 +983,6 @@ fn seed_order(model: &Model) -> Vec<u32> {
         out.extend(take);
     }
     out
-}
-
-async fn read_other(cx: &Ctx<'_>, t: &Table, b: &Row) -> Result<Outcome, ProbeError> {
-    // As the app, then as every role it can SET ROLE to (switching from the app itself, so
-    // PostgreSQL checks that it may); predefined roles are left out.
-    let app = cx.model.config.app_role.clone();
-    let mut roles = vec![app.clone()];
-    roles.extend(
-        cx.model
-            .catalog
-            .app_roles
-            .iter()
-            .map(|r| r.name.clone())
-            .filter(|n| *n != app && !n.starts_with("pg_")),
-    );
-    let mut first_err = None;
-    for role in &roles {
-        cx.savepoint().await?;
-        let r = match cx.become_app(Some(0)).await {
-            Ok(()) => {
-                let switch = if *role == app {
-                    Ok(())
-                } else {
-                    cx.tx
-                        .batch_execute(&format!("SET LOCAL ROLE {}", ident(role)))
-                        .await
-                };
-                match switch {
-                    Ok(()) => {
-                        cx.count(&format!(
-                            "SELECT count(*) FROM {} WHERE {}",
-                            t.qualified(),
-                            b.locator()
-                        ))
-                        .await
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-            Err(e) => Err(e),
-        };
-        cx.end().await?;
-        match r {
-            Ok(n) if n > 0 => {
-                let how = if *role == app {
-                    format!("as {app}")
-                } else {
-                    format!("as {app} after SET ROLE {role}")
-                };
-                return Ok(Outcome::Leaked(format!(
-                    "{how} with tenant A set, SELECT returned tenant B's row"
-                )));
-            }
-            Ok(_) => {}
-            Err(e) => {
-                first_err.get_or_insert_with(|| format!("error as {role}: {}", err_text(&e)));
-            }
-        }
-    }
-    Ok(Outcome::Blocked(match (first_err, roles.len()) {
-        (Some(e), _) => format!("tenant B's row is invisible or unreadable ({e})"),
-        (None, 1) => "tenant B's row is invisible".into(),
-        (None, n) => format!(
-            "tenant B's row is invisible to the app and the {} role(s) it can become",
-            n - 1
-        ),
-    }))
 }
 
 /// `col = value` for an UPDATE that reads no column (reading one would add the SELECT
@@ -513,13 +1023,78 @@ fn touch_column(cx: &Ctx<'_>, t: &Table, a: &Row) -> Option<String> {
     })
 }
 
+async fn read_other(cx: &Ctx<'_>, t: &Table, b: &Row) -> Result<Cell, ProbeError> {
+    // As tenant A's caller, then as every role the app can SET ROLE to (switching from the
+    // caller, so PostgreSQL checks that it may); predefined roles are left out.
+    let app = cx.model.config.app_role.clone();
+    let mut roles: Vec<Option<String>> = vec![None];
+    roles.extend(
+        cx.model
+            .catalog
+            .app_roles
+            .iter()
+            .map(|r| r.name.clone())
+            .filter(|n| *n != app && !n.starts_with("pg_"))
+            .map(Some),
+    );
+    let sql = format!(
+        "SELECT count(*) FROM {} WHERE {}",
+        t.qualified(),
+        b.locator()
+    );
+    let mut first_err = None;
+    for role in &roles {
+        cx.savepoint().await?;
+        let r = match cx.become_caller(t, Who::Tenant(0)).await {
+            Ok(()) => {
+                let switch = match role {
+                    None => Ok(()),
+                    Some(r) => {
+                        cx.tx
+                            .batch_execute(&format!("SET LOCAL ROLE {}", ident(r)))
+                            .await
+                    }
+                };
+                match switch {
+                    Ok(()) => cx.count(&sql).await,
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        cx.end().await?;
+        match r {
+            Ok(n) if n > 0 => {
+                let how = match role {
+                    None => "as tenant A's caller".to_string(),
+                    Some(r) => format!("as tenant A's caller after SET ROLE {r}"),
+                };
+                return Ok(Cell::leak(format!("{how}, SELECT returned tenant B's row")));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let who = role.as_deref().unwrap_or("the caller");
+                first_err.get_or_insert_with(|| format!("error as {who}: {}", err_text(&e)));
+            }
+        }
+    }
+    Ok(Cell::blocked(match (first_err, roles.len()) {
+        (Some(e), _) => format!("tenant B's row: 0 rows or an error ({e})"),
+        (None, 1) => "tenant B's row: 0 rows".into(),
+        (None, n) => format!(
+            "tenant B's row: 0 rows, for the caller and the {} role(s) it can become",
+            n - 1
+        ),
+    }))
+}
+
 async fn write_other(
     cx: &Ctx<'_>,
     t: &Table,
     a: &Row,
     b: &Row,
     delete: bool,
-) -> Result<Outcome, ProbeError> {
+) -> Result<Cell, ProbeError> {
     let qt = t.qualified();
     let verb = if delete { "DELETE" } else { "UPDATE" };
     let set = touch_column(cx, t, a);
@@ -529,11 +1104,11 @@ async fn write_other(
         (false, None) => None,
     };
     let Some(plain) = stmt("") else {
-        return Ok(Outcome::NotApplicable("no updatable column".into()));
+        return Ok(Cell::na("no updatable column"));
     };
     // Without WHERE: UPDATE/DELETE USING alone decides (SELECT policies are not consulted).
     cx.savepoint().await?;
-    let r = match cx.become_app(Some(0)).await {
+    let r = match cx.become_caller(t, Who::Tenant(0)).await {
         Ok(()) => match cx.tx.execute(&plain, &[]).await {
             Ok(_) => {
                 cx.tx
@@ -553,66 +1128,82 @@ async fn write_other(
     cx.end().await?;
     let first_err = match r {
         Ok(0) => {
-            return Ok(Outcome::Leaked(format!(
+            return Ok(Cell::leak(format!(
                 "{verb} without WHERE as tenant A {} tenant B's row",
                 if delete { "deleted" } else { "rewrote" }
             )))
         }
         Ok(_) => {
-            return Ok(Outcome::Blocked(format!(
-                "{verb} reached only tenant A's rows"
+            return Ok(Cell::blocked(format!(
+                "{verb} without WHERE left tenant B's row untouched (1 row still there)"
             )))
         }
         Err(e) => err_text(&e),
     };
     // It failed (e.g. a foreign key of A's own rows): aim at B's row alone.
     let Some(targeted) = stmt(&format!(" WHERE {}", b.locator())) else {
-        return Ok(Outcome::Blocked(first_err));
+        return Ok(Cell::blocked(first_err));
     };
-    cx.savepoint().await?;
-    let r = match cx.become_app(Some(0)).await {
-        Ok(()) => cx.tx.execute(&targeted, &[]).await,
-        Err(e) => Err(e),
-    };
-    cx.end().await?;
-    Ok(match r {
-        Ok(n) if n > 0 => Outcome::Leaked(format!("{verb} as tenant A reached tenant B's row")),
-        Ok(_) => Outcome::Blocked(format!(
-            "{verb} found no row of tenant B ({first_err} without WHERE)"
+    Ok(match cx.exec_as(t, Who::Tenant(0), &targeted).await? {
+        Ok(n) if n > 0 => Cell::leak(format!("{verb} as tenant A reached tenant B's row")),
+        Ok(_) => Cell::blocked(format!(
+            "{verb} aimed at tenant B's row: 0 rows ({first_err} without WHERE)"
         )),
-        Err(e) if code(&e) == Some(SqlState::FOREIGN_KEY_VIOLATION) => Outcome::Leaked(format!(
+        Err(e) if code(&e) == Some(SqlState::FOREIGN_KEY_VIOLATION) => Cell::leak(format!(
             "{verb} as tenant A reached tenant B's row; only a foreign key stopped it: {}",
             err_text(&e)
         )),
-        Err(e) => Outcome::Blocked(format!("error: {}", err_text(&e))),
+        Err(e) => Cell::blocked(format!("error: {}", err_text(&e))),
     })
 }
 
-async fn insert_other(cx: &Ctx<'_>, t: &Table) -> Result<Outcome, ProbeError> {
-    cx.savepoint().await?;
-    let r = match cx.become_app(Some(0)).await {
-        Ok(()) => synth::insert(cx.tx, cx.model, t, &cx.seeds, 1, &HashMap::new(), false).await,
-        Err(e) => Err(err_text(&e)),
-    };
-    cx.end().await?;
-    Ok(match r {
-        Ok(_) => Outcome::Leaked("as tenant A, inserted a row that belongs to tenant B".into()),
-        Err(e) => Outcome::Blocked(e),
+/// The user column of `t` when it is the membership table of a membership model.
+fn membership_user_column(cx: &Ctx<'_>, t: &Table) -> Option<String> {
+    cx.model.models().into_iter().find_map(|m| match m {
+        TenancyModel::Membership {
+            table, user_column, ..
+        } if (*table == t.display() || *table == t.name) && t.column(user_column).is_some() => {
+            Some(user_column.clone())
+        }
+        _ => None,
     })
 }
 
-async fn move_to_other(cx: &Ctx<'_>, t: &Table, a: &Row) -> Result<Outcome, ProbeError> {
+async fn insert_other(cx: &Ctx<'_>, t: &Table) -> Result<Cell, ProbeError> {
+    // In the membership table the attack is to make oneself a member of tenant B.
+    if let Some(ucol) = membership_user_column(cx, t) {
+        let overrides: HashMap<String, Option<String>> =
+            [(ucol.clone(), Some(cx.seeds.users.sql(0)))].into();
+        return Ok(match cx.insert_as_a(t, 1, &overrides).await? {
+            Ok(()) => Cell::leak(format!(
+                "tenant A's caller inserted a membership of itself ({ucol}) in tenant B: it now reaches every row of tenant B"
+            )),
+            Err(e) => Cell::blocked(e),
+        });
+    }
+    Ok(match cx.insert_as_a(t, 1, &HashMap::new()).await? {
+        Ok(()) => Cell::leak("as tenant A, inserted a row that belongs to tenant B"),
+        Err(e) => Cell::blocked(e),
+    })
+}
+
+async fn move_to_other(cx: &Ctx<'_>, t: &Table, a: &Row) -> Result<Cell, ProbeError> {
     let tt = &cx.model.tenant[&t.oid];
     let Some(col) = tt.column.as_deref() else {
-        return Ok(Outcome::NotApplicable(no_column(tt)));
+        return Ok(Cell::na(no_column(tt)));
     };
     let qt = t.qualified();
     let qc = ident(col);
-    let b = cx.seeds.tenants.sql(1);
+    let keys = if tt.per_user {
+        &cx.seeds.users
+    } else {
+        &cx.seeds.tenants
+    };
+    let b = keys.sql(1);
     let count_b = format!("SELECT count(*) FROM {qt} WHERE {qc} = {b}");
     cx.savepoint().await?;
     let before = cx.count(&count_b).await.map_err(db("counting rows"))?;
-    let r = match cx.become_app(Some(0)).await {
+    let r = match cx.become_caller(t, Who::Tenant(0)).await {
         Ok(()) => match cx
             .tx
             .execute(&format!("UPDATE {qt} SET {qc} = {b}"), &[])
@@ -632,35 +1223,27 @@ async fn move_to_other(cx: &Ctx<'_>, t: &Table, a: &Row) -> Result<Outcome, Prob
     cx.end().await?;
     let first_err = match r {
         Ok(after) if after > before => {
-            return Ok(Outcome::Leaked(format!(
+            return Ok(Cell::leak(format!(
                 "UPDATE as tenant A moved {} row(s) into tenant B",
                 after - before
             )))
         }
-        Ok(_) => return Ok(Outcome::Blocked("no row changed tenant".into())),
+        Ok(_) => {
+            return Ok(Cell::blocked(
+                "UPDATE … SET tenant = B: 0 rows changed tenant",
+            ))
+        }
         Err(e) => err_text(&e),
     };
-    cx.savepoint().await?;
-    let r = match cx.become_app(Some(0)).await {
-        Ok(()) => {
-            cx.tx
-                .execute(
-                    &format!("UPDATE {qt} SET {qc} = {b} WHERE {}", a.locator()),
-                    &[],
-                )
-                .await
-        }
-        Err(e) => Err(e),
-    };
-    cx.end().await?;
-    Ok(match r {
-        Ok(n) if n > 0 => Outcome::Leaked("UPDATE as tenant A moved its row into tenant B".into()),
-        Ok(_) => Outcome::Blocked(format!("no row changed tenant ({first_err})")),
-        Err(e) => Outcome::Blocked(format!("error: {}", err_text(&e))),
+    let sql = format!("UPDATE {qt} SET {qc} = {b} WHERE {}", a.locator());
+    Ok(match cx.exec_as(t, Who::Tenant(0), &sql).await? {
+        Ok(n) if n > 0 => Cell::leak("UPDATE as tenant A moved its row into tenant B"),
+        Ok(_) => Cell::blocked(format!("0 rows changed tenant ({first_err})")),
+        Err(e) => Cell::blocked(format!("error: {}", err_text(&e))),
     })
 }
 
-async fn reference_other(cx: &Ctx<'_>, t: &Table) -> Result<Outcome, ProbeError> {
+async fn reference_other(cx: &Ctx<'_>, t: &Table) -> Result<Cell, ProbeError> {
     let tt = &cx.model.tenant[&t.oid];
     let tcol = tt.column.clone().unwrap_or_default();
     let fks: Vec<_> = cx
@@ -673,12 +1256,11 @@ async fn reference_other(cx: &Ctx<'_>, t: &Table) -> Result<Outcome, ProbeError>
         .filter(|fk| !(fk.columns.len() == 1 && fk.columns[0] == tcol))
         .collect();
     if fks.is_empty() {
-        return Ok(Outcome::NotApplicable(
-            "no foreign key to another tenant table".into(),
-        ));
+        return Ok(Cell::na("no foreign key to another tenant table"));
     }
     let mut leaks = Vec::new();
     let mut blocked = Vec::new();
+    let mut untried = Vec::new();
     for fk in fks {
         let Some(parent_b) = cx
             .seeds
@@ -686,7 +1268,7 @@ async fn reference_other(cx: &Ctx<'_>, t: &Table) -> Result<Outcome, ProbeError>
             .iter()
             .find(|r| r.via == fk.references && r.tenant == 1)
         else {
-            blocked.push(format!("{}: no synthetic parent row", fk.name));
+            untried.push(format!("{}: no synthetic parent row", fk.name));
             continue;
         };
         let mut overrides = HashMap::new();
@@ -702,31 +1284,27 @@ async fn reference_other(cx: &Ctx<'_>, t: &Table) -> Result<Outcome, ProbeError>
                 Some(format!("CAST({} AS {})", literal(v), col.type_name)),
             );
         }
-        cx.savepoint().await?;
-        let r = match cx.become_app(Some(0)).await {
-            Ok(()) => synth::insert(cx.tx, cx.model, t, &cx.seeds, 0, &overrides, false).await,
-            Err(e) => Err(err_text(&e)),
-        };
-        cx.end().await?;
-        match r {
-            Ok(_) => leaks.push(fk.name.clone()),
+        match cx.insert_as_a(t, 0, &overrides).await? {
+            Ok(()) => leaks.push(fk.name.clone()),
             Err(e) => blocked.push(format!("{}: {e}", fk.name)),
         }
     }
-    Ok(if leaks.is_empty() {
-        Outcome::Blocked(blocked.join("; "))
-    } else {
-        Outcome::Leaked(format!(
+    Ok(if !leaks.is_empty() {
+        Cell::leak(format!(
             "a tenant-A row was inserted referencing tenant B's parent row through {}",
             leaks.join(", ")
         ))
+    } else if blocked.is_empty() {
+        Cell::inconclusive(untried.join("; "))
+    } else {
+        Cell::blocked(blocked.join("; "))
     })
 }
 
-async fn unique_oracle(cx: &Ctx<'_>, t: &Table, a: &Row, b: &Row) -> Result<Outcome, ProbeError> {
+async fn unique_oracle(cx: &Ctx<'_>, t: &Table, a: &Row, b: &Row) -> Result<Cell, ProbeError> {
     let tt = &cx.model.tenant[&t.oid];
     if tt.kind != TenantKind::Column {
-        return Ok(Outcome::NotApplicable(no_column(tt)));
+        return Ok(Cell::na(no_column(tt)));
     }
     let tcol = tt.column.clone().unwrap_or_default();
     let mut keys: Vec<Vec<String>> = cx
@@ -741,9 +1319,7 @@ async fn unique_oracle(cx: &Ctx<'_>, t: &Table, a: &Row, b: &Row) -> Result<Outc
     // Keys without the tenant column are the suspects; try them first.
     keys.sort_by_key(|cols| cols.contains(&tcol));
     let Some(cols) = keys.first() else {
-        return Ok(Outcome::NotApplicable(
-            "no unique key besides the tenant column".into(),
-        ));
+        return Ok(Cell::na("no unique key besides the tenant column"));
     };
     let mut overrides = HashMap::new();
     for c in cols.iter().filter(|c| **c != tcol) {
@@ -777,155 +1353,91 @@ async fn unique_oracle(cx: &Ctx<'_>, t: &Table, a: &Row, b: &Row) -> Result<Outc
             .await
             .map_err(db("restoring after a failed clear"))?;
     }
-    let r = match cx.become_app(Some(0)).await {
-        Ok(()) => synth::insert(cx.tx, cx.model, t, &cx.seeds, 0, &overrides, false).await,
+    let r = match cx.become_caller(t, Who::Tenant(0)).await {
+        Ok(()) => synth::insert(cx.tx, cx.model, t, &cx.seeds, 0, &overrides, false)
+            .await
+            .map(|_| ()),
         Err(e) => Err(err_text(&e)),
     };
     cx.end().await?;
     Ok(match r {
-        Err(e) if e.contains("(23505)") && !cleared => Outcome::NotApplicable(format!(
+        Err(e) if e.contains("(23505)") && !cleared => Cell::inconclusive(format!(
             "duplicate-key error, but tenant A's own synthetic row could not be removed to rule it out: {e}"
         )),
-        Ok(_) => Outcome::Blocked(format!("tenant A may reuse tenant B's ({}): the key is per tenant", cols.join(", "))),
-        Err(e) if e.contains("(23505)") => Outcome::Leaked(format!(
+        Ok(()) => Cell::blocked(format!(
+            "tenant A may reuse tenant B's ({}): the key is per tenant",
+            cols.join(", ")
+        )),
+        Err(e) if e.contains("(23505)") => Cell::of(Verdict::Distinguishable, format!(
             "inserting tenant B's ({}) as tenant A raised a duplicate-key error, revealing that the value exists: {e}",
             cols.join(", ")
         )),
-        Err(e) => Outcome::Blocked(e),
+        Err(e) => Cell::blocked(e),
     })
 }
 
-async fn read_visible(
+/// Marks a count of existing rows in [`count_visible`]'s result: synthetic rows count 1
+/// each, existing (non-synthetic) rows `EXISTING` each.
+const EXISTING: i64 = 1 << 32;
+
+/// As `who`, counts the synthetic rows of A and B visible in `t`, plus (scaled by
+/// [`EXISTING`]) existing rows with a tenant: a context that falls back to a real tenant
+/// shows those, never the synthetic ones.
+async fn count_visible(
     cx: &Ctx<'_>,
     t: &Table,
+    who: Who,
     a: &Row,
     b: &Row,
-    tenant: Option<usize>,
-) -> Result<Outcome, ProbeError> {
-    cx.savepoint().await?;
-    let r = match cx.become_app(tenant).await {
-        Ok(()) => {
-            cx.count(&format!(
-                "SELECT count(*) FROM {} WHERE {} OR {}",
-                t.qualified(),
-                a.locator(),
-                b.locator()
-            ))
-            .await
-        }
-        Err(e) => Err(e),
-    };
-    cx.end().await?;
-    let what = if tenant.is_some() {
-        "set to ''"
-    } else {
-        "not set"
-    };
-    Ok(match r {
-        Ok(n) if n > 0 => Outcome::Leaked(format!(
-            "with the tenant {what}, {n} synthetic row(s) of tenants A and B were visible"
+) -> Result<Result<i64, String>, ProbeError> {
+    let key = cx
+        .model
+        .tenant
+        .get(&t.oid)
+        .and_then(|tt| tt.column.clone())
+        .map(|c| format!(" AND {} IS NOT NULL", ident(&c)))
+        .unwrap_or_default();
+    let sql = format!(
+        "SELECT count(*) FILTER (WHERE {a} OR {b}) + {EXISTING} * count(*) FILTER (WHERE NOT ({a} OR {b}){key}) FROM {}",
+        t.qualified(),
+        a = a.locator(),
+        b = b.locator()
+    );
+    Ok(cx.count_as(t, who, &sql).await?.map_err(|e| err_text(&e)))
+}
+
+async fn read_empty(cx: &Ctx<'_>, t: &Table, a: &Row, b: &Row) -> Result<Cell, ProbeError> {
+    Ok(match count_visible(cx, t, Who::Empty, a, b).await? {
+        Ok(n) if n >= EXISTING => Cell::leak(format!(
+            "with the tenant context set to '', {} existing row(s) of some tenant were visible (a fallback tenant?)",
+            n / EXISTING
         )),
-        Ok(_) => Outcome::Blocked(format!("with the tenant {what}, no rows are visible")),
-        Err(e) => Outcome::Blocked(format!("fails closed: {}", err_text(&e))),
+        Ok(n) if n > 0 => Cell::leak(format!(
+            "with the tenant context set to '', {n} synthetic row(s) of tenants A and B were visible"
+        )),
+        Ok(_) => Cell::blocked("with the tenant context set to '', 0 rows are visible"),
+        Err(e) => Cell::blocked(format!("fails closed: {e}")),
     })
 }
 
-async fn truncate(cx: &Ctx<'_>, t: &Table) -> Result<Outcome, ProbeError> {
-    // Without the privilege there is nothing to try (and no lock to take on a live table).
-    let has: bool = cx
-        .tx
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_roles r WHERE pg_has_role($1::text, r.oid, 'MEMBER')
-                     AND has_table_privilege(r.oid, $2::oid, 'TRUNCATE'))",
-            &[&cx.model.config.app_role, &t.oid],
-        )
-        .await
-        .map_err(db("checking TRUNCATE"))?
-        .get(0);
-    if !has {
-        return Ok(Outcome::Blocked("the app has no TRUNCATE privilege".into()));
-    }
+async fn truncate(cx: &Ctx<'_>, t: &Table) -> Result<Cell, ProbeError> {
+    let sql = format!("TRUNCATE {}", t.qualified());
     cx.savepoint().await?;
-    let r = match cx.become_app(Some(0)).await {
-        Ok(()) => {
-            cx.tx
-                .batch_execute(&format!("TRUNCATE {}", t.qualified()))
-                .await
-        }
+    let r = match cx.become_caller(t, Who::Tenant(0)).await {
+        Ok(()) => cx.tx.batch_execute(&sql).await,
         Err(e) => Err(e),
     };
     cx.end().await?;
+    let held = "the app holds TRUNCATE".to_string();
     Ok(match r {
-        Ok(()) => Outcome::Leaked("TRUNCATE as the app emptied the table for every tenant".into()),
-        Err(e) if code(&e) == Some(SqlState::INSUFFICIENT_PRIVILEGE) => {
-            Outcome::Blocked(err_text(&e))
-        }
-        Err(e) if code(&e) == Some(SqlState::FEATURE_NOT_SUPPORTED) => Outcome::Leaked(format!(
+        Ok(()) => Cell::leak("TRUNCATE as the app emptied the table for every tenant"),
+        Err(e) if code(&e) == Some(SqlState::FEATURE_NOT_SUPPORTED) => Cell::leak(format!(
             "the app holds TRUNCATE; only foreign-key references stopped it here: {}",
             err_text(&e)
         )),
-        Err(e) => Outcome::NotApplicable(format!("TRUNCATE failed: {}", err_text(&e))),
-    })
-}
-
-/// The connection-level guarantee: a tenant set (transaction-locally) in one transaction
-/// is gone in the next one on the same connection, after COMMIT and after ROLLBACK. The
-/// transactions are READ ONLY, so committing one changes nothing.
-pub async fn connection_check(
-    client: &Client,
-    config: &AuditConfig,
-) -> Result<Outcome, ProbeError> {
-    let tenant = uuid::Uuid::new_v4().to_string();
-    let app = ident(&config.app_role);
-    let mut seen = Vec::new();
-    for end in ["COMMIT", "ROLLBACK"] {
-        client
-            .batch_execute(&format!("BEGIN READ ONLY; SET LOCAL ROLE {app}"))
-            .await
-            .map_err(db("starting the connection check"))?;
-        let inside: Option<String> = client
-            .query_one(
-                "SELECT set_config($1, $2, true)",
-                &[&config.tenant_setting, &tenant],
-            )
-            .await
-            .map_err(db("setting the tenant"))?
-            .get(0);
-        client
-            .batch_execute(end)
-            .await
-            .map_err(db("ending the first transaction"))?;
-        client
-            .batch_execute(&format!("BEGIN READ ONLY; SET LOCAL ROLE {app}"))
-            .await
-            .map_err(db("starting the second transaction"))?;
-        let next: Option<String> = client
-            .query_one(
-                "SELECT current_setting($1, true)",
-                &[&config.tenant_setting],
-            )
-            .await
-            .map_err(db("reading the tenant"))?
-            .get(0);
-        client
-            .batch_execute("ROLLBACK")
-            .await
-            .map_err(db("ending the second transaction"))?;
-        if inside.as_deref() != Some(tenant.as_str()) {
-            return Ok(Outcome::NotApplicable(
-                "set_config did not take effect".into(),
-            ));
+        Err(e) if code(&e) == Some(SqlState::INSUFFICIENT_PRIVILEGE) => {
+            Cell::blocked(err_text(&e)).judged(&Ok(held))
         }
-        if let Some(v) = next.filter(|v| !v.is_empty()) {
-            seen.push(format!(
-                "after {end} the next transaction still had {} = {v:?}",
-                config.tenant_setting
-            ));
-        }
-    }
-    Ok(if seen.is_empty() {
-        Outcome::Blocked("the tenant set in one transaction was gone in the next (after COMMIT and after ROLLBACK)".into())
-    } else {
-        Outcome::Leaked(seen.join("; "))
+        Err(e) => Cell::inconclusive(format!("TRUNCATE failed: {}", err_text(&e))),
     })
 }

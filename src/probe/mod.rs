@@ -1,55 +1,33 @@
 //! `tenantguard probe`: proves isolation by attacking, safely.
 //!
-//! Everything happens in one transaction that is always rolled back (also on error; on
-//! Ctrl-C or a lost connection the server aborts it), with one savepoint per attack so a
-//! failed attack does not stop the others. Connected as a privileged user (a superuser,
-//! or a role that bypasses RLS and is a member of the app role), the probe
-//! [`synth`]esizes one row per tenant table for each of two synthetic tenants, parents
-//! first, then [`attacks`] each table as the app role inside tenant A's context. The
-//! [`snapshot`] taken before and after proves nothing was left behind.
+//! First the [`connection`] checks (what a pooled connection carries between
+//! transactions, including the schema's own context helpers). Then everything happens in
+//! one transaction that is always rolled back (also on error; on Ctrl-C or a lost
+//! connection the server aborts it), with one savepoint per attack so a failed attack does
+//! not stop the others. Connected as a privileged user (a superuser, or a role that
+//! bypasses RLS and is a member of the app role), the probe [`synth`]esizes one row per
+//! tenant table for each of two synthetic tenants (and their users), parents first, then
+//! [`attacks`] each table as the app's caller under the table's tenancy model
+//! ([`crate::isolation`]): the tenant setting, a JWT claims document of the right shape, a
+//! member row in the membership table, or a per-tenant role. Every cell is judged by the
+//! one outcome policy ([`crate::outcome`]), with a control per attack. The [`snapshot`]
+//! taken before and after proves nothing was left behind, and the per-tenant roles the
+//! probe created are checked to be gone.
 
 pub mod attacks;
+pub mod connection;
 pub mod report;
 pub mod snapshot;
 pub mod synth;
 
-use serde::Serialize;
 use tokio_postgres::Client;
 
 use crate::audit::{catalog, AuditConfig, AuditError, Model};
 
-pub use attacks::Attack;
+pub use attacks::{Attack, Cell};
 pub use report::ProbeReport;
 
-/// What one attack on one table showed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "outcome", content = "detail", rename_all = "snake_case")]
-pub enum Outcome {
-    /// The database stopped it (with what stopped it).
-    Blocked(String),
-    /// It worked: the evidence.
-    Leaked(String),
-    /// It could not be tried here (with the reason).
-    NotApplicable(String),
-}
-
-impl Outcome {
-    /// `blocked`, `LEAKED` or `n/a`.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Outcome::Blocked(_) => "blocked",
-            Outcome::Leaked(_) => "LEAKED",
-            Outcome::NotApplicable(_) => "n/a",
-        }
-    }
-
-    /// Whether this is a leak.
-    pub fn leaked(&self) -> bool {
-        matches!(self, Outcome::Leaked(_))
-    }
-}
-
-/// Errors that stop the probe as a whole (attacks that fail are outcomes, not errors).
+/// Errors that stop the probe as a whole (attacks that fail are cells, not errors).
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
     /// Reading the catalogs failed or the configuration does not fit the database.
@@ -92,7 +70,21 @@ pub async fn probe(client: &mut Client, config: &AuditConfig) -> Result<ProbeRep
             config.app_role
         )));
     }
-    let (tables, attempts) = {
+    // The model, from a consistent read of the catalogs.
+    let model = {
+        let tx = client
+            .build_transaction()
+            .read_only(true)
+            .start()
+            .await
+            .map_err(db("starting a read-only transaction"))?;
+        let cat = catalog::load(&tx, config).await?;
+        tx.rollback().await.map_err(db("rolling back"))?;
+        Model::build(cat, config)
+    };
+    // Connection checks first: nothing the probe sets may hide what the database does.
+    let connection = connection::check(client, &model).await?;
+    let out = {
         let tx = client
             .transaction()
             .await
@@ -101,8 +93,6 @@ pub async fn probe(client: &mut Client, config: &AuditConfig) -> Result<ProbeRep
         tx.batch_execute("SET LOCAL lock_timeout = '5s'; SET LOCAL statement_timeout = '60s'")
             .await
             .map_err(db("setting timeouts"))?;
-        let cat = catalog::load(&tx, config).await?;
-        let model = Model::build(cat, config);
         let result = attacks::run_all(&tx, &model).await;
         // Always roll back, whatever happened.
         let rolled = tx.rollback().await.map_err(db("rolling back"));
@@ -110,13 +100,31 @@ pub async fn probe(client: &mut Client, config: &AuditConfig) -> Result<ProbeRep
         rolled?;
         out
     };
-    let connection = attacks::connection_check(client, config).await?;
     let after = snapshot::take(client, &config.app_role, &config.schemas).await?;
+    let mut differences = before.diff(&after);
+    // Roles are cluster-wide: the per-tenant roles must be gone with the rollback.
+    if !out.created_roles.is_empty() {
+        let left: Vec<String> = client
+            .query(
+                "SELECT rolname::text FROM pg_roles WHERE rolname = ANY($1) ORDER BY 1",
+                &[&out.created_roles],
+            )
+            .await
+            .map_err(db("checking the probe's roles are gone"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for r in left {
+            differences.push(format!("role {r}: created by the probe and still there"));
+        }
+    }
     Ok(ProbeReport {
         config: config.clone(),
-        tables,
+        tenancy: model.detection.statement(),
+        tables: out.tables,
         connection,
-        attempts,
-        differences: before.diff(&after),
+        attempts: out.notes,
+        created_roles: out.created_roles,
+        differences,
     })
 }

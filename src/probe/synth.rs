@@ -46,6 +46,9 @@ impl Row {
 pub struct Seeds {
     /// Tenants A and B.
     pub tenants: Tenants,
+    /// The users (callers) of tenants A and B: the owners of per-user rows and the members
+    /// in a membership table.
+    pub users: Tenants,
     /// Rows made (parents before children).
     pub rows: Vec<Row>,
 }
@@ -235,8 +238,26 @@ pub async fn insert(
     // Fixed values: tenant column, overrides, foreign keys.
     let mut fixed: HashMap<String, Option<String>> = HashMap::new();
     let mut options: HashMap<String, Vec<Option<String>>> = HashMap::new();
+    let key_of = |per_user: bool| if per_user { &seeds.users } else { tenants };
     if let Some(col) = &tt.column {
-        fixed.insert(col.clone(), Some(tenants.sql(tenant)));
+        fixed.insert(col.clone(), Some(key_of(tt.per_user).sql(tenant)));
+    }
+    // A per-user table that also has the tenant column (a membership table): the row
+    // belongs to tenant `tenant` too.
+    let tcol = &model.config.tenant_column;
+    if tt.per_user && t.column(tcol).is_some() && !fixed.contains_key(tcol) {
+        fixed.insert(tcol.clone(), Some(tenants.sql(tenant)));
+    }
+    // The membership table of a membership model: the member is this tenant's user.
+    for m in model.models() {
+        if let crate::isolation::TenancyModel::Membership {
+            table, user_column, ..
+        } = m
+        {
+            if (*table == t.display() || *table == t.name) && t.column(user_column).is_some() {
+                fixed.insert(user_column.clone(), Some(seeds.users.sql(tenant)));
+            }
+        }
     }
     for fk in model
         .catalog
@@ -255,7 +276,7 @@ pub async fn insert(
                 Some(v) => Some(v),
                 None if ptt.kind == crate::audit::model::TenantKind::Registry => {
                     let key = ptt.column.clone().unwrap_or_default();
-                    Some([(key, Some(tenants.text[tenant].clone()))].into())
+                    Some([(key, Some(key_of(ptt.per_user).text[tenant].clone()))].into())
                 }
                 None => None,
             }
@@ -342,6 +363,7 @@ pub async fn insert(
             rng_cols.push(c);
         }
     }
+    let mut last = String::new();
     for attempt in 0..48 {
         let mut cols: Vec<String> = Vec::new();
         let mut vals: Vec<String> = Vec::new();
@@ -494,7 +516,26 @@ pub async fn insert(
                         ));
                     }
                 } else if *code == SqlState::UNIQUE_VIOLATION && overrides.is_empty() {
-                    // Fresh random values next attempt.
+                    // Fresh random values next attempt; a literal candidate (one quoted in
+                    // a CHECK) collides every time, so move the key's columns on too.
+                    last = format!("{} ({})", dbe.message(), code.code());
+                    let cons = dbe.constraint().unwrap_or_default();
+                    let key: Vec<String> = model
+                        .catalog
+                        .indexes
+                        .iter()
+                        .find(|i| {
+                            i.table == t.oid
+                                && (i.name == cons || i.constraint.as_deref() == Some(cons))
+                        })
+                        .map(|i| i.columns.iter().flatten().cloned().collect())
+                        .unwrap_or_default();
+                    for c in key
+                        .iter()
+                        .filter(|c| rng_cols.iter().any(|x| &x.name == *c))
+                    {
+                        *attempt_state.entry(c.clone()).or_insert(0) += 1;
+                    }
                     continue;
                 } else {
                     return Err(format!("{} ({})", dbe.message(), code.code()));
@@ -502,5 +543,5 @@ pub async fn insert(
             }
         }
     }
-    Err("gave up after 48 attempts".into())
+    Err(format!("gave up after 48 attempts (last: {last})"))
 }

@@ -254,10 +254,11 @@ async fn probe_cli_on_the_reference_schema_exits_zero() {
     .await;
     assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
     assert!(
-        stdout(&o).contains("0 leak(s) in 11 table(s)"),
+        stdout(&o).contains("11 of 11 table(s) attacked; 0 finding(s)"),
         "{}",
         stdout(&o)
     );
+    assert!(stdout(&o).contains(" 0 inconclusive"), "{}", stdout(&o));
 }
 
 #[tokio::test]
@@ -317,4 +318,71 @@ async fn probe_interrupted_by_ctrl_c_leaves_nothing_behind() {
         .await
         .unwrap();
     assert!(before.diff(&after).is_empty(), "{:?}", before.diff(&after));
+}
+
+#[tokio::test]
+async fn a_probe_that_can_attack_nothing_exits_three() {
+    // "0 findings" over zero attacked cells is never a pass.
+    let fx = Fixture::load("standalone_nothing_to_attack").await;
+    let url = fx.db.superuser_url();
+    let o = run(&["probe", "--database-url", &url, "--app-role", &fx.app]).await;
+    assert_eq!(code(&o), 3, "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("0 of 1 table(s) attacked; 0 finding(s)"),
+        "{}",
+        stdout(&o)
+    );
+    let o = run(&[
+        "probe",
+        "--database-url",
+        &url,
+        "--app-role",
+        &fx.app,
+        "--format",
+        "json",
+    ])
+    .await;
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    let doc: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_valid(&schema("probe.schema.json"), &doc);
+    assert_eq!(doc["status"], "inconclusive");
+    assert_eq!(doc["summary"]["tables_attacked"], 0);
+}
+
+#[tokio::test]
+async fn a_declared_tenancy_model_wins_and_is_stated() {
+    let fx = Fixture::load_variant("standalone_postgrest", None).await;
+    let o = audit_fixture(&fx, &["--tenancy", "jwt-claim", "--claim", "tenant_id"]).await;
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).starts_with("tenant context (declared): the JWT claim \"tenant_id\""),
+        "{}",
+        stdout(&o)
+    );
+    // Declared as the setting model, the same policies ignore "the" tenant.
+    let o = audit_fixture(&fx, &["--tenancy", "setting", "--format", "json"]).await;
+    assert_eq!(code(&o), 1, "{}{}", stdout(&o), stderr(&o));
+    let doc: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_valid(&schema("audit.schema.json"), &doc);
+    assert_eq!(doc["tenancy"]["declared"], true);
+    assert_eq!(doc["tenancy"]["primary"]["model"], "setting");
+    // A membership model needs its table.
+    let o = audit_fixture(&fx, &["--tenancy", "membership"]).await;
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("--membership-table"), "{}", stderr(&o));
+    // The probe takes the same flags and sets its callers up that way.
+    let url = fx.db.superuser_url();
+    let o = run(&[
+        "probe",
+        "--database-url",
+        &url,
+        "--app-role",
+        &fx.app,
+        "--tenancy",
+        "jwt-claim",
+        "--claim",
+        "tenant_id",
+    ])
+    .await;
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
 }

@@ -51,19 +51,19 @@ fixture!(one_argument, "TG021" on "\"notes_all\" on public.notes" at Low,
     "TG022" on "\"notes_all\" on public.notes" at Low);
 fixture!(identity_key, "TG023" on "\"notes_all\" on public.notes" at Medium);
 fixture!(writable_membership, "TG024" on "\"notes_members\" on public.notes" at High);
-fixture!(session_scoped, "TG025" on "function public.set_tenant(t uuid)" at Medium);
+fixture!(session_scoped, "TG025" on "function public.set_tenant(t uuid)" at High);
 fixture!(setting_default, "TG026" on "setting app.tenant_id for role" at High);
 fixture!(app_superuser, "TG030" on "_root" at Critical);
 fixture!(app_bypassrls, "TG031" on "role app_" at Critical);
 fixture!(app_owns_policy_function, "TG032" on "function public.ctx_tenant()" at Critical);
 fixture!(truncate_granted, "TG033" on "public.notes" at High);
 fixture!(references_granted, "TG034" on "public.notes" at Low);
-fixture!(trigger_granted, "TG035" on "public.notes" at Medium);
+fixture!(trigger_granted, "TG035" on "public.notes" at High);
 fixture!(predefined_role, "TG036" on "role pg_read_server_files" at High);
 fixture!(default_privileges, "TG037" on "TRUNCATE" at Medium);
 fixture!(owner_rights_view, "TG040" on "view public.all_notes" at Critical);
 fixture!(matview, "TG041" on "materialized view public.note_counts" at Critical);
-fixture!(definer_function, "TG042" on "function public.note_bodies()" at High,
+fixture!(definer_function, "TG042" on "function public.note_bodies()" at Critical,
     "TG043" on "function public.note_bodies()" at High);
 fixture!(definer_trigger, "TG044" on "trigger \"notes_touch\" on public.notes" at High);
 fixture!(trigger_copy, "TG045" on "trigger \"notes_archive\" on public.notes" at High);
@@ -111,4 +111,91 @@ async fn schema_flag_limits_the_audit() {
         "{}",
         dump(&public)
     );
+}
+
+fixture!(fail_open_helper, "TG028" on "function public.current_tenant()" at High);
+fixture!(definer_mints_context, "TG039" on "function public.login_as(t uuid, secret text)" at Critical);
+fixture!(shared_parent_writable, "TG056" on "table public.plans" at High);
+fixture!(default_dml_privileges, "TG055" on "(SELECT)" at Medium,
+    "TG055" on "(INSERT)" at Medium);
+fixture!(login_role_setting, "TG026" on "(which becomes the app)" at High);
+
+/// A fixture whose definer code or view is provably guarded: `rule` is reported as info
+/// (with the reason) and nothing is high.
+macro_rules! guarded {
+    ($name:ident, $rule:literal) => {
+        #[tokio::test]
+        async fn $name() {
+            let fx = Fixture::load(stringify!($name)).await;
+            let findings = fx.audit().await;
+            let of_rule: Vec<&Finding> = findings.iter().filter(|f| f.rule == $rule).collect();
+            assert!(
+                !of_rule.is_empty(),
+                "no {} at all:\n{}",
+                $rule,
+                dump(&findings)
+            );
+            assert!(
+                of_rule.iter().all(|f| f.severity == Severity::Info),
+                "{}",
+                dump(&findings)
+            );
+            assert!(
+                findings.iter().all(|f| f.severity < Severity::High),
+                "{}",
+                dump(&findings)
+            );
+        }
+    };
+}
+
+guarded!(guarded_definer_functions, "TG042");
+guarded!(enqueue_trigger, "TG044");
+guarded!(filtering_view, "TG040");
+guarded!(leakproof_zero_arg, "TG046");
+
+#[tokio::test]
+async fn bypassrls_counts_only_on_roles_the_app_can_set_role_to() {
+    // PostgreSQL 16 gave each grant its own SET option: a BYPASSRLS role granted
+    // WITH SET FALSE lends only inherited privileges (BYPASSRLS is never inherited).
+    let fx = Fixture::load("clean").await;
+    let su = fx.db.superuser().await;
+    let version: i32 = su
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let bypasser = unique_name("bypasser");
+    su.batch_execute(&format!("CREATE ROLE \"{bypasser}\" NOLOGIN BYPASSRLS"))
+        .await
+        .unwrap();
+    let object = format!("role {bypasser}");
+    if version >= 160000 {
+        su.batch_execute(&format!(
+            "GRANT \"{bypasser}\" TO \"{}\" WITH INHERIT TRUE, SET FALSE",
+            fx.app
+        ))
+        .await
+        .unwrap();
+        let findings = fx.audit().await;
+        assert!(
+            !findings
+                .iter()
+                .any(|f| f.rule == "TG031" && f.object == object),
+            "{}",
+            dump(&findings)
+        );
+        su.batch_execute(&format!(
+            "GRANT \"{bypasser}\" TO \"{}\" WITH SET TRUE",
+            fx.app
+        ))
+        .await
+        .unwrap();
+    } else {
+        su.batch_execute(&format!("GRANT \"{bypasser}\" TO \"{}\"", fx.app))
+            .await
+            .unwrap();
+    }
+    let findings = fx.audit().await;
+    expect(&findings, "TG031", &object);
 }

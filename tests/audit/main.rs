@@ -7,6 +7,7 @@ mod support;
 
 mod cli;
 mod fixtures;
+mod models;
 mod predicate;
 mod probe;
 mod reference;

@@ -9,14 +9,16 @@ fn run(expr: &str, column: Option<&str>) -> Analysis {
         "current_tenant_id".to_string(),
     ];
     let scoped = vec!["public.projects".to_string(), "projects".to_string()];
+    let settings = vec!["app.tenant_id".to_string()];
     analyse(
         expr,
         &Context {
             column,
             tenant_column: "tenant_id",
-            setting: "app.tenant_id",
+            settings: &settings,
             source_functions: &fns,
             scoped_relations: &scoped,
+            identity_is_context: false,
         },
     )
 }

@@ -1,5 +1,6 @@
 //! `tenantguard probe` against the reference schema and the exploitable fixtures.
 
+use tenantguard::outcome::Verdict;
 use tenantguard::probe::{Attack, ProbeReport};
 
 use crate::support::*;
@@ -177,22 +178,25 @@ async fn one_argument_current_setting_fails_closed() {
     assert_eq!(report.leaks(), 0, "{}", report.text());
     let cell = report.cell("public.notes", Attack::ReadEmpty).unwrap();
     assert!(
-        matches!(cell, tenantguard::probe::Outcome::Blocked(d) if d.contains("fails closed")),
+        cell.verdict == Verdict::Blocked && cell.detail.contains("fails closed"),
         "{cell:?}"
     );
+    assert!(cell.control.is_some(), "{cell:?}");
 }
 
 #[tokio::test]
-async fn unsynthesizable_rows_make_attacks_not_applicable_with_the_reason() {
+async fn unsynthesizable_rows_make_attacks_inconclusive_with_the_reason() {
+    // A table that could not be attacked is never a pass: inconclusive, and exit 3.
     let fx = Fixture::load("unsynthesizable").await;
     let report = probe(&fx.db, &fx.config()).await;
     for attack in Attack::ALL {
         let cell = report.cell("public.codes", attack).unwrap();
         assert!(
-            matches!(cell, tenantguard::probe::Outcome::NotApplicable(r) if r.contains("CHECK")),
+            cell.verdict == Verdict::Inconclusive && cell.detail.contains("CHECK"),
             "{attack:?}: {cell:?}"
         );
     }
+    assert_eq!(report.status().code(), 3, "{}", report.text());
     // The other tables are still attacked.
     assert_eq!(
         report
@@ -212,6 +216,7 @@ async fn custom_column_and_setting_names() {
         tenant_column: "org_id".into(),
         tenant_setting: "app.current_tenant_id".into(),
         schemas: vec!["public".into()],
+        tenancy: None,
     };
     let report = probe(&fx.db, &config).await;
     assert_eq!(report.leaks(), 0, "{}", report.text());
@@ -237,10 +242,14 @@ async fn custom_column_and_setting_names() {
         "{}",
         dump(&findings)
     );
-    // With the wrong setting name every policy ignores "the" tenant: the audit says so.
+    // Declared with the wrong setting name (a declaration wins over detection), every
+    // policy ignores "the" tenant: the audit says so.
     let wrong = AuditConfig {
         tenant_setting: "app.tenant_id".into(),
-        ..config
+        tenancy: Some(tenantguard::isolation::TenancyModel::Setting {
+            name: "app.tenant_id".into(),
+        }),
+        ..config.clone()
     };
     let findings = audit(&fx.db, &wrong).await;
     expect(&findings, "TG010", "\"items_all\" on public.items");
@@ -344,7 +353,7 @@ async fn probe_partial_guard_reads_blocked_writes_leak() {
     let label = |a| {
         report
             .cell("public.docs", a)
-            .map(|o: &tenantguard::probe::Outcome| o.label())
+            .map(|o: &tenantguard::probe::Cell| o.label())
     };
     assert_eq!(
         label(Attack::ReadOther),
@@ -367,4 +376,48 @@ async fn probe_partial_guard_reads_blocked_writes_leak() {
     let findings = audit(&fx.db, &fx.config()).await;
     let f = expect(&findings, "TG010", "\"docs_all\" on public.docs");
     assert!(f.why.contains("covers only SELECT"), "{}", f.why);
+}
+leaks!(
+    probe_fail_open_helper,
+    "fail_open_helper",
+    "public.notes",
+    [ReadUnset, ReadEmpty]
+);
+
+/// The connection check calls the schema's own context helpers as the app.
+async fn helper_check(fixture: &str, helper: &str) -> tenantguard::probe::Cell {
+    let fx = Fixture::load(fixture).await;
+    let report = probe(&fx.db, &fx.config()).await;
+    assert!(report.unchanged(), "{}", report.text());
+    report
+        .connection
+        .iter()
+        .find(|c| c.check.contains(helper))
+        .unwrap_or_else(|| panic!("no check of {helper}:\n{}", report.text()))
+        .cell
+        .clone()
+}
+
+#[tokio::test]
+async fn probe_reports_a_helper_whose_setting_outlives_the_transaction() {
+    let c = helper_check("session_scoped", "public.set_tenant").await;
+    assert_eq!(c.verdict, Verdict::Leaked, "{c:?}");
+    assert!(c.detail.contains("outlives the transaction"), "{c:?}");
+}
+
+#[tokio::test]
+async fn probe_reports_a_helper_that_mints_context_for_a_made_up_secret() {
+    let c = helper_check("definer_mints_context", "public.login_as").await;
+    assert_eq!(c.verdict, Verdict::Leaked, "{c:?}");
+    assert!(c.detail.contains("made-up secret"), "{c:?}");
+}
+
+#[tokio::test]
+async fn a_view_that_filters_by_the_tenant_is_blocked() {
+    let fx = Fixture::load("filtering_view").await;
+    let report = probe(&fx.db, &fx.config()).await;
+    let c = report.cell("public.my_notes", Attack::ReadOther).unwrap();
+    assert_eq!(c.verdict, Verdict::Blocked, "{}", report.text());
+    assert!(c.control.is_some());
+    assert_eq!(report.status().code(), 0, "{}", report.text());
 }

@@ -14,6 +14,22 @@ impl Fixture {
     /// Loads `tests/fixtures/audit/_prelude.sql` then `<name>.sql`, with `{{app}}` and `{{owner}}` replaced by
     /// unique role names (roles are cluster-wide and tests run in parallel).
     pub async fn load(name: &str) -> Fixture {
+        Fixture::load_variant(name, None).await
+    }
+
+    /// Loads `<name>.sql` with `{{variant}}` replaced by `<name>.<variant>.sql` (the
+    /// planted weaknesses), or by nothing (the clean schema).
+    pub async fn load_variant(name: &str, variant: Option<&str>) -> Fixture {
+        let planted = match variant {
+            Some(v) => {
+                let p = format!(
+                    "{}/tests/fixtures/audit/{name}.{v}.sql",
+                    env!("CARGO_MANIFEST_DIR")
+                );
+                std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
+            }
+            None => String::new(),
+        };
         let path = format!(
             "{}/tests/fixtures/audit/{name}.sql",
             env!("CARGO_MANIFEST_DIR")
@@ -33,7 +49,10 @@ impl Fixture {
         };
         let app = unique_name("app");
         let owner = unique_name("owner");
-        let sql = sql.replace("{{app}}", &app).replace("{{owner}}", &owner);
+        let sql = sql
+            .replace("{{variant}}", &planted)
+            .replace("{{app}}", &app)
+            .replace("{{owner}}", &owner);
         let db = TestDb::empty().await;
         let su = db.superuser().await;
         su.batch_execute(&sql)

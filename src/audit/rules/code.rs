@@ -67,6 +67,18 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
                 format!("A materialized view cannot have row-level security and holds rows of {} computed with its creator's rights; whoever can read it sees every tenant.", names.join(", ")),
                 format!("REVOKE ALL ON {} FROM {qapp}, PUBLIC;\n-- or replace it with a view WITH (security_invoker = true)", v.qualified()),
             );
+        } else if !v.security_invoker && view_filters_by_tenant(model, v) {
+            sink.add(
+                "TG040",
+                Severity::Info,
+                obj_table(v),
+                format!(
+                    "The view reads {} with its owner's ({:?}) rights, but its WHERE clause restricts rows to the current tenant itself, so the app sees only its own tenant (security_invoker would still be the safer default).",
+                    names.join(", "),
+                    v.owner
+                ),
+                format!("ALTER VIEW {} SET (security_invoker = true);", v.qualified()),
+            );
         } else if !v.security_invoker {
             // The owner's rights apply: it bypasses when superuser/BYPASSRLS, or when it
             // owns a base table that is not FORCEd.
@@ -97,7 +109,15 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
 
     let tenant_tables: Vec<&Table> = model.tenant_tables().map(|(t, _)| t).collect();
     for f in &model.catalog.functions {
-        if f.leakproof {
+        if f.leakproof && f.arg_types.is_empty() {
+            sink.add(
+                "TG046",
+                Severity::Info,
+                fobj(f),
+                "Marked LEAKPROOF, but it takes no argument, so it cannot pass a row's values to an error or notice before the row-level security filter.",
+                format!("ALTER FUNCTION {} NOT LEAKPROOF; -- hygiene only", f.signature()),
+            );
+        } else if f.leakproof {
             sink.add(
                 "TG046",
                 Severity::High,
@@ -135,9 +155,23 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
             .map(|t| t.display())
             .collect();
         if !touched.is_empty() {
+            if let Some(guard) = definer_guard(model, f) {
+                sink.add(
+                    "TG042",
+                    Severity::Info,
+                    fobj(f),
+                    format!(
+                        "It runs with its owner's ({:?}) rights and reads or writes {}, but {guard} before it does.",
+                        f.owner,
+                        touched.join(", ")
+                    ),
+                    format!("-- review: {} is guarded by its body", f.signature()),
+                );
+                continue;
+            }
             sink.add(
                 "TG042",
-                if f.app_can_execute { Severity::High } else { Severity::Low },
+                if f.app_can_execute { Severity::Critical } else { Severity::Low },
                 fobj(f),
                 format!(
                     "It runs with its owner's ({:?}) rights and reads or writes {}; unless its body filters by tenant, {}.",
@@ -148,6 +182,44 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
                 format!(
                     "ALTER FUNCTION {} SECURITY INVOKER;\n-- or REVOKE EXECUTE ON FUNCTION {} FROM PUBLIC, {qapp};",
                     f.signature(),
+                    f.signature()
+                ),
+            );
+        }
+    }
+
+    // Definer functions that set the tenant context and ignore their secret.
+    for f in model
+        .catalog
+        .functions
+        .iter()
+        .filter(|f| f.security_definer && !f.is_trigger)
+    {
+        if !sets_context(model, &f.source) {
+            continue;
+        }
+        let ignored: Vec<String> = arg_names(f)
+            .into_iter()
+            .enumerate()
+            .filter(|(_, n)| secret_like(n))
+            .filter(|(i, n)| {
+                let body = f.source.to_lowercase();
+                !words(&body).contains(&n.to_lowercase()) && !body.contains(&format!("${}", i + 1))
+            })
+            .map(|(_, n)| n)
+            .collect();
+        if !ignored.is_empty() && (f.public_execute || f.app_can_execute) {
+            sink.add(
+                "TG039",
+                Severity::Critical,
+                fobj(f),
+                format!(
+                    "It sets (mints) the tenant context with its owner's rights, {} may execute it, and its body never uses its secret argument ({}): anyone who can call it picks any tenant.",
+                    if f.public_execute { "PUBLIC" } else { "the app" },
+                    ignored.join(", ")
+                ),
+                format!(
+                    "REVOKE EXECUTE ON FUNCTION {} FROM PUBLIC;\n-- and verify the secret (e.g. a signed token) before set_config",
                     f.signature()
                 ),
             );
@@ -168,7 +240,20 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
             continue;
         };
         let obj = format!("trigger {:?} on {}", tr.name, t.display());
-        if f.security_definer {
+        let trigger_words = words(&f.source);
+        let reads_tenant = tenant_tables.iter().any(|x| mentions(&trigger_words, x));
+        if f.security_definer && !reads_tenant {
+            sink.add(
+                "TG044",
+                Severity::Info,
+                obj.clone(),
+                format!(
+                    "Its function {}.{} is SECURITY DEFINER, but its body names no tenant table: it only works on the row being written (NEW/OLD) or enqueues work elsewhere, so the owner's rights reach no other tenant's rows.",
+                    f.schema, f.name
+                ),
+                format!("ALTER FUNCTION {} SECURITY INVOKER; -- if the owner's rights are not needed", f.signature()),
+            );
+        } else if f.security_definer {
             sink.add(
                 "TG044",
                 if t.privileges.writes() { Severity::High } else { Severity::Low },
@@ -195,7 +280,8 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
                 if let Some(dest) = hit {
                     sink.add(
                         "TG045",
-                        Severity::High,
+                        // Only a leak where someone on the app's side can read the copies.
+                        if dest.privileges.select { Severity::High } else { Severity::Medium },
                         obj.clone(),
                         format!(
                             "Its function copies rows into {}, which has no row-level security, so tenant data lands where every tenant (or anyone with access) can read it.",
@@ -264,4 +350,116 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
             }
         }
     }
+}
+
+/// Argument names of a function, from its identity arguments (`a uuid, secret text`).
+fn arg_names(f: &Function) -> Vec<String> {
+    if f.args.trim().is_empty() {
+        return Vec::new();
+    }
+    f.args
+        .split(',')
+        .map(|a| {
+            let parts: Vec<&str> = a.split_whitespace().collect();
+            // `IN name type`, `name type` or just `type`.
+            let parts: Vec<&str> = parts
+                .into_iter()
+                .filter(|p| !matches!(p.to_lowercase().as_str(), "in" | "inout" | "variadic"))
+                .collect();
+            if parts.len() >= 2 {
+                parts[0].trim_matches('"').to_string()
+            } else {
+                String::new()
+            }
+        })
+        .collect()
+}
+
+/// An argument name that looks like a credential.
+pub(crate) fn secret_like(name: &str) -> bool {
+    let n = name.to_lowercase();
+    [
+        "secret", "token", "key", "sig", "hmac", "password", "nonce", "jwt",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
+}
+
+/// Whether a body sets one of the context settings (`set_config('<setting>', …)`).
+fn sets_context(model: &Model, body: &str) -> bool {
+    let lower = body.to_lowercase();
+    model.settings.iter().any(|s| {
+        Regex::new(&format!(
+            r"set_config\s*\(\s*'{}'|(^|[;\s])set\s+(local\s+)?{}\s*(=|to)",
+            regex::escape(s),
+            regex::escape(s)
+        ))
+        .is_ok_and(|r| r.is_match(&lower))
+    })
+}
+
+/// Why a SECURITY DEFINER function over tenant tables is guarded, if its body shows it:
+/// it filters by the tenant context, checks the caller's membership, or checks a secret
+/// (and raises) before touching rows.
+fn definer_guard(model: &Model, f: &Function) -> Option<String> {
+    let body = f.source.to_lowercase();
+    let w = words(&body);
+    let reads = model.reads_context(&body);
+    let tenant_cols: Vec<String> = model
+        .tenant
+        .values()
+        .filter_map(|tt| tt.column.clone())
+        .chain(std::iter::once(model.config.tenant_column.clone()))
+        .map(|c| c.to_lowercase())
+        .collect();
+    if reads && tenant_cols.iter().any(|c| w.contains(c)) && w.contains("where") {
+        return Some("its body filters by the tenant context (WHERE … = the context)".into());
+    }
+    let raises = body.contains("raise") && body.contains("exception");
+    let membership = model.models().iter().any(|m| {
+        m.membership_table().is_some_and(|t| {
+            let bare = t.rsplit('.').next().unwrap_or(t).to_lowercase();
+            w.contains(&bare)
+        })
+    }) || w.iter().any(|x| x.contains("member"));
+    if reads && membership && (raises || w.contains("exists")) {
+        return Some("it checks the caller's membership".into());
+    }
+    let secret = arg_names(f)
+        .iter()
+        .any(|n| secret_like(n) && w.contains(&n.to_lowercase()))
+        || ["crypt(", "digest(", "hmac("]
+            .iter()
+            .any(|x| body.contains(x));
+    if raises && secret {
+        return Some("it checks a secret and raises otherwise".into());
+    }
+    None
+}
+
+/// Whether a view's own WHERE clause restricts rows to the current tenant.
+fn view_filters_by_tenant(model: &Model, v: &Table) -> bool {
+    let Some(def) = &v.view_definition else {
+        return false;
+    };
+    let lower = def.to_lowercase();
+    let Some(pos) = lower.find(" where ") else {
+        return false;
+    };
+    let mut clause = &def[pos + 7..];
+    let clause_lower = clause.to_lowercase();
+    for stop in [" group by ", " order by ", " limit ", " union ", " having "] {
+        if let Some(i) = clause_lower.find(stop) {
+            clause = &clause[..i];
+        }
+    }
+    let clause = clause.trim().trim_end_matches(';');
+    let tt = crate::audit::model::TenantTable {
+        kind: crate::audit::model::TenantKind::Column,
+        column: Some(model.config.tenant_column.clone()),
+        per_user: false,
+    };
+    let mut cx = model.context(&tt);
+    cx.identity_is_context = model.models().iter().any(|m| m.identity_is_context());
+    crate::audit::predicate::analyse(clause, &cx).scoped
 }

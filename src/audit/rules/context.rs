@@ -13,7 +13,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
     );
     for (t, tt) in model.tenant_tables() {
         for p in model.app_policies(t.oid) {
-            let cx = model.context(tt);
+            let cx = model.context_for(t, tt);
             let mut uses = SettingUse::default();
             let mut identity = false;
             for e in [p.using.as_deref(), p.check.as_deref()]
@@ -104,9 +104,9 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
         if f.app_can_execute && model.setting.find(&f.source).session_scoped_set {
             sink.add(
                 "TG025",
-                Severity::Medium,
+                Severity::High,
                 format!("function {}.{}({})", f.schema, f.name, f.args),
-                "The function sets the tenant setting with session scope (set_config(…, false) or SET); behind a transaction pooler the next request on that connection inherits the tenant.",
+                "The function sets the tenant setting with session scope (set_config(…, false) or SET); behind a transaction pooler (or any connection pool) the next request on that connection runs inside this tenant.",
                 format!("-- in {}: use set_config({}, value, true) inside the request transaction", f.signature(), literal(setting)),
             );
         }
@@ -137,6 +137,24 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
             fix,
         );
     }
+    // A login role that becomes the app (SET ROLE, or inheriting it) with its own default
+    // tenant: every session it opens starts inside that tenant.
+    for m in &model.catalog.app_members {
+        for entry in &m.tenant_settings {
+            sink.add(
+                "TG026",
+                Severity::High,
+                format!("setting {setting} for role {} (which becomes the app)", m.name),
+                format!(
+                    "{} is a member of the app role{} and has a default ({entry}): its sessions start inside that tenant before the request sets one, and after RESET or commit they fall back to it.",
+                    m.name,
+                    if m.login { ", can log in," } else { "" }
+                ),
+                format!("ALTER ROLE {} RESET {setting};", ident(&m.name)),
+            );
+        }
+    }
+    fail_open_helpers(model, sink);
     if let Some(src) = &model.catalog.setting_config_source {
         sink.add(
             "TG026",
@@ -145,5 +163,103 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
             format!("The server sets the tenant setting ({src}), so every session starts inside a tenant."),
             format!("-- remove {setting} from the server configuration, then: SELECT pg_reload_conf();"),
         );
+    }
+}
+
+/// The arguments of every `coalesce(…)` call in `text`, split at top-level commas.
+fn coalesce_calls(text: &str) -> Vec<Vec<String>> {
+    let lower = text.to_lowercase();
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(i) = lower[from..].find("coalesce") {
+        let start = from + i + "coalesce".len();
+        from = start;
+        let rest = lower[start..].trim_start();
+        if !rest.starts_with('(') {
+            continue;
+        }
+        let open = lower.len() - rest.len();
+        let (mut depth, mut quoted) = (0i32, false);
+        let mut args = Vec::new();
+        let mut cur = String::new();
+        for c in lower[open..].chars() {
+            match c {
+                '\'' => {
+                    quoted = !quoted;
+                    cur.push(c);
+                }
+                '(' if !quoted => {
+                    depth += 1;
+                    if depth > 1 {
+                        cur.push(c);
+                    }
+                }
+                ')' if !quoted => {
+                    depth -= 1;
+                    if depth == 0 {
+                        args.push(cur.trim().to_string());
+                        break;
+                    }
+                    cur.push(c);
+                }
+                ',' if !quoted && depth == 1 => {
+                    args.push(cur.trim().to_string());
+                    cur.clear();
+                }
+                _ => cur.push(c),
+            }
+        }
+        out.push(args);
+    }
+    out
+}
+
+/// A literal that could be a tenant id: a number or a non-empty string other than the
+/// empty JSON document (casts allowed).
+fn tenant_like_constant(arg: &str) -> bool {
+    let v = arg
+        .split("::")
+        .next()
+        .unwrap_or(arg)
+        .trim()
+        .trim_matches(|c| c == '(' || c == ')');
+    if v.parse::<f64>().is_ok() {
+        return true;
+    }
+    let inner = v.strip_prefix('\'').and_then(|x| x.strip_suffix('\''));
+    inner.is_some_and(|x| !matches!(x, "" | "{}" | "[]" | "null"))
+}
+
+/// TG028: a context helper that falls back to a constant tenant when no context is set
+/// (`COALESCE(NULLIF(current_setting(…), '')::bigint, 1)`): a request without context runs
+/// as that tenant.
+fn fail_open_helpers(model: &Model, sink: &mut Sink) {
+    for f in model
+        .catalog
+        .functions
+        .iter()
+        .filter(|f| model.source_functions.contains(&f.oid))
+    {
+        for args in coalesce_calls(&f.source) {
+            let Some((last, firsts)) = args.split_last() else {
+                continue;
+            };
+            let reads = firsts.iter().any(|a| {
+                a.contains("current_setting")
+                    && model.settings.iter().any(|s| a.contains(&format!("'{s}'")))
+            });
+            if reads && tenant_like_constant(last) {
+                sink.add(
+                    "TG028",
+                    Severity::High,
+                    format!("function {}.{}({})", f.schema, f.name, f.args),
+                    format!(
+                        "The context helper falls back to the constant {last} when no tenant is set: a request without tenant context (a missed set_config, a background job) silently runs as that tenant and reads and writes its rows."
+                    ),
+                    format!("-- in {}: return NULL (or raise) when the setting is missing, never a constant tenant", f.signature()),
+                );
+                break;
+            }
+        }
     }
 }

@@ -1,14 +1,31 @@
 //! TG010–TG017: policy logic, judged per table × command on the combined effect of the
 //! policies that apply to the app (`AND(restrictive) AND OR(permissive)`).
 
-use super::{obj_policy, tenant_predicate, Sink};
+use super::{obj_policy, obj_table, tenant_predicate, Sink};
 use crate::audit::{Model, Severity};
+use crate::isolation::TenancyModel;
 use crate::policy::{ident, Command};
 
 pub(super) fn check(model: &Model, sink: &mut Sink) {
     let app = ident(&model.config.app_role);
+    membership_self_grant(model, sink);
     for (t, tt) in model.tenant_tables() {
         if !t.rls {
+            continue;
+        }
+        if let Some((_, why)) = model
+            .detection
+            .not_modeled
+            .iter()
+            .find(|(n, _)| *n == t.display())
+        {
+            sink.add(
+                "TG008",
+                Severity::Info,
+                obj_table(t),
+                format!("Not judged: {why}. The audit does not guess what such a policy allows; tenantguard probe attacks it."),
+                "-- declare the tenancy model with --tenancy …, or check the policy function by hand".to_string(),
+            );
             continue;
         }
         let qt = t.qualified();
@@ -193,5 +210,81 @@ fn guard_note(
             " (the restrictive tenant guard covers only {}; UPDATE and DELETE without WHERE never consult SELECT policies)",
             guarded.join(", ")
         )
+    }
+}
+
+/// TG027: under a membership model, the membership table decides who is in which tenant;
+/// if the app can insert (or update) rows there without a check on the tenant column, a
+/// caller can make itself a member of any tenant.
+fn membership_self_grant(model: &Model, sink: &mut Sink) {
+    for m in model.models() {
+        let TenancyModel::Membership {
+            table,
+            tenant_column,
+            ..
+        } = m
+        else {
+            continue;
+        };
+        let Some(t) = model
+            .catalog
+            .tables
+            .iter()
+            .find(|t| t.display() == *table || t.name == *table)
+        else {
+            continue;
+        };
+        let Some(tt) = model.tenant.get(&t.oid) else {
+            continue;
+        };
+        let qtcol = tenant_column.to_lowercase();
+        for (cmd, held) in [
+            (Command::Insert, t.privileges.insert),
+            (Command::Update, t.privileges.update),
+        ] {
+            if !held || !t.rls {
+                if held {
+                    sink.add(
+                        "TG027",
+                        Severity::Critical,
+                        obj_table(t),
+                        format!("The membership table has no row-level security and the app may {} it: any caller can make itself a member of any tenant.", cmd.sql()),
+                        format!("ALTER TABLE {} ENABLE ROW LEVEL SECURITY;\nREVOKE INSERT, UPDATE ON {} FROM {};", t.qualified(), t.qualified(), ident(&model.config.app_role)),
+                    );
+                }
+                continue;
+            }
+            let eff = model.effective(t, tt, cmd, true);
+            if eff.denied() {
+                continue;
+            }
+            let constrains = |x: &crate::audit::model::Term<'_>| {
+                x.expr.is_some_and(|e| e.to_lowercase().contains(&qtcol))
+            };
+            let guarded = eff.restrictive.iter().any(constrains)
+                || eff
+                    .permissive
+                    .iter()
+                    .filter(|x| x.expr.is_some())
+                    .all(constrains);
+            if !guarded {
+                sink.add(
+                    "TG027",
+                    Severity::High,
+                    obj_table(t),
+                    format!(
+                        "The membership table decides which tenants a caller belongs to, and {}'s WITH CHECK does not constrain {tenant_column}: a caller can make itself a member of any tenant and then reach all its rows.",
+                        cmd.sql()
+                    ),
+                    format!(
+                        "-- only existing admins of the tenant may add members, e.g.\nCREATE POLICY members_guard ON {} AS RESTRICTIVE FOR {} TO {} WITH CHECK ({} IN (SELECT … WHERE role = 'admin' AND user_id = <caller>));",
+                        t.qualified(),
+                        cmd.sql(),
+                        ident(&model.config.app_role),
+                        ident(tenant_column)
+                    ),
+                );
+            }
+        }
     }
 }

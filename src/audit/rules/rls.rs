@@ -114,6 +114,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
             );
         }
     }
+    shared_parents(model, sink);
     for t in &model.catalog.tables {
         if matches!(t.kind, 'r' | 'p')
             && !model.tenant.contains_key(&t.oid)
@@ -131,5 +132,66 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
                 ),
             );
         }
+    }
+}
+
+/// TG056: a table without the tenant column that tenant tables reference (a shared parent:
+/// plans, categories, settings) and that the app may change across tenants: no RLS, or a
+/// permissive write policy that admits every row (`USING (true)`, often meant for an
+/// in-tenant admin role). One tenant's request changes what every tenant's rows point at.
+fn shared_parents(model: &Model, sink: &mut Sink) {
+    let app = ident(&model.config.app_role);
+    for t in model
+        .catalog
+        .tables
+        .iter()
+        .filter(|t| matches!(t.kind, 'r' | 'p') && !model.tenant.contains_key(&t.oid))
+    {
+        let children: Vec<String> = model
+            .catalog
+            .foreign_keys
+            .iter()
+            .filter(|fk| fk.references == t.oid && model.tenant.contains_key(&fk.table))
+            .filter_map(|fk| model.table(fk.table).map(|c| c.display()))
+            .collect();
+        let p = t.privileges;
+        if children.is_empty() || !(p.update || p.delete || p.insert) {
+            continue;
+        }
+        let open_policy = model.catalog.policies.iter().find(|x| {
+            x.table == t.oid
+                && x.applies_to_app
+                && x.permissive
+                && matches!(x.cmd, '*' | 'w' | 'd' | 'a')
+                && [x.using.as_deref(), x.check.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .any(|e| {
+                        e.trim()
+                            .trim_matches(|c| c == '(' || c == ')')
+                            .eq_ignore_ascii_case("true")
+                    })
+        });
+        let how = match (t.rls, open_policy) {
+            (false, _) => "has no row-level security".to_string(),
+            (true, Some(pol)) => format!(
+                "has the permissive policy {:?} that admits every row",
+                pol.name
+            ),
+            (true, None) => continue,
+        };
+        sink.add(
+            "TG056",
+            Severity::High,
+            obj_table(t),
+            format!(
+                "A shared parent of tenant tables ({}) without a tenant column, which the app may change and which {how}: one tenant's request changes or deletes rows every tenant's data refers to.",
+                children.join(", ")
+            ),
+            format!(
+                "REVOKE INSERT, UPDATE, DELETE ON {} FROM {app};\n-- or give it a tenant column, or restrict writes to a role no tenant request uses",
+                t.qualified()
+            ),
+        );
     }
 }

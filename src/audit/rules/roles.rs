@@ -10,12 +10,16 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
     let app = &model.config.app_role;
     let qapp = ident(app);
     for r in &model.catalog.app_roles {
+        // SUPERUSER and BYPASSRLS are never inherited: they count only on roles the app can
+        // actually become (PG16+: the grant's SET option). Predefined roles act through
+        // inherited privileges, so they count either way.
+        let becomes = &r.name == app || r.can_set;
         let via = if &r.name == app {
             "The app role".to_string()
         } else {
             format!("The app can SET ROLE to {:?}, which", r.name)
         };
-        if r.superuser {
+        if r.superuser && becomes {
             sink.add(
                 "TG030",
                 Severity::Critical,
@@ -28,7 +32,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
                 },
             );
         }
-        if r.bypass_rls {
+        if r.bypass_rls && becomes {
             sink.add(
                 "TG031",
                 Severity::Critical,
@@ -118,9 +122,9 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
         if t.privileges.trigger {
             sink.add(
                 "TG035",
-                Severity::Medium,
+                Severity::High,
                 obj_table(t),
-                "TRIGGER lets the app attach code that runs on every tenant's writes.",
+                "TRIGGER lets the app attach code that runs on every tenant's writes: with one app role for all tenants, one tenant's request can install a trigger that copies every later write of every tenant.",
                 format!("REVOKE TRIGGER ON {qt} FROM {qapp};"),
             );
         }
@@ -140,6 +144,35 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
         } else {
             format!("schema {}", d.schema)
         };
+        let dml = matches!(
+            d.privilege.as_str(),
+            "SELECT" | "INSERT" | "UPDATE" | "DELETE"
+        );
+        if dml {
+            sink.add(
+                "TG055",
+                Severity::Medium,
+                format!(
+                    "default privileges of {} in {scope} ({})",
+                    d.owner, d.privilege
+                ),
+                format!(
+                    "Every future table {} creates in {scope} is granted {} to the app at once, before anyone enables row-level security on it: a new tenant table is open to every tenant until its policies exist.",
+                    d.owner, d.privilege
+                ),
+                format!(
+                    "ALTER DEFAULT PRIVILEGES FOR ROLE {}{} REVOKE {} ON TABLES FROM {qapp};\n-- grant per table, in the migration that also enables RLS",
+                    ident(&d.owner),
+                    if d.schema.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" IN SCHEMA {}", ident(&d.schema))
+                    },
+                    d.privilege
+                ),
+            );
+            continue;
+        }
         sink.add(
             "TG037",
             Severity::Medium,

@@ -29,11 +29,13 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
             continue;
         };
         let tenant_key = to.column.as_deref().unwrap_or(col);
+        // The table's own key column (the user column of a per-user table) counts too.
+        let from_key = from.column.as_deref().unwrap_or(col);
         let carries_tenant = fk
             .columns
             .iter()
             .zip(&fk.ref_columns)
-            .any(|(c, rc)| c == col && rc == tenant_key);
+            .any(|(c, rc)| (c == col || c == from_key) && rc == tenant_key);
         if !carries_tenant {
             let mut cols = vec![qcol.clone()];
             cols.extend(fk.columns.iter().map(|c| ident(c)));
