@@ -9,6 +9,7 @@
 //! [`snapshot`] taken before and after proves nothing was left behind.
 
 pub mod attacks;
+pub mod http;
 pub mod report;
 pub mod snapshot;
 pub mod synth;
