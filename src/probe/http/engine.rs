@@ -70,6 +70,8 @@ struct Run<'a> {
     notes: Vec<String>,
     tenant_a_id: Option<String>,
     tenant_b_id: Option<String>,
+    /// Whether the API shows tenant ids as JSON numbers.
+    tenant_numeric: bool,
 }
 
 /// Runs the whole probe.
@@ -108,6 +110,7 @@ pub async fn run(config: &HttpProbeConfig) -> Result<HttpReport, HttpProbeError>
         notes: spec.notes.clone(),
         tenant_a_id: config.tenant_a_id.clone(),
         tenant_b_id: config.tenant_b_id.clone(),
+        tenant_numeric: false,
     };
     if !run.client.writes_allowed() {
         run.notes.push(format!(
@@ -452,8 +455,16 @@ fn mask(v: &Value, ids: &[String]) -> Value {
     match v {
         Value::String(s) => {
             let mut s = s.clone();
-            for id in ids.iter().filter(|i| !i.is_empty()) {
-                s = s.replace(id.as_str(), "<id>");
+            // Longest first, whole words only: "1" must not eat into "7000123" or "v1".
+            let mut ids: Vec<&String> = ids.iter().filter(|i| !i.is_empty()).collect();
+            ids.sort_by_key(|i| std::cmp::Reverse(i.len()));
+            for id in ids {
+                if let Ok(re) = regex::Regex::new(&format!(
+                    r"(^|[^0-9A-Za-z_]){}($|[^0-9A-Za-z_])",
+                    regex::escape(id)
+                )) {
+                    s = re.replace_all(&s, "${1}<id>${2}").into_owned();
+                }
             }
             let s = uuid_re().replace_all(&s, "<uuid>");
             Value::String(time_re().replace_all(&s, "<time>").into_owned())
@@ -817,7 +828,7 @@ impl Run<'_> {
         };
         if let Some(t) = tid {
             for f in &self.res(r).tenant_fields {
-                fixed.insert(f.clone(), Value::String(t.clone()));
+                fixed.insert(f.clone(), self.tenant_value(&t));
             }
         }
         fixed
@@ -1081,10 +1092,14 @@ impl Run<'_> {
                 continue;
             }
             let found = self.objs_all(who).find_map(|o| {
-                o.repr.as_object()?.iter().find_map(|(k, v)| {
-                    (is_tenant_field(k) && (v.is_string() || v.is_number())).then(|| id_str(v))
+                unwrap_one(&o.repr).as_object()?.iter().find_map(|(k, v)| {
+                    (is_tenant_field(k) && (v.is_string() || v.is_number())).then(|| v.clone())
                 })
             });
+            if found.as_ref().is_some_and(Value::is_number) {
+                self.tenant_numeric = true;
+            }
+            let found = found.as_ref().map(id_str);
             match who {
                 Who::A => self.tenant_a_id = found,
                 Who::B => self.tenant_b_id = found,
@@ -1688,8 +1703,27 @@ impl Run<'_> {
         )
     }
 
+    /// A tenant id as the API writes it (a number where its rows show numbers).
+    fn tenant_value(&self, tid: &str) -> Value {
+        match tid.parse::<i64>() {
+            Ok(n) if self.tenant_numeric => Value::from(n),
+            _ => Value::String(tid.to_string()),
+        }
+    }
+
+    /// The tenant field names to smuggle: those the body declares, those A's rows show
+    /// (`tenantId` in a representation), and `tenant_id`.
     fn tenant_names(&self, r: usize) -> Vec<String> {
         let mut names = self.res(r).tenant_fields.clone();
+        for o in &self.a[r] {
+            if let Some(obj) = unwrap_one(&o.repr).as_object() {
+                for k in obj.keys() {
+                    if is_tenant_field(k) && !names.contains(k) {
+                        names.push(k.clone());
+                    }
+                }
+            }
+        }
         if names.is_empty() {
             names.push("tenant_id".into());
         }
@@ -2128,8 +2162,9 @@ impl Run<'_> {
         };
         let b_parents = self.b[r][0].parents.clone();
         let mut over = Map::new();
+        let value = self.tenant_value(&tid);
         for n in self.tenant_names(r) {
-            over.insert(n, Value::String(tid.clone()));
+            over.insert(n, value.clone());
         }
         let Some(body) = self.create_body(Who::B, r, &over) else {
             return Cell::new(Verdict::NotApplicable, "no create body");
@@ -2468,7 +2503,6 @@ impl Run<'_> {
                     && !refs.contains(k)
                     && !is_tenant_field(k)
                     && props.get(*k).is_some_and(|s| s.get("enum").is_none())
-                    && v.as_str().is_some_and(|s| s.contains(&self.marker_a))
             })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();

@@ -257,12 +257,9 @@ fn from_pattern(pattern: &str, candidate: &str, m: &str, n: u32) -> String {
             return c;
         }
     }
-    // Anchor, so the generated string is the whole value.
-    let anchored = format!(
-        "^(?:{})$",
-        pattern.trim_start_matches('^').trim_end_matches('$')
-    );
-    match rand_regex::Regex::compile(&anchored, 8) {
+    // A generated string is a whole match already; rand_regex does not take anchors.
+    let bare = pattern.trim_start_matches('^').trim_end_matches('$');
+    match rand_regex::Regex::compile(bare, 8) {
         Ok(g) => {
             let mut rng = rand::thread_rng();
             for _ in 0..20 {
