@@ -6,6 +6,7 @@ mod audit;
 mod dev;
 mod migrate;
 mod probe;
+mod probe_http;
 mod rls;
 mod serve;
 
@@ -37,8 +38,9 @@ enum Commands {
     Rls(rls::RlsArgs),
     /// Read the catalogs and report every way tenant isolation can fail.
     Audit(audit::AuditArgs),
-    /// Attack the database (inside rolled-back transactions) to prove isolation holds.
-    Probe(probe::ProbeArgs),
+    /// Attack the database (inside rolled-back transactions) to prove isolation holds;
+    /// `probe http` attacks an API from outside.
+    Probe(probe::ProbeCommand),
 }
 
 /// Role and setting names shared by `dev`, `serve` and `migrate`.
@@ -111,7 +113,7 @@ pub fn main() -> ExitCode {
             Commands::Migrate(a) => migrate::run(a).await,
             Commands::Rls(a) => rls::run(a).await,
             Commands::Audit(a) => audit::run(a).await,
-            Commands::Probe(a) => probe::run(a).await,
+            Commands::Probe(a) => probe::dispatch(a).await,
         }
     });
     match result {

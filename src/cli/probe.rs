@@ -69,3 +69,31 @@ pub(crate) async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
     // found but something could not be attacked (or nothing applied at all).
     Ok(report.status().exit_code())
 }
+
+/// `tenantguard probe [db|http|plans]`: the bare form is the database probe.
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct ProbeCommand {
+    #[command(subcommand)]
+    mode: Option<ProbeMode>,
+    #[command(flatten)]
+    db: Option<ProbeArgs>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum ProbeMode {
+    /// Attack the database (inside rolled-back transactions); also the bare `probe`.
+    Db(ProbeArgs),
+    /// Attack a REST API from outside, as two tenants, from its OpenAPI document.
+    Http(super::probe_http::ProbeHttpArgs),
+}
+
+pub(crate) async fn dispatch(cmd: ProbeCommand) -> anyhow::Result<ExitCode> {
+    match (cmd.mode, cmd.db) {
+        (Some(ProbeMode::Db(a)), _) | (None, Some(a)) => run(a).await,
+        (Some(ProbeMode::Http(a)), _) => super::probe_http::run(a).await,
+        (None, None) => {
+            anyhow::bail!("probe: give the database probe's flags, or a mode: db, http")
+        }
+    }
+}

@@ -16,6 +16,7 @@
 
 pub mod attacks;
 pub mod connection;
+pub mod http;
 pub mod report;
 pub mod snapshot;
 pub mod synth;

@@ -1,0 +1,95 @@
+//! The two test servers, each once correct and once with each planted bug: every bug is
+//! caught in the cell it belongs to, and the correct servers give no finding.
+
+use tenantguard::outcome::{RunStatus, Verdict};
+use tenantguard::probe::http::{self, Attack};
+
+use crate::servers::{intapi, nested, Bug, Served, BUGS};
+use crate::support::{config, findings};
+
+/// Where each bug must show up, on each server: (collection, attack, verdict).
+fn expected(server: &str, bug: Bug) -> (&'static str, Attack, Verdict) {
+    use Attack::*;
+    use Verdict::*;
+    match (server, bug) {
+        ("intapi", Bug::GetIgnoresTenant) => ("/tasks", Get, Leaked),
+        ("intapi", Bug::WriteIgnoresTenant) => ("/tasks", Patch, Leaked),
+        ("intapi", Bug::DeleteIgnoresTenant) => ("/tasks", Delete, Leaked),
+        ("intapi", Bug::WriteApplies404) => ("/tasks", Patch, Leaked),
+        ("intapi", Bug::ChildUnderForeignParent) => ("/tasks", CreateRef, Leaked),
+        ("intapi", Bug::ListFilterCrosses) => ("/tasks", Filter, Leaked),
+        ("intapi", Bug::Oracle403) => ("/tasks", Get, Distinguishable),
+        ("intapi", Bug::BodyTenantHonoured) => ("/tasks", TenantBody, Leaked),
+        ("intapi", Bug::UniqueAcrossTenants) => ("", List, Blocked),
+        (_, Bug::GetIgnoresTenant) => ("/projects/{projectId}/notes", Get, Leaked),
+        (_, Bug::WriteIgnoresTenant) => ("/projects/{projectId}/notes", Put, Leaked),
+        (_, Bug::DeleteIgnoresTenant) => ("/projects/{projectId}/notes", Delete, Leaked),
+        (_, Bug::WriteApplies404) => ("/projects/{projectId}/notes", Put, Leaked),
+        (_, Bug::ChildUnderForeignParent) => ("/projects/{projectId}/notes", CreateRef, Leaked),
+        (_, Bug::ListFilterCrosses) => ("/projects/{projectId}/notes", Nested, Leaked),
+        (_, Bug::Oracle403) => ("/projects/{projectId}/notes", Get, Distinguishable),
+        (_, Bug::BodyTenantHonoured) => ("/projects", TenantBody, Leaked),
+        (_, Bug::UniqueAcrossTenants) => ("/projects", Unique, Distinguishable),
+    }
+}
+
+async fn probe(server: &str, bug: Option<Bug>) -> tenantguard::probe::http::HttpReport {
+    let (app, a, b, openapi) = match server {
+        "intapi" => (intapi::app(bug), intapi::KEY_A, intapi::KEY_B, None),
+        _ => (
+            nested::app(bug),
+            nested::TOKEN_A,
+            nested::TOKEN_B,
+            Some("/openapi.yaml"),
+        ),
+    };
+    let served = Served::start(app).await;
+    let mut cfg = config(&served.base, a, b);
+    cfg.openapi = openapi.map(|p| format!("{}{p}", served.base));
+    let report = http::probe_http(&cfg).await.expect("probe");
+    served.stop().await;
+    report
+}
+
+async fn every_bug_caught(server: &str) {
+    let clean = probe(server, None).await;
+    assert!(
+        findings(&clean).is_empty(),
+        "{server} correct: {:#?}\n{}",
+        findings(&clean),
+        clean.text()
+    );
+    assert_eq!(
+        clean.status(),
+        RunStatus::Clean,
+        "{server} correct:\n{}",
+        clean.text()
+    );
+    let mut missed = Vec::new();
+    for bug in BUGS {
+        let (collection, attack, verdict) = expected(server, bug);
+        if collection.is_empty() {
+            continue; // not planted on this server
+        }
+        let report = probe(server, Some(bug)).await;
+        let got = report.cell(collection, attack).map(|c| c.verdict);
+        if got != Some(verdict) || report.status() != RunStatus::Findings {
+            missed.push(format!(
+                "{bug:?}: {collection} {} is {got:?}, wanted {verdict:?}\n{}",
+                attack.name(),
+                report.text()
+            ));
+        }
+    }
+    assert!(missed.is_empty(), "{server}: {}", missed.join("\n\n"));
+}
+
+#[tokio::test]
+async fn intapi_integer_ids_and_envelopes() {
+    every_bug_caught("intapi").await;
+}
+
+#[tokio::test]
+async fn nested_routes_put_and_cursors() {
+    every_bug_caught("nested").await;
+}
