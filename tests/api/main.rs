@@ -2,6 +2,7 @@
 //! PostgreSQL database per test, requests over HTTP only.
 
 mod data_safety;
+mod dev_restart;
 mod helpers;
 mod idempotency;
 mod pgbouncer;
