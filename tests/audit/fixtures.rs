@@ -199,3 +199,29 @@ async fn bypassrls_counts_only_on_roles_the_app_can_set_role_to() {
     let findings = fx.audit().await;
     expect(&findings, "TG031", &object);
 }
+
+#[tokio::test]
+async fn a_policy_the_model_cannot_express_is_not_judged() {
+    let fx = Fixture::load("opaque_policy_function").await;
+    let findings = fx.audit().await;
+    let f = expect(&findings, "TG008", "table public.shared_docs");
+    assert_eq!(f.severity, Severity::Info);
+    assert!(f.why.contains("can_see"), "{}", f.why);
+    assert!(
+        !findings
+            .iter()
+            .any(|f| f.object.contains("shared_docs") && f.rule.starts_with("TG01")),
+        "{}",
+        dump(&findings)
+    );
+    let report = crate::probe::probe(&fx.db, &fx.config()).await;
+    let c = report
+        .cell("public.shared_docs", tenantguard::probe::Attack::ReadOther)
+        .unwrap();
+    assert_eq!(
+        c.verdict,
+        tenantguard::outcome::Verdict::Inconclusive,
+        "{c:?}"
+    );
+    assert_eq!(report.status().code(), 3, "{}", report.text());
+}
