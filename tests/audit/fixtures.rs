@@ -225,3 +225,24 @@ async fn a_policy_the_model_cannot_express_is_not_judged() {
     );
     assert_eq!(report.status().code(), 3, "{}", report.text());
 }
+
+#[tokio::test]
+async fn maintain_is_read_where_it_exists() {
+    // MAINTAIN is a table privilege from PostgreSQL 17 on; before, reading it must not fail.
+    let fx = Fixture::load("clean").await;
+    let su = fx.db.superuser().await;
+    let version: i32 = su
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .unwrap()
+        .get(0);
+    if version >= 170000 {
+        su.batch_execute(&format!("GRANT MAINTAIN ON notes TO \"{}\"", fx.app))
+            .await
+            .unwrap();
+        let f = expect(&fx.audit().await, "TG057", "table public.notes").clone();
+        assert_eq!(f.severity, Severity::Low);
+    } else {
+        assert!(!fx.audit().await.iter().any(|f| f.rule == "TG057"));
+    }
+}

@@ -101,6 +101,7 @@ pub const RULES: &[Rule] = &[
     structure::TG054,
     roles::TG055,
     rls::TG056,
+    roles::TG057,
     performance::TG060,
     performance::TG061,
     performance::TG062,

@@ -15,6 +15,7 @@ declare_rule!(TG035 "trigger-granted" High "TRIGGER on a tenant table is granted
 declare_rule!(TG036 "dangerous-predefined-role" High "The app can become a predefined role that reads files or bypasses unprotected tables");
 declare_rule!(TG037 "default-privileges" Medium "Default privileges give the app TRUNCATE, TRIGGER or REFERENCES on future tables");
 declare_rule!(TG038 "server-file-functions" High "The app may execute functions that read server files or move large objects to and from them");
+declare_rule!(TG057 "maintain-granted" Low "MAINTAIN (PostgreSQL 17+) on a tenant table is granted to the app");
 declare_rule!(TG055 "default-dml-privileges" Medium "Default privileges grant SELECT or DML on future tables to the app before RLS exists");
 
 pub(super) fn check(model: &Model, sink: &mut Sink) {
@@ -124,6 +125,14 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
                 obj_table(t),
                 format!("REFERENCES is granted to the app, {extra}."),
                 format!("REVOKE REFERENCES ON {qt} FROM {qapp};"),
+            );
+        }
+        if t.privileges.maintain {
+            sink.add(
+                &TG057,
+                obj_table(t),
+                "MAINTAIN (PostgreSQL 17+) lets the app LOCK the table, CLUSTER, REINDEX or VACUUM FULL it for every tenant: availability, not data, since these never return rows.",
+                format!("REVOKE MAINTAIN ON {qt} FROM {qapp};"),
             );
         }
         if t.privileges.trigger {
