@@ -302,7 +302,10 @@ pub fn detect(catalog: &Catalog, config: &AuditConfig) -> Detection {
                         column: c,
                     }),
             }
-        } else if p.identity.is_match(&text) && has_tcol && per_tenant_roles {
+        } else if has_tcol
+            && p.identity.is_match(&text)
+            && (identity_compared(&text, tcol) || (per_tenant_roles && text.contains("from ")))
+        {
             Some(TableTenancy {
                 model: TenancyModel::Role {
                     pattern: "{}".into(),
@@ -388,5 +391,36 @@ fn declared(catalog: &Catalog, config: &AuditConfig, model: TenancyModel) -> Det
         tables,
         not_modeled: Vec::new(),
         followers,
+    }
+}
+
+/// Whether `text` compares the tenant column itself with `current_user` (or
+/// `session_user`/`current_role`), in either order, casts allowed.
+fn identity_compared(text: &str, tcol: &str) -> bool {
+    let c = regex::escape(&tcol.to_lowercase());
+    let id = r"(current_user|session_user|current_role)";
+    [
+        format!(r"(^|[^a-z0-9_]){c}\s*\)?(::\w+)?\s*=\s*[\(\s]*{id}"),
+        format!(r"{id}\s*\)?(::\w+)?\s*=\s*[\(\s]*([a-z0-9_]+\.)?{c}([^a-z0-9_]|$)"),
+    ]
+    .iter()
+    .any(|r| Regex::new(r).is_ok_and(|r| r.is_match(text)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::identity_compared;
+
+    #[test]
+    fn the_tenant_column_compared_with_the_role() {
+        assert!(identity_compared(
+            "(tenant_id = (current_user)::text)",
+            "tenant_id"
+        ));
+        assert!(identity_compared(
+            "((current_user)::text = docs.tenant_id)",
+            "tenant_id"
+        ));
+        assert!(!identity_compared("(author = current_user)", "tenant_id"));
     }
 }

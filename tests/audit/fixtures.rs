@@ -246,3 +246,22 @@ async fn maintain_is_read_where_it_exists() {
         assert!(!fx.audit().await.iter().any(|f| f.rule == "TG057"));
     }
 }
+
+#[tokio::test]
+async fn a_login_role_of_the_app_does_not_make_identity_keys_a_role_model() {
+    // One pooled app role with a login role that SET ROLEs into it is the setting model;
+    // `author = current_user` still isolates nothing.
+    let fx = Fixture::load("identity_key").await;
+    fx.db
+        .superuser()
+        .await
+        .batch_execute(&format!(
+            "CREATE ROLE \"{0}_login\" LOGIN IN ROLE \"{0}\"",
+            fx.app
+        ))
+        .await
+        .unwrap();
+    let findings = fx.audit().await;
+    expect(&findings, "TG023", "\"notes_all\" on public.notes");
+    expect(&findings, "TG010", "\"notes_all\" on public.notes");
+}
