@@ -100,7 +100,9 @@ struct Patterns {
     claim: Regex,
     from: Regex,
     eq_uid: Regex,
+    eq_uid_rev: Regex,
     eq_setting: Regex,
+    eq_setting_rev: Regex,
     identity: Regex,
     call: Regex,
 }
@@ -108,9 +110,18 @@ struct Patterns {
 fn patterns() -> Option<Patterns> {
     Some(Patterns {
         setting_read: Regex::new(r"current_setting\(\s*'([^']+)'").ok()?,
-        claim: Regex::new(r"->>\s*'([^']+)'").ok()?,
+        // `-> 'app_metadata' ->> 'org_id'` is the claim path app_metadata.org_id.
+        claim: Regex::new(r"((?:->\s*'[^']+'(?:::text)?\s*\)?\s*)*)->>\s*'([^']+)'").ok()?,
         from: Regex::new(r#"\bfrom\s+([a-z0-9_."]+)"#).ok()?,
         eq_uid: Regex::new(r"([a-z_][a-z0-9_]*)\s*=\s*[\(\s]*(?:select\s+)?auth\.uid\(\)").ok()?,
+        eq_uid_rev: Regex::new(
+            r"auth\.uid\(\)(?:\s+as\s+\w+)?[\s\)]*=\s*[\(\s]*(?:[a-z_][a-z0-9_]*\.)?([a-z_][a-z0-9_]*)",
+        )
+        .ok()?,
+        eq_setting_rev: Regex::new(
+            r"current_setting\(\s*'([^']+)'[^=;]*?=\s*[\(\s]*(?:[a-z_][a-z0-9_]*\.)?([a-z_][a-z0-9_]*)",
+        )
+        .ok()?,
         eq_setting: Regex::new(
             r"([a-z_][a-z0-9_]*)\s*=\s*[\(\s]*(?:select\s+)?(?:nullif\s*\()?[\(\s]*current_setting\(\s*'([^']+)'",
         )
@@ -215,13 +226,33 @@ pub fn detect(catalog: &Catalog, config: &AuditConfig) -> Detection {
             let user_col = p
                 .eq_uid
                 .captures(&text)
+                .or_else(|| p.eq_uid_rev.captures(&text))
                 .map(|c| c[1].to_string())
                 .or_else(|| {
                     p.eq_setting
                         .captures_iter(&text)
                         .find(|c| jwt || Some(c[2].to_string()) == other_setting)
                         .map(|c| c[1].to_string())
+                })
+                .or_else(|| {
+                    p.eq_setting_rev
+                        .captures_iter(&text)
+                        .find(|c| jwt || Some(c[1].to_string()) == other_setting)
+                        .map(|c| c[2].to_string())
                 });
+            // The claims compared, as paths (`app_metadata.org_id`).
+            let claims: Vec<String> = p
+                .claim
+                .captures_iter(&text)
+                .map(|c| {
+                    let mut path: Vec<String> = Regex::new(r"'([^']+)'")
+                        .map(|r| r.captures_iter(&c[1]).map(|x| x[1].to_string()).collect())
+                        .unwrap_or_default();
+                    path.push(c[2].to_string());
+                    path.join(".")
+                })
+                .collect();
+            let tenant_claim = claims.iter().find(|c| *c != "sub").cloned();
             let membership = p.from.captures_iter(&text).find_map(|c| {
                 let name = c[1].replace('"', "");
                 let bare = name.rsplit('.').next().unwrap_or(&name).to_string();
@@ -267,11 +298,7 @@ pub fn detect(catalog: &Catalog, config: &AuditConfig) -> Detection {
                     })
                 }
                 (true, None) if jwt => {
-                    let claim = p
-                        .claim
-                        .captures(&text)
-                        .map(|c| c[1].to_string())
-                        .unwrap_or_else(|| "sub".into());
+                    let claim = tenant_claim.clone().unwrap_or_else(|| "sub".into());
                     Some(TableTenancy {
                         model: TenancyModel::JwtClaim { claim, via },
                         column: tcol.to_string(),
@@ -285,12 +312,25 @@ pub fn detect(catalog: &Catalog, config: &AuditConfig) -> Detection {
                 }),
                 // A table without the tenant column compared with a *tenant* claim is the
                 // tenant registry (found through foreign keys), not per-user rows.
+                (false, _) if jwt && !text.contains("auth.uid(") && tenant_claim.is_some() => None,
+                // Another setting that names a tenant, compared with a column of a table
+                // without the configured tenant column: the setting model on that column.
                 (false, _)
-                    if jwt
-                        && !auth_fn
-                        && p.claim.captures(&text).is_some_and(|c| &c[1] != "sub") =>
+                    if !jwt
+                        && other_setting.as_deref().is_some_and(|s| {
+                            !["user", "uid", "sub", "member", "account"]
+                                .iter()
+                                .any(|w| s.contains(w))
+                        }) =>
                 {
-                    None
+                    user_col
+                        .filter(|c| t.column(c).is_some())
+                        .map(|c| TableTenancy {
+                            model: TenancyModel::Setting {
+                                name: other_setting.clone().unwrap_or_default(),
+                            },
+                            column: c,
+                        })
                 }
                 (false, _) => user_col
                     .filter(|c| t.column(c).is_some())

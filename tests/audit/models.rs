@@ -192,3 +192,23 @@ async fn per_user_leaky() {
         &[Attack::InsertOther, Attack::MoveToOther],
     );
 }
+
+#[tokio::test]
+async fn supabase_with_helpers_and_nested_claims_clean() {
+    let (fx, config) = load("standalone_supabase_helpers", None, "org_id").await;
+    let run = {
+        let mut su = fx.db.superuser().await;
+        tenantguard::audit::run(&mut su, &config).await.unwrap()
+    };
+    assert_no_high(&run.findings);
+    let statement = run.detection.statement();
+    assert!(statement.contains("app_metadata.org_id"), "{statement}");
+    let f = expect(
+        &run.findings,
+        "TG042",
+        "function public.is_member_of(_org uuid)",
+    );
+    assert_eq!(f.severity, Severity::Info, "{}", f.why);
+    let report = probe(&fx.db, &config).await;
+    assert_clean(&report, 4);
+}
