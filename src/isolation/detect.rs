@@ -105,6 +105,7 @@ struct Patterns {
     eq_setting_rev: Regex,
     identity: Regex,
     call: Regex,
+    quoted: Regex,
 }
 
 fn patterns() -> Option<Patterns> {
@@ -128,6 +129,7 @@ fn patterns() -> Option<Patterns> {
         .ok()?,
         identity: Regex::new(r"\b(current_user|session_user|current_role)\b").ok()?,
         call: Regex::new(r"([a-z_][a-z0-9_]*\.)?([a-z_][a-z0-9_]*)\s*\(").ok()?,
+        quoted: Regex::new(r"'([^']+)'").ok()?,
     })
 }
 
@@ -245,9 +247,11 @@ pub fn detect(catalog: &Catalog, config: &AuditConfig) -> Detection {
                 .claim
                 .captures_iter(&text)
                 .map(|c| {
-                    let mut path: Vec<String> = Regex::new(r"'([^']+)'")
-                        .map(|r| r.captures_iter(&c[1]).map(|x| x[1].to_string()).collect())
-                        .unwrap_or_default();
+                    let mut path: Vec<String> = p
+                        .quoted
+                        .captures_iter(&c[1])
+                        .map(|x| x[1].to_string())
+                        .collect();
                     path.push(c[2].to_string());
                     path.join(".")
                 })
