@@ -428,21 +428,29 @@ impl Ctx<'_> {
         self.savepoint().await?;
         if self.one_row_per_key(t) {
             if let Some(r) = self.row(t, tenant) {
-                let sql = format!(
-                    "SAVEPOINT tg_clear; DELETE FROM {} WHERE {}",
-                    t.qualified(),
-                    r.locator()
-                );
-                let done = self.tx.batch_execute(&sql).await.is_ok();
-                let end = if done {
-                    "RELEASE SAVEPOINT tg_clear"
-                } else {
-                    "ROLLBACK TO SAVEPOINT tg_clear; RELEASE SAVEPOINT tg_clear"
-                };
-                self.tx
-                    .batch_execute(end)
-                    .await
-                    .map_err(db("clearing a synthetic row"))?;
+                let delete = format!("DELETE FROM {} WHERE {}", t.qualified(), r.locator());
+                // Other synthetic rows reference it; in replica mode (superuser only) no
+                // foreign-key or user trigger fires, and all of it is rolled back anyway.
+                for sql in [
+                    format!(
+                        "SAVEPOINT tg_clear; SET LOCAL session_replication_role = replica; {delete}; SET LOCAL session_replication_role = origin"
+                    ),
+                    format!("SAVEPOINT tg_clear; {delete}"),
+                ] {
+                    let done = self.tx.batch_execute(&sql).await.is_ok();
+                    let end = if done {
+                        "RELEASE SAVEPOINT tg_clear"
+                    } else {
+                        "ROLLBACK TO SAVEPOINT tg_clear; RELEASE SAVEPOINT tg_clear"
+                    };
+                    self.tx
+                        .batch_execute(end)
+                        .await
+                        .map_err(db("clearing a synthetic row"))?;
+                    if done {
+                        break;
+                    }
+                }
             }
         }
         let r = match self.become_caller(t, Who::Tenant(0)).await {

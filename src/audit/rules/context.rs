@@ -28,7 +28,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
                 .into_iter()
                 .flatten()
             {
-                let u = model.setting.find(e);
+                let u = model.setting_use(e);
                 uses.one_argument |= u.one_argument;
                 uses.missing_nullif |= u.missing_nullif;
                 identity |= predicate::analyse(e, &cx).identity_key;
@@ -59,7 +59,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
                         "ALTER POLICY {} ON {} USING {} ;",
                         ident(&p.name),
                         t.qualified(),
-                        super::tenant_predicate(model, tt.column.as_deref().unwrap_or(&model.config.tenant_column))
+                        super::tenant_predicate(model, t.oid, tt.column.as_deref().unwrap_or(&model.config.tenant_column))
                     ),
                 );
             }
@@ -89,7 +89,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
                     p.functions.contains(&f.oid) && model.source_functions.contains(&f.oid)
                 })
             {
-                let u = model.setting.find(&f.source);
+                let u = model.setting_use(&f.source);
                 let fobj = format!("function {}.{}({})", f.schema, f.name, f.args);
                 if u.one_argument {
                     sink.add(
@@ -107,7 +107,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
         }
     }
     for f in &model.catalog.functions {
-        if f.app_can_execute && model.setting.find(&f.source).session_scoped_set {
+        if f.app_can_execute && model.setting_use(&f.source).session_scoped_set {
             sink.add(
                 &TG025,
                 format!("function {}.{}({})", f.schema, f.name, f.args),

@@ -196,13 +196,59 @@ pub(crate) fn obj_policy(
     format!("policy {:?} on {}", p.name, t.display())
 }
 
-/// The standard tenant predicate, for fix SQL.
-pub(crate) fn tenant_predicate(model: &Model, column: &str) -> String {
-    format!(
-        "({} = NULLIF(current_setting({}, true), '')::uuid)",
-        crate::policy::ident(column),
-        crate::policy::literal(&model.config.tenant_setting)
-    )
+/// The tenant predicate of `table`'s tenancy model, for fix SQL (the isolation contract's
+/// form: the context read once, robust to a missing or empty setting).
+pub(crate) fn tenant_predicate(model: &Model, table: u32, column: &str) -> String {
+    use crate::isolation::{CallerSource, ClaimVia, TenancyModel};
+    use crate::policy::{ident, literal};
+    let col = ident(column);
+    let ty = model
+        .table(table)
+        .and_then(|t| t.column(column))
+        .map(|c| c.type_name.clone())
+        .unwrap_or_else(|| "uuid".into());
+    let setting =
+        |name: &str| format!("NULLIF(current_setting({}, true), '')::{ty}", literal(name));
+    let claim = |claim: &str, via: &ClaimVia| {
+        let path: Vec<String> = claim.split('.').map(literal).collect();
+        let (last, init) = path
+            .split_last()
+            .map(|(l, i)| (l.clone(), i.to_vec()))
+            .unwrap_or_default();
+        let doc = match via {
+            ClaimVia::AuthFunctions => "(SELECT auth.jwt())".to_string(),
+            ClaimVia::RequestJwtClaims => format!(
+                "NULLIF(current_setting({}, true), '')::jsonb",
+                literal(crate::isolation::JWT_CLAIMS_SETTING)
+            ),
+        };
+        let nested: String = init.iter().map(|k| format!(" -> {k}")).collect();
+        format!("(({doc}{nested}) ->> {last})::{ty}")
+    };
+    let caller = |c: &CallerSource| match c {
+        CallerSource::Setting { name } => setting(name),
+        CallerSource::Claim { claim: c, via } if c == "sub" && *via == ClaimVia::AuthFunctions => {
+            "(SELECT auth.uid())".to_string()
+        }
+        CallerSource::Claim { claim: c, via } => claim(c, via),
+    };
+    match model.detection.model_of(table) {
+        TenancyModel::Setting { name } => format!("({col} = {})", setting(name)),
+        TenancyModel::JwtClaim { claim: c, via } => format!("({col} = {})", claim(c, via)),
+        TenancyModel::Owner { caller: c, .. } => format!("({col} = {})", caller(c)),
+        TenancyModel::Role { .. } => format!("({col} = current_user)"),
+        TenancyModel::Membership {
+            table: mt,
+            user_column,
+            tenant_column,
+            caller: c,
+        } => format!(
+            "({col} IN (SELECT m.{} FROM {mt} m WHERE m.{} = {}))",
+            ident(tenant_column),
+            ident(user_column),
+            caller(c)
+        ),
+    }
 }
 
 #[cfg(test)]

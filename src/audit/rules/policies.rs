@@ -44,7 +44,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
             .column
             .clone()
             .unwrap_or_else(|| model.config.tenant_column.clone());
-        let pred = tenant_predicate(model, &col);
+        let pred = tenant_predicate(model, t.oid, &col);
         for p in model.app_policies(t.oid) {
             if p.public {
                 sink.add(

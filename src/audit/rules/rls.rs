@@ -43,7 +43,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
                     "Row-level security is disabled on a tenant table, so the app reads and writes every tenant's rows.",
                     format!(
                         "ALTER TABLE {qt} ENABLE ROW LEVEL SECURITY;\nALTER TABLE {qt} FORCE ROW LEVEL SECURITY;\nCREATE POLICY tenant_isolation ON {qt} TO {app} USING {p} WITH CHECK {p};",
-                        p = tenant_predicate(model, &col)
+                        p = tenant_predicate(model, t.oid, &col)
                     ),
                 );
             }
@@ -93,9 +93,9 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
                             cmd.name(),
                             cmd.sql(),
                             match cmd {
-                                Command::Insert => format!("WITH CHECK {}", tenant_predicate(model, &col)),
-                                Command::Update => format!("USING {p} WITH CHECK {p}", p = tenant_predicate(model, &col)),
-                                _ => format!("USING {}", tenant_predicate(model, &col)),
+                                Command::Insert => format!("WITH CHECK {}", tenant_predicate(model, t.oid, &col)),
+                                Command::Update => format!("USING {p} WITH CHECK {p}", p = tenant_predicate(model, t.oid, &col)),
+                                _ => format!("USING {}", tenant_predicate(model, t.oid, &col)),
                             }
                         ),
                     );
