@@ -314,9 +314,12 @@ impl Model {
     /// Every tenancy model in play: the main one, then each table's own (deduplicated).
     pub fn models(&self) -> Vec<&TenancyModel> {
         let mut out = vec![&self.detection.primary];
-        for t in self.detection.tables.values() {
-            if !out.contains(&&t.model) {
-                out.push(&t.model);
+        // In catalog order, so that reports come out the same every run.
+        for t in &self.catalog.tables {
+            if let Some(tt) = self.detection.tables.get(&t.oid) {
+                if !out.contains(&&tt.model) {
+                    out.push(&tt.model);
+                }
             }
         }
         out
