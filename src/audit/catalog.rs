@@ -52,6 +52,8 @@ pub struct Privileges {
     pub references: bool,
     /// TRIGGER (lets the app attach code).
     pub trigger: bool,
+    /// MAINTAIN (PostgreSQL 17+: VACUUM, ANALYZE, CLUSTER, REINDEX, REFRESH, LOCK TABLE).
+    pub maintain: bool,
 }
 
 impl Privileges {
@@ -456,7 +458,7 @@ pub async fn load(tx: &Transaction<'_>, config: &AuditConfig) -> Result<Catalog,
                 (SELECT i.inhparent FROM pg_inherits i WHERE i.inhrelid = c.oid LIMIT 1),
                 COALESCE(c.reloptions::text[], '{{}}') && ARRAY['security_invoker=true', 'security_invoker=on', 'security_invoker=1'],
                 {}, {}, {}, {}, {}, {}, {},
-                CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END
+                CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END, {}
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
               JOIN pg_roles o ON o.oid = c.relowner
          WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {REL_FILTER}
@@ -468,6 +470,12 @@ pub async fn load(tx: &Transaction<'_>, config: &AuditConfig) -> Result<Catalog,
         priv_expr("has_table_privilege", "TRUNCATE"),
         priv_expr("has_any_column_privilege", "REFERENCES"),
         priv_expr("has_table_privilege", "TRIGGER"),
+        // MAINTAIN is a table privilege from PostgreSQL 17 on (an error before).
+        if cat.server_version_num >= 170000 {
+            priv_expr("has_table_privilege", "MAINTAIN")
+        } else {
+            "false".to_string()
+        },
     );
     let rows = tx
         .query(&sql, &[app, schemas])
@@ -496,6 +504,7 @@ pub async fn load(tx: &Transaction<'_>, config: &AuditConfig) -> Result<Catalog,
                 truncate: r.get(16),
                 references: r.get(17),
                 trigger: r.get(18),
+                maintain: r.get(20),
             },
             columns: Vec::new(),
             view_definition: r.get(19),

@@ -97,6 +97,8 @@ pub struct Model {
     pub setting: predicate::SettingPatterns,
     /// Lower-case names of every setting a tenancy model here reads.
     pub settings: Vec<String>,
+    /// Compiled patterns for each of them.
+    pub readers: Vec<predicate::SettingPatterns>,
     /// Which tenancy model each table follows, and the plain statement of it.
     pub detection: Detection,
     /// Position of each table in `catalog.tables`, by oid.
@@ -267,6 +269,7 @@ impl Model {
             index,
             setting,
             settings,
+            readers,
             detection,
             scoped_relations,
             catalog,
@@ -275,6 +278,19 @@ impl Model {
             source_functions,
             source_names,
         }
+    }
+
+    /// How `text` uses any context setting of the models here (the union over them).
+    pub fn setting_use(&self, text: &str) -> predicate::SettingUse {
+        let mut out = predicate::SettingUse::default();
+        for r in &self.readers {
+            let u = r.find(text);
+            out.reads |= u.reads;
+            out.one_argument |= u.one_argument;
+            out.missing_nullif |= u.missing_nullif;
+            out.session_scoped_set |= u.session_scoped_set;
+        }
+        out
     }
 
     /// Whether `text` (a function body or view definition) reads the tenant context: a
@@ -298,9 +314,12 @@ impl Model {
     /// Every tenancy model in play: the main one, then each table's own (deduplicated).
     pub fn models(&self) -> Vec<&TenancyModel> {
         let mut out = vec![&self.detection.primary];
-        for t in self.detection.tables.values() {
-            if !out.contains(&&t.model) {
-                out.push(&t.model);
+        // In catalog order, so that reports come out the same every run.
+        for t in &self.catalog.tables {
+            if let Some(tt) = self.detection.tables.get(&t.oid) {
+                if !out.contains(&&tt.model) {
+                    out.push(&tt.model);
+                }
             }
         }
         out

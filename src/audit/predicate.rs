@@ -298,7 +298,14 @@ fn analyse_expr(e: &Expr, cx: &Context<'_>, out: &mut Analysis) -> bool {
                 matches!((&w[0], &w[1]), (Tok::Ident(f), Tok::Ident(r))
                     if f == "from" && cx.scoped_relations.iter().any(|s| s == r))
             });
-            (setting && col && eq && !has_is_null(t)) || (scoped_subquery && !has_is_null(t))
+            // `is_member_of(org_id)`: one call of a function that reads the context, with
+            // the tenant column as an argument (the usual Supabase membership helper).
+            let context_call = matches!(t.first(), Some(Tok::Ident(f)) if cx.is_source_fn(f))
+                && t.get(1) == Some(&Tok::Open)
+                && t.last() == Some(&Tok::Close)
+                && strip_parens(&t[1..]).len() + 2 == t.len() - 1;
+            (setting && col && (eq || context_call) && !has_is_null(t))
+                || (scoped_subquery && !has_is_null(t))
         }
         Expr::And(parts) => {
             let mut any = false;

@@ -100,23 +100,36 @@ struct Patterns {
     claim: Regex,
     from: Regex,
     eq_uid: Regex,
+    eq_uid_rev: Regex,
     eq_setting: Regex,
+    eq_setting_rev: Regex,
     identity: Regex,
     call: Regex,
+    quoted: Regex,
 }
 
 fn patterns() -> Option<Patterns> {
     Some(Patterns {
         setting_read: Regex::new(r"current_setting\(\s*'([^']+)'").ok()?,
-        claim: Regex::new(r"->>\s*'([^']+)'").ok()?,
+        // `-> 'app_metadata' ->> 'org_id'` is the claim path app_metadata.org_id.
+        claim: Regex::new(r"((?:->\s*'[^']+'(?:::text)?\s*\)?\s*)*)->>\s*'([^']+)'").ok()?,
         from: Regex::new(r#"\bfrom\s+([a-z0-9_."]+)"#).ok()?,
         eq_uid: Regex::new(r"([a-z_][a-z0-9_]*)\s*=\s*[\(\s]*(?:select\s+)?auth\.uid\(\)").ok()?,
+        eq_uid_rev: Regex::new(
+            r"auth\.uid\(\)(?:\s+as\s+\w+)?[\s\)]*=\s*[\(\s]*(?:[a-z_][a-z0-9_]*\.)?([a-z_][a-z0-9_]*)",
+        )
+        .ok()?,
+        eq_setting_rev: Regex::new(
+            r"current_setting\(\s*'([^']+)'[^=;]*?=\s*[\(\s]*(?:[a-z_][a-z0-9_]*\.)?([a-z_][a-z0-9_]*)",
+        )
+        .ok()?,
         eq_setting: Regex::new(
             r"([a-z_][a-z0-9_]*)\s*=\s*[\(\s]*(?:select\s+)?(?:nullif\s*\()?[\(\s]*current_setting\(\s*'([^']+)'",
         )
         .ok()?,
         identity: Regex::new(r"\b(current_user|session_user|current_role)\b").ok()?,
         call: Regex::new(r"([a-z_][a-z0-9_]*\.)?([a-z_][a-z0-9_]*)\s*\(").ok()?,
+        quoted: Regex::new(r"'([^']+)'").ok()?,
     })
 }
 
@@ -215,13 +228,35 @@ pub fn detect(catalog: &Catalog, config: &AuditConfig) -> Detection {
             let user_col = p
                 .eq_uid
                 .captures(&text)
+                .or_else(|| p.eq_uid_rev.captures(&text))
                 .map(|c| c[1].to_string())
                 .or_else(|| {
                     p.eq_setting
                         .captures_iter(&text)
                         .find(|c| jwt || Some(c[2].to_string()) == other_setting)
                         .map(|c| c[1].to_string())
+                })
+                .or_else(|| {
+                    p.eq_setting_rev
+                        .captures_iter(&text)
+                        .find(|c| jwt || Some(c[1].to_string()) == other_setting)
+                        .map(|c| c[2].to_string())
                 });
+            // The claims compared, as paths (`app_metadata.org_id`).
+            let claims: Vec<String> = p
+                .claim
+                .captures_iter(&text)
+                .map(|c| {
+                    let mut path: Vec<String> = p
+                        .quoted
+                        .captures_iter(&c[1])
+                        .map(|x| x[1].to_string())
+                        .collect();
+                    path.push(c[2].to_string());
+                    path.join(".")
+                })
+                .collect();
+            let tenant_claim = claims.iter().find(|c| *c != "sub").cloned();
             let membership = p.from.captures_iter(&text).find_map(|c| {
                 let name = c[1].replace('"', "");
                 let bare = name.rsplit('.').next().unwrap_or(&name).to_string();
@@ -267,11 +302,7 @@ pub fn detect(catalog: &Catalog, config: &AuditConfig) -> Detection {
                     })
                 }
                 (true, None) if jwt => {
-                    let claim = p
-                        .claim
-                        .captures(&text)
-                        .map(|c| c[1].to_string())
-                        .unwrap_or_else(|| "sub".into());
+                    let claim = tenant_claim.clone().unwrap_or_else(|| "sub".into());
                     Some(TableTenancy {
                         model: TenancyModel::JwtClaim { claim, via },
                         column: tcol.to_string(),
@@ -285,12 +316,25 @@ pub fn detect(catalog: &Catalog, config: &AuditConfig) -> Detection {
                 }),
                 // A table without the tenant column compared with a *tenant* claim is the
                 // tenant registry (found through foreign keys), not per-user rows.
+                (false, _) if jwt && !text.contains("auth.uid(") && tenant_claim.is_some() => None,
+                // Another setting that names a tenant, compared with a column of a table
+                // without the configured tenant column: the setting model on that column.
                 (false, _)
-                    if jwt
-                        && !auth_fn
-                        && p.claim.captures(&text).is_some_and(|c| &c[1] != "sub") =>
+                    if !jwt
+                        && other_setting.as_deref().is_some_and(|s| {
+                            !["user", "uid", "sub", "member", "account"]
+                                .iter()
+                                .any(|w| s.contains(w))
+                        }) =>
                 {
-                    None
+                    user_col
+                        .filter(|c| t.column(c).is_some())
+                        .map(|c| TableTenancy {
+                            model: TenancyModel::Setting {
+                                name: other_setting.clone().unwrap_or_default(),
+                            },
+                            column: c,
+                        })
                 }
                 (false, _) => user_col
                     .filter(|c| t.column(c).is_some())
@@ -302,7 +346,10 @@ pub fn detect(catalog: &Catalog, config: &AuditConfig) -> Detection {
                         column: c,
                     }),
             }
-        } else if p.identity.is_match(&text) && has_tcol && per_tenant_roles {
+        } else if has_tcol
+            && p.identity.is_match(&text)
+            && (identity_compared(&text, tcol) || (per_tenant_roles && text.contains("from ")))
+        {
             Some(TableTenancy {
                 model: TenancyModel::Role {
                     pattern: "{}".into(),
@@ -388,5 +435,36 @@ fn declared(catalog: &Catalog, config: &AuditConfig, model: TenancyModel) -> Det
         tables,
         not_modeled: Vec::new(),
         followers,
+    }
+}
+
+/// Whether `text` compares the tenant column itself with `current_user` (or
+/// `session_user`/`current_role`), in either order, casts allowed.
+fn identity_compared(text: &str, tcol: &str) -> bool {
+    let c = regex::escape(&tcol.to_lowercase());
+    let id = r"(current_user|session_user|current_role)";
+    [
+        format!(r"(^|[^a-z0-9_]){c}\s*\)?(::\w+)?\s*=\s*[\(\s]*{id}"),
+        format!(r"{id}\s*\)?(::\w+)?\s*=\s*[\(\s]*([a-z0-9_]+\.)?{c}([^a-z0-9_]|$)"),
+    ]
+    .iter()
+    .any(|r| Regex::new(r).is_ok_and(|r| r.is_match(text)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::identity_compared;
+
+    #[test]
+    fn the_tenant_column_compared_with_the_role() {
+        assert!(identity_compared(
+            "(tenant_id = (current_user)::text)",
+            "tenant_id"
+        ));
+        assert!(identity_compared(
+            "((current_user)::text = docs.tenant_id)",
+            "tenant_id"
+        ));
+        assert!(!identity_compared("(author = current_user)", "tenant_id"));
     }
 }

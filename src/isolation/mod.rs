@@ -70,10 +70,12 @@ impl CallerSource {
 }
 
 fn claim_settings(claim: &str) -> Vec<String> {
-    vec![
-        JWT_CLAIMS_SETTING.to_string(),
-        format!("request.jwt.claim.{claim}"),
-    ]
+    // The older per-claim settings exist for top-level claims only.
+    let mut out = vec![JWT_CLAIMS_SETTING.to_string()];
+    if !claim.contains('.') {
+        out.push(format!("request.jwt.claim.{claim}"));
+    }
+    out
 }
 
 /// The tenancy variation point: what "the current tenant" is.
@@ -87,7 +89,8 @@ pub enum TenancyModel {
     },
     /// The tenant id is a JWT claim.
     JwtClaim {
-        /// The claim holding the tenant id.
+        /// The claim holding the tenant id; a dotted path (`app_metadata.org_id`) for a
+        /// nested claim.
         claim: String,
         /// How it is read.
         via: ClaimVia,

@@ -273,17 +273,18 @@ impl Carriers {
 
     /// The value of each setting for tenant `tenant` / user `user`.
     pub(crate) fn values(&self, tenant: &str, user: &str) -> Vec<(String, String)> {
-        let mut claims = serde_json::Map::new();
-        claims.insert("role".into(), "authenticated".into());
-        claims.insert("aud".into(), "authenticated".into());
-        claims.insert("sub".into(), user.into());
+        let mut claims = serde_json::json!({
+            "role": "authenticated",
+            "aud": "authenticated",
+            "sub": user,
+        });
         for c in &self.user_claims {
-            claims.insert(c.clone(), user.into());
+            put_claim(&mut claims, c, user);
         }
         for c in &self.tenant_claims {
-            claims.insert(c.clone(), tenant.into());
+            put_claim(&mut claims, c, tenant);
         }
-        let claims = serde_json::Value::Object(claims).to_string();
+        let claims = claims.to_string();
         self.settings
             .iter()
             .map(|(n, k)| {
@@ -295,6 +296,24 @@ impl Carriers {
                 (n.clone(), v)
             })
             .collect()
+    }
+}
+
+/// Sets the claim at `path` (`app_metadata.org_id` nests) to `value`.
+fn put_claim(claims: &mut serde_json::Value, path: &str, value: &str) {
+    let mut cur = claims;
+    let parts: Vec<&str> = path.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let Some(obj) = cur.as_object_mut() else {
+            return;
+        };
+        if i + 1 == parts.len() {
+            obj.insert(part.to_string(), value.into());
+            return;
+        }
+        cur = obj
+            .entry(part.to_string())
+            .or_insert_with(|| serde_json::json!({}));
     }
 }
 
@@ -409,21 +428,29 @@ impl Ctx<'_> {
         self.savepoint().await?;
         if self.one_row_per_key(t) {
             if let Some(r) = self.row(t, tenant) {
-                let sql = format!(
-                    "SAVEPOINT tg_clear; DELETE FROM {} WHERE {}",
-                    t.qualified(),
-                    r.locator()
-                );
-                let done = self.tx.batch_execute(&sql).await.is_ok();
-                let end = if done {
-                    "RELEASE SAVEPOINT tg_clear"
-                } else {
-                    "ROLLBACK TO SAVEPOINT tg_clear; RELEASE SAVEPOINT tg_clear"
-                };
-                self.tx
-                    .batch_execute(end)
-                    .await
-                    .map_err(db("clearing a synthetic row"))?;
+                let delete = format!("DELETE FROM {} WHERE {}", t.qualified(), r.locator());
+                // Other synthetic rows reference it; in replica mode (superuser only) no
+                // foreign-key or user trigger fires, and all of it is rolled back anyway.
+                for sql in [
+                    format!(
+                        "SAVEPOINT tg_clear; SET LOCAL session_replication_role = replica; {delete}; SET LOCAL session_replication_role = origin"
+                    ),
+                    format!("SAVEPOINT tg_clear; {delete}"),
+                ] {
+                    let done = self.tx.batch_execute(&sql).await.is_ok();
+                    let end = if done {
+                        "RELEASE SAVEPOINT tg_clear"
+                    } else {
+                        "ROLLBACK TO SAVEPOINT tg_clear; RELEASE SAVEPOINT tg_clear"
+                    };
+                    self.tx
+                        .batch_execute(end)
+                        .await
+                        .map_err(db("clearing a synthetic row"))?;
+                    if done {
+                        break;
+                    }
+                }
             }
         }
         let r = match self.become_caller(t, Who::Tenant(0)).await {

@@ -135,7 +135,11 @@ pub async fn check(client: &Client, model: &Model) -> Result<Vec<ConnectionCheck
     let app = ident(&model.config.app_role);
     let carriers = Carriers::of(model);
     let names = carriers.names();
-    let begin = format!("BEGIN READ ONLY; SET LOCAL ROLE {app}");
+    // READ ONLY: committing changes nothing, and a helper that writes is refused. The
+    // timeouts bound whatever a helper does.
+    let begin = format!(
+        "BEGIN READ ONLY; SET LOCAL statement_timeout = '10s'; SET LOCAL lock_timeout = '5s'; SET LOCAL ROLE {app}"
+    );
     let mut out = Vec::new();
 
     // 1. A fresh transaction carries no tenant.

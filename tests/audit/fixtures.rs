@@ -199,3 +199,69 @@ async fn bypassrls_counts_only_on_roles_the_app_can_set_role_to() {
     let findings = fx.audit().await;
     expect(&findings, "TG031", &object);
 }
+
+#[tokio::test]
+async fn a_policy_the_model_cannot_express_is_not_judged() {
+    let fx = Fixture::load("opaque_policy_function").await;
+    let findings = fx.audit().await;
+    let f = expect(&findings, "TG008", "table public.shared_docs");
+    assert_eq!(f.severity, Severity::Info);
+    assert!(f.why.contains("can_see"), "{}", f.why);
+    assert!(
+        !findings
+            .iter()
+            .any(|f| f.object.contains("shared_docs") && f.rule.starts_with("TG01")),
+        "{}",
+        dump(&findings)
+    );
+    let report = crate::probe::probe(&fx.db, &fx.config()).await;
+    let c = report
+        .cell("public.shared_docs", tenantguard::probe::Attack::ReadOther)
+        .unwrap();
+    assert_eq!(
+        c.verdict,
+        tenantguard::outcome::Verdict::Inconclusive,
+        "{c:?}"
+    );
+    assert_eq!(report.status().code(), 3, "{}", report.text());
+}
+
+#[tokio::test]
+async fn maintain_is_read_where_it_exists() {
+    // MAINTAIN is a table privilege from PostgreSQL 17 on; before, reading it must not fail.
+    let fx = Fixture::load("clean").await;
+    let su = fx.db.superuser().await;
+    let version: i32 = su
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .unwrap()
+        .get(0);
+    if version >= 170000 {
+        su.batch_execute(&format!("GRANT MAINTAIN ON notes TO \"{}\"", fx.app))
+            .await
+            .unwrap();
+        let f = expect(&fx.audit().await, "TG057", "table public.notes").clone();
+        assert_eq!(f.severity, Severity::Low);
+    } else {
+        assert!(!fx.audit().await.iter().any(|f| f.rule == "TG057"));
+    }
+}
+
+#[tokio::test]
+async fn a_login_role_of_the_app_does_not_make_identity_keys_a_role_model() {
+    // One pooled app role with a login role that SET ROLEs into it is the setting model;
+    // `author = current_user` still isolates nothing.
+    let fx = Fixture::load("identity_key").await;
+    fx.db
+        .superuser()
+        .await
+        .batch_execute(&format!(
+            "CREATE ROLE \"{0}_login\" LOGIN IN ROLE \"{0}\"",
+            fx.app
+        ))
+        .await
+        .unwrap();
+    let findings = fx.audit().await;
+    expect(&findings, "TG023", "\"notes_all\" on public.notes");
+    expect(&findings, "TG010", "\"notes_all\" on public.notes");
+}

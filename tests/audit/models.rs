@@ -192,3 +192,57 @@ async fn per_user_leaky() {
         &[Attack::InsertOther, Attack::MoveToOther],
     );
 }
+
+#[tokio::test]
+async fn supabase_with_helpers_and_nested_claims_clean() {
+    let (fx, config) = load("standalone_supabase_helpers", None, "org_id").await;
+    let run = {
+        let mut su = fx.db.superuser().await;
+        tenantguard::audit::run(&mut su, &config).await.unwrap()
+    };
+    assert_no_high(&run.findings);
+    let statement = run.detection.statement();
+    assert!(statement.contains("app_metadata.org_id"), "{statement}");
+    let f = expect(
+        &run.findings,
+        "TG042",
+        "function public.is_member_of(_org uuid)",
+    );
+    assert_eq!(f.severity, Severity::Info, "{}", f.why);
+    let report = probe(&fx.db, &config).await;
+    assert_clean(&report, 4);
+}
+
+#[tokio::test]
+async fn aws_pooled_sample_is_the_setting_model_of_its_own_name() {
+    // No flags beyond the app role: the setting's name is detected, not assumed.
+    let (fx, config) = load("standalone_aws_pooled", None, "tenant_id").await;
+    let findings = audit(&fx.db, &config).await;
+    assert_no_high(&findings);
+    expect(
+        &findings,
+        "TG021",
+        "\"tenant_user_isolation_policy\" on public.tenant_user",
+    );
+    let report = probe(&fx.db, &config).await;
+    assert!(
+        report.tenancy.contains("setting app.current_tenant"),
+        "{}",
+        report.tenancy
+    );
+    assert_clean(&report, 2);
+}
+
+#[tokio::test]
+async fn fixes_are_written_in_the_tables_model() {
+    let (fx, config) = load("standalone_postgrest", Some("leaky"), "tenant_id").await;
+    let f = expect(&audit(&fx.db, &config).await, "TG020", "public.todos").clone();
+    assert!(
+        f.fix.contains("request.jwt.claims") && f.fix.contains("'tenant_id'"),
+        "{}",
+        f.fix
+    );
+    let (fx, config) = load("standalone_role_per_tenant", Some("leaky"), "tenant_id").await;
+    let f = expect(&audit(&fx.db, &config).await, "TG012", "public.docs").clone();
+    assert!(f.fix.contains("current_user"), "{}", f.fix);
+}

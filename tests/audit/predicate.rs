@@ -107,3 +107,23 @@ fn engine_versions() {
     assert!(server_outdated(120022));
     assert!(!server_outdated(180001));
 }
+
+#[test]
+fn a_context_helper_called_with_the_tenant_column_is_scoped() {
+    let fns = vec![
+        "public.is_member_of".to_string(),
+        "is_member_of".to_string(),
+    ];
+    let settings = vec!["request.jwt.claims".to_string()];
+    let cx = Context {
+        column: Some("org_id"),
+        tenant_column: "org_id",
+        settings: &settings,
+        source_functions: &fns,
+        scoped_relations: &[],
+        identity_is_context: false,
+    };
+    assert!(analyse("is_member_of(org_id)", &cx).scoped);
+    assert!(!analyse("(is_member_of(org_id) OR true)", &cx).scoped);
+    assert!(!analyse("is_member_of(id)", &cx).scoped);
+}

@@ -6,10 +6,21 @@ use std::collections::HashSet;
 
 use regex::Regex;
 
-use super::{obj_table, Sink};
+use super::{declare_rule, obj_table, Rule, Sink};
 use crate::audit::catalog::{Function, Table};
 use crate::audit::{Model, Severity};
 use crate::policy::ident;
+
+declare_rule!(TG039 "definer-mints-context" Critical "A SECURITY DEFINER function anyone may call sets the tenant context and ignores its secret");
+declare_rule!(TG040 "owner-rights-view" Critical "A view over tenant tables runs with its owner's rights (no security_invoker)");
+declare_rule!(TG041 "materialized-view-over-tenant-data" Critical "A materialized view over tenant tables is readable by the app");
+declare_rule!(TG042 "definer-function-touches-tenant-tables" Critical "A SECURITY DEFINER function the app can execute reads or writes tenant tables");
+declare_rule!(TG043 "definer-without-search-path" High "A SECURITY DEFINER function has no pinned search_path");
+declare_rule!(TG044 "definer-trigger" High "A SECURITY DEFINER trigger runs with its owner's rights on a tenant table");
+declare_rule!(TG045 "trigger-copies-to-unprotected-table" High "A trigger on a tenant table writes into a table without row-level security");
+declare_rule!(TG046 "leakproof-function" High "A non-core function is marked LEAKPROOF and may run before the RLS filter");
+declare_rule!(TG047 "definer-in-default" High "A column default of a tenant table calls a SECURITY DEFINER function");
+declare_rule!(TG048 "mislabelled-volatility" Medium "A policy function marked IMMUTABLE or STABLE reads tables");
 
 /// Lower-case words of a body, dotted names kept whole and also split.
 fn words(text: &str) -> HashSet<String> {
@@ -60,17 +71,15 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
         }
         let names: Vec<String> = bases.iter().map(|b| b.display()).collect();
         if v.kind == 'm' {
-            sink.add(
-                "TG041",
-                if v.privileges.select { Severity::Critical } else { Severity::Low },
+            sink.add_at(
+                &TG041, if v.privileges.select { Severity::Critical } else { Severity::Low },
                 obj_table(v),
                 format!("A materialized view cannot have row-level security and holds rows of {} computed with its creator's rights; whoever can read it sees every tenant.", names.join(", ")),
                 format!("REVOKE ALL ON {} FROM {qapp}, PUBLIC;\n-- or replace it with a view WITH (security_invoker = true)", v.qualified()),
             );
         } else if !v.security_invoker && view_filters_by_tenant(model, v) {
-            sink.add(
-                "TG040",
-                Severity::Info,
+            sink.add_at(
+                &TG040, Severity::Info,
                 obj_table(v),
                 format!(
                     "The view reads {} with its owner's ({:?}) rights, but its WHERE clause restricts rows to the current tenant itself, so the app sees only its own tenant (security_invoker would still be the safer default).",
@@ -92,9 +101,8 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
                 (true, false) => Severity::Medium,
                 (false, _) => Severity::Low,
             };
-            sink.add(
-                "TG040",
-                sev,
+            sink.add_at(
+                &TG040, sev,
                 obj_table(v),
                 format!(
                     "The view reads {} with its owner's ({:?}) rights and policies, not the app's{}.",
@@ -110,17 +118,15 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
     let tenant_tables: Vec<&Table> = model.tenant_tables().map(|(t, _)| t).collect();
     for f in &model.catalog.functions {
         if f.leakproof && f.arg_types.is_empty() {
-            sink.add(
-                "TG046",
-                Severity::Info,
+            sink.add_at(
+                &TG046, Severity::Info,
                 fobj(f),
                 "Marked LEAKPROOF, but it takes no argument, so it cannot pass a row's values to an error or notice before the row-level security filter.",
                 format!("ALTER FUNCTION {} NOT LEAKPROOF; -- hygiene only", f.signature()),
             );
         } else if f.leakproof {
             sink.add(
-                "TG046",
-                Severity::High,
+                &TG046,
                 fobj(f),
                 "A LEAKPROOF function may run before the row-level security filter (anyone can force a sequential scan); any error or notice carrying its argument leaks other tenants' values.",
                 format!("ALTER FUNCTION {} NOT LEAKPROOF;", f.signature()),
@@ -134,9 +140,8 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
             .iter()
             .any(|c| c.to_lowercase().starts_with("search_path="));
         if !pinned {
-            sink.add(
-                "TG043",
-                if f.app_can_execute { Severity::High } else { Severity::Low },
+            sink.add_at(
+                &TG043, if f.app_can_execute { Severity::High } else { Severity::Low },
                 fobj(f),
                 format!(
                     "Without a pinned search_path the caller's search_path resolves unqualified names, and pg_temp comes first for relations: a temp table can shadow a trusted one{}.",
@@ -156,9 +161,8 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
             .collect();
         if !touched.is_empty() {
             if let Some(guard) = definer_guard(model, f) {
-                sink.add(
-                    "TG042",
-                    Severity::Info,
+                sink.add_at(
+                    &TG042, Severity::Info,
                     fobj(f),
                     format!(
                         "It runs with its owner's ({:?}) rights and reads or writes {}, but {guard} before it does.",
@@ -169,9 +173,8 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
                 );
                 continue;
             }
-            sink.add(
-                "TG042",
-                if f.app_can_execute { Severity::Critical } else { Severity::Low },
+            sink.add_at(
+                &TG042, if f.app_can_execute { Severity::Critical } else { Severity::Low },
                 fobj(f),
                 format!(
                     "It runs with its owner's ({:?}) rights and reads or writes {}; unless its body filters by tenant, {}.",
@@ -210,8 +213,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
             .collect();
         if !ignored.is_empty() && (f.public_execute || f.app_can_execute) {
             sink.add(
-                "TG039",
-                Severity::Critical,
+                &TG039,
                 fobj(f),
                 format!(
                     "It sets (mints) the tenant context with its owner's rights, {} may execute it, and its body never uses its secret argument ({}): anyone who can call it picks any tenant.",
@@ -243,9 +245,8 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
         let trigger_words = words(&f.source);
         let reads_tenant = tenant_tables.iter().any(|x| mentions(&trigger_words, x));
         if f.security_definer && !reads_tenant {
-            sink.add(
-                "TG044",
-                Severity::Info,
+            sink.add_at(
+                &TG044, Severity::Info,
                 obj.clone(),
                 format!(
                     "Its function {}.{} is SECURITY DEFINER, but its body names no tenant table: it only works on the row being written (NEW/OLD) or enqueues work elsewhere, so the owner's rights reach no other tenant's rows.",
@@ -254,9 +255,8 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
                 format!("ALTER FUNCTION {} SECURITY INVOKER; -- if the owner's rights are not needed", f.signature()),
             );
         } else if f.security_definer {
-            sink.add(
-                "TG044",
-                if t.privileges.writes() { Severity::High } else { Severity::Low },
+            sink.add_at(
+                &TG044, if t.privileges.writes() { Severity::High } else { Severity::Low },
                 obj.clone(),
                 format!(
                     "Its function {}.{} is SECURITY DEFINER: whenever the app writes the table it runs with {:?}'s rights (EXECUTE is not checked), outside the app's policies.",
@@ -278,9 +278,8 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
                         && !x.rls
                 });
                 if let Some(dest) = hit {
-                    sink.add(
-                        "TG045",
-                        // Only a leak where someone on the app's side can read the copies.
+                    sink.add_at(
+                        &TG045, // Only a leak where someone on the app's side can read the copies.
                         if dest.privileges.select { Severity::High } else { Severity::Medium },
                         obj.clone(),
                         format!(
@@ -310,8 +309,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
             {
                 if w.contains(&f.name.to_lowercase()) {
                     sink.add(
-                        "TG047",
-                        Severity::High,
+                        &TG047,
                         format!("column {}.{}", t.display(), c.name),
                         format!("The default calls SECURITY DEFINER {}.{}, which runs with {:?}'s rights on every insert.", f.schema, f.name, f.owner),
                         format!("ALTER FUNCTION {} SECURITY INVOKER;", f.signature()),
@@ -341,8 +339,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
                     .is_some_and(|r| r.is_match(&f.source.to_lowercase()))
             {
                 sink.add(
-                    "TG048",
-                    Severity::Medium,
+                    &TG048,
                     fobj(f),
                     "A policy calls this function, marked IMMUTABLE or STABLE, whose body reads tables; PostgreSQL does not verify the label, and plans may cache or reorder its result.",
                     format!("ALTER FUNCTION {} VOLATILE; -- or remove the table reads", f.signature()),

@@ -1,9 +1,17 @@
 //! TG021–TG026: how the tenant context (the custom setting) is read and set.
 
-use super::{obj_policy, Sink};
+use super::{declare_rule, obj_policy, Rule, Sink};
 use crate::audit::predicate::{self, SettingUse};
 use crate::audit::{Model, Severity};
 use crate::policy::{ident, literal};
+
+declare_rule!(TG021 "one-argument-current-setting" Low "current_setting without missing_ok errors in a session that never set the tenant");
+declare_rule!(TG022 "missing-nullif" Low "The tenant setting is cast without NULLIF(…, ''): errors after a rolled-back SET LOCAL");
+declare_rule!(TG023 "identity-key" Medium "The policy compares with current_user/session_user, which one pooled app role shares");
+declare_rule!(TG024 "policy-trusts-writable-table" High "A policy reads a table the app can write without tenant checks");
+declare_rule!(TG025 "session-scoped-context" High "A function sets the tenant setting for the whole session, which outlives the transaction");
+declare_rule!(TG026 "default-tenant-setting" High "A role, database or server default sets the tenant setting");
+declare_rule!(TG028 "fail-open-context-helper" High "A context helper falls back to a constant tenant when no context is set");
 
 pub(super) fn check(model: &Model, sink: &mut Sink) {
     let setting = &model.config.tenant_setting;
@@ -20,7 +28,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
                 .into_iter()
                 .flatten()
             {
-                let u = model.setting.find(e);
+                let u = model.setting_use(e);
                 uses.one_argument |= u.one_argument;
                 uses.missing_nullif |= u.missing_nullif;
                 identity |= predicate::analyse(e, &cx).identity_key;
@@ -28,8 +36,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
             let obj = obj_policy(p, t);
             if uses.one_argument {
                 sink.add(
-                    "TG021",
-                    Severity::Low,
+                    &TG021,
                     obj.clone(),
                     format!("current_setting({setting:?}) without missing_ok raises \"unrecognized configuration parameter\" in a session that never set it (fails closed, but breaks requests)."),
                     format!("-- read the setting as {robust}"),
@@ -37,8 +44,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
             }
             if uses.missing_nullif {
                 sink.add(
-                    "TG022",
-                    Severity::Low,
+                    &TG022,
                     obj.clone(),
                     "After any SET LOCAL the setting survives as '' and the cast raises \"invalid input syntax\" (fails closed, but breaks requests).",
                     format!("-- read the setting as {robust}"),
@@ -46,15 +52,14 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
             }
             if identity {
                 sink.add(
-                    "TG023",
-                    Severity::Medium,
+                    &TG023,
                     obj.clone(),
                     "The policy keys on current_user/session_user; with one pooled app role every tenant has the same identity, so this isolates nothing.",
                     format!(
                         "ALTER POLICY {} ON {} USING {} ;",
                         ident(&p.name),
                         t.qualified(),
-                        super::tenant_predicate(model, tt.column.as_deref().unwrap_or(&model.config.tenant_column))
+                        super::tenant_predicate(model, t.oid, tt.column.as_deref().unwrap_or(&model.config.tenant_column))
                     ),
                 );
             }
@@ -63,8 +68,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
                     let scoped = r.rls && model.tenant.contains_key(rel);
                     if r.privileges.writes() && !scoped {
                         sink.add(
-                            "TG024",
-                            Severity::High,
+                            &TG024,
                             obj.clone(),
                             format!(
                                 "The policy reads {}, which the app can write without a tenant check, so a tenant can grant itself access (for example a membership row in another tenant).",
@@ -85,15 +89,17 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
                     p.functions.contains(&f.oid) && model.source_functions.contains(&f.oid)
                 })
             {
-                let u = model.setting.find(&f.source);
+                let u = model.setting_use(&f.source);
                 let fobj = format!("function {}.{}({})", f.schema, f.name, f.args);
                 if u.one_argument {
-                    sink.add("TG021", Severity::Low, fobj.clone(),
+                    sink.add(
+                        &TG021, fobj.clone(),
                         format!("current_setting({setting:?}) without missing_ok raises \"unrecognized configuration parameter\" in a session that never set it (fails closed, but breaks requests)."),
                         format!("-- in {}: read the setting as {robust}", f.signature()));
                 }
                 if u.missing_nullif {
-                    sink.add("TG022", Severity::Low, fobj,
+                    sink.add(
+                        &TG022, fobj,
                         "After any SET LOCAL the setting survives as '' and the cast raises \"invalid input syntax\" (fails closed, but breaks requests).",
                         format!("-- in {}: read the setting as {robust}", f.signature()));
                 }
@@ -101,10 +107,9 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
         }
     }
     for f in &model.catalog.functions {
-        if f.app_can_execute && model.setting.find(&f.source).session_scoped_set {
+        if f.app_can_execute && model.setting_use(&f.source).session_scoped_set {
             sink.add(
-                "TG025",
-                Severity::High,
+                &TG025,
                 format!("function {}.{}({})", f.schema, f.name, f.args),
                 "The function sets the tenant setting with session scope (set_config(…, false) or SET); behind a transaction pooler (or any connection pool) the next request on that connection runs inside this tenant.",
                 format!("-- in {}: use set_config({}, value, true) inside the request transaction", f.signature(), literal(setting)),
@@ -130,8 +135,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
             ),
         };
         sink.add(
-            "TG026",
-            Severity::High,
+            &TG026,
             obj,
             format!("A default ({}) gives every session of the app a tenant before it sets one, and after RESET or commit the session falls back to that tenant.", d.entry),
             fix,
@@ -142,8 +146,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
     for m in &model.catalog.app_members {
         for entry in &m.tenant_settings {
             sink.add(
-                "TG026",
-                Severity::High,
+                &TG026,
                 format!("setting {setting} for role {} (which becomes the app)", m.name),
                 format!(
                     "{} is a member of the app role{} and has a default ({entry}): its sessions start inside that tenant before the request sets one, and after RESET or commit they fall back to it.",
@@ -157,8 +160,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
     fail_open_helpers(model, sink);
     if let Some(src) = &model.catalog.setting_config_source {
         sink.add(
-            "TG026",
-            Severity::High,
+            &TG026,
             format!("setting {setting} in the server configuration"),
             format!("The server sets the tenant setting ({src}), so every session starts inside a tenant."),
             format!("-- remove {setting} from the server configuration, then: SELECT pg_reload_conf();"),
@@ -250,8 +252,7 @@ fn fail_open_helpers(model: &Model, sink: &mut Sink) {
             });
             if reads && tenant_like_constant(last) {
                 sink.add(
-                    "TG028",
-                    Severity::High,
+                    &TG028,
                     format!("function {}.{}({})", f.schema, f.name, f.args),
                     format!(
                         "The context helper falls back to the constant {last} when no tenant is set: a request without tenant context (a missed set_config, a background job) silently runs as that tenant and reads and writes its rows."

@@ -1,5 +1,8 @@
 //! The rules. Each has a stable id (never reused), a default severity and a one-line
-//! title; the modules below hold the checks, grouped by concern. Severities follow the
+//! title, declared once as a typed constant beside its check (`declare_rule!` in the
+//! module that checks it); findings name that constant, so a mistyped id does not compile,
+//! and a finding's severity is the rule's unless the check says why it differs. The
+//! modules below hold the checks, grouped by concern. Severities follow the
 //! research notes in `docs/rls-pitfalls.md`: a finding is high or critical only when a
 //! tenant can read or change another tenant's rows.
 
@@ -30,70 +33,80 @@ pub struct Rule {
     pub title: &'static str,
 }
 
-macro_rules! rules {
-    ($($id:literal $name:literal $sev:ident $title:literal;)*) => {
-        /// Every rule, in id order.
-        pub const RULES: &[Rule] = &[$(Rule { id: $id, name: $name, severity: Severity::$sev, title: $title }),*];
+/// Declares one rule as a constant, beside its check: findings name it by this typed
+/// constant (a mistyped id does not compile), and its default severity is declared once.
+macro_rules! declare_rule {
+    ($id:ident $name:literal $sev:ident $title:literal) => {
+        #[doc = $title]
+        pub(crate) const $id: Rule = Rule {
+            id: stringify!($id),
+            name: $name,
+            severity: Severity::$sev,
+            title: $title,
+        };
     };
 }
+pub(crate) use declare_rule;
 
-rules! {
-    "TG001" "rls-disabled" Critical "Row-level security is disabled on a tenant table the app can access";
-    "TG002" "dormant-policies" Critical "Policies exist on a table whose row-level security is disabled";
-    "TG003" "app-owns-tenant-table" Critical "The app role can become the owner of a tenant table";
-    "TG004" "rls-not-forced" Low "Row-level security is enabled but not forced for the owner";
-    "TG005" "command-without-policy" Low "The app holds a privilege for a command that has no permissive policy (it fails closed)";
-    "TG006" "child-without-tenant-column" Medium "A table reaches tenant tables through foreign keys but has no tenant column";
-    "TG007" "unprotected-writable-table" Medium "A table without row-level security that the app can write is a cross-tenant channel";
-    "TG008" "tenancy-not-modeled" Info "A table's policies read a context the tenancy model cannot express; it is not judged";
-    "TG010" "permissive-ignores-tenant" Critical "A permissive policy does not restrict rows to the current tenant";
-    "TG011" "permissive-or-widened" Critical "A permissive policy ORs the tenant predicate with another condition";
-    "TG012" "permissive-policies-widen" Critical "Several permissive policies together are wider than the tenant predicate";
-    "TG013" "policy-for-public" Medium "A policy applies to PUBLIC instead of the app role";
-    "TG014" "insert-check-not-scoped" High "INSERT's WITH CHECK does not constrain the tenant: rows can be planted in another tenant";
-    "TG015" "update-check-allows-tenant-change" High "UPDATE's WITH CHECK lets a row move to another tenant";
-    "TG016" "insert-policy-without-check" Info "An INSERT policy without WITH CHECK rejects every insert";
-    "TG017" "writable-shared-rows" High "A write policy admits rows whose tenant column IS NULL";
-    "TG020" "fail-open-context" High "The predicate opens up when the tenant setting is missing or empty";
-    "TG021" "one-argument-current-setting" Low "current_setting without missing_ok errors in a session that never set the tenant";
-    "TG022" "missing-nullif" Low "The tenant setting is cast without NULLIF(…, ''): errors after a rolled-back SET LOCAL";
-    "TG023" "identity-key" Medium "The policy compares with current_user/session_user, which one pooled app role shares";
-    "TG024" "policy-trusts-writable-table" High "A policy reads a table the app can write without tenant checks";
-    "TG025" "session-scoped-context" High "A function sets the tenant setting for the whole session, which outlives the transaction";
-    "TG026" "default-tenant-setting" High "A role, database or server default sets the tenant setting";
-    "TG027" "membership-self-grant" High "The app can write the membership table without a tenant check: a caller joins any tenant";
-    "TG028" "fail-open-context-helper" High "A context helper falls back to a constant tenant when no context is set";
-    "TG030" "app-superuser" Critical "The app role, or a role it can become, is a superuser";
-    "TG031" "app-bypassrls" Critical "The app role, or a role it can become, has BYPASSRLS";
-    "TG032" "app-owns-policy-function" Critical "The app can become the owner of a function a policy calls";
-    "TG033" "truncate-granted" High "TRUNCATE on a tenant table is granted to the app (TRUNCATE ignores RLS)";
-    "TG034" "references-granted" Medium "REFERENCES on a tenant table is granted to the app";
-    "TG035" "trigger-granted" High "TRIGGER on a tenant table is granted to the app";
-    "TG036" "dangerous-predefined-role" High "The app can become a predefined role that reads files or bypasses unprotected tables";
-    "TG037" "default-privileges" Medium "Default privileges give the app TRUNCATE, TRIGGER or REFERENCES on future tables";
-    "TG038" "server-file-functions" High "The app may execute functions that read server files or move large objects to and from them";
-    "TG039" "definer-mints-context" Critical "A SECURITY DEFINER function anyone may call sets the tenant context and ignores its secret";
-    "TG040" "owner-rights-view" Critical "A view over tenant tables runs with its owner's rights (no security_invoker)";
-    "TG041" "materialized-view-over-tenant-data" Critical "A materialized view over tenant tables is readable by the app";
-    "TG042" "definer-function-touches-tenant-tables" Critical "A SECURITY DEFINER function the app can execute reads or writes tenant tables";
-    "TG043" "definer-without-search-path" High "A SECURITY DEFINER function has no pinned search_path";
-    "TG044" "definer-trigger" High "A SECURITY DEFINER trigger runs with its owner's rights on a tenant table";
-    "TG045" "trigger-copies-to-unprotected-table" High "A trigger on a tenant table writes into a table without row-level security";
-    "TG046" "leakproof-function" High "A non-core function is marked LEAKPROOF and may run before the RLS filter";
-    "TG047" "definer-in-default" High "A column default of a tenant table calls a SECURITY DEFINER function";
-    "TG048" "mislabelled-volatility" Medium "A policy function marked IMMUTABLE or STABLE reads tables";
-    "TG050" "foreign-key-without-tenant" High "A foreign key between tenant tables omits the tenant column";
-    "TG051" "unique-without-tenant" Medium "A unique constraint or index on a tenant table omits the tenant column";
-    "TG052" "nullable-tenant-column" Medium "The tenant column is nullable";
-    "TG053" "unprotected-partition" Critical "A partition or inheritance child can be queried directly without its own policies";
-    "TG054" "shared-sequence" Low "A sequence shared by all tenants reveals other tenants' activity";
-    "TG055" "default-dml-privileges" Medium "Default privileges grant SELECT or DML on future tables to the app before RLS exists";
-    "TG056" "shared-parent-writable" High "A table without tenant column that tenant tables reference is writable across tenants";
-    "TG060" "no-tenant-index" Low "No index leads with the tenant column";
-    "TG061" "volatile-policy-function" Medium "A policy calls a VOLATILE function (no index use, runs per row)";
-    "TG062" "per-row-policy-call" Low "A policy calls a function per row instead of once as (SELECT fn())";
-    "TG070" "engine-version" Medium "The server version lacks fixes for known row-security bugs";
-}
+/// Every rule, in id order.
+pub const RULES: &[Rule] = &[
+    rls::TG001,
+    rls::TG002,
+    rls::TG003,
+    rls::TG004,
+    rls::TG005,
+    rls::TG006,
+    rls::TG007,
+    policies::TG008,
+    policies::TG010,
+    policies::TG011,
+    policies::TG012,
+    policies::TG013,
+    policies::TG014,
+    policies::TG015,
+    policies::TG016,
+    policies::TG017,
+    policies::TG020,
+    context::TG021,
+    context::TG022,
+    context::TG023,
+    context::TG024,
+    context::TG025,
+    context::TG026,
+    policies::TG027,
+    context::TG028,
+    roles::TG030,
+    roles::TG031,
+    roles::TG032,
+    roles::TG033,
+    roles::TG034,
+    roles::TG035,
+    roles::TG036,
+    roles::TG037,
+    roles::TG038,
+    code::TG039,
+    code::TG040,
+    code::TG041,
+    code::TG042,
+    code::TG043,
+    code::TG044,
+    code::TG045,
+    code::TG046,
+    code::TG047,
+    code::TG048,
+    structure::TG050,
+    structure::TG051,
+    structure::TG052,
+    structure::TG053,
+    structure::TG054,
+    roles::TG055,
+    rls::TG056,
+    roles::TG057,
+    performance::TG060,
+    performance::TG061,
+    performance::TG062,
+    performance::TG070,
+];
 
 /// The rule with this id.
 pub fn rule(id: &str) -> Option<&'static Rule> {
@@ -108,15 +121,28 @@ pub(crate) struct Sink {
 }
 
 impl Sink {
+    /// A finding of `rule` at its default severity.
     pub(crate) fn add(
         &mut self,
-        rule: &str,
+        rule: &'static Rule,
+        object: impl Into<String>,
+        why: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
+        self.add_at(rule, rule.severity, object, why, fix);
+    }
+
+    /// A finding of `rule` at another severity (lowered when the app cannot reach the
+    /// object, or set by what the catalogs show).
+    pub(crate) fn add_at(
+        &mut self,
+        rule: &'static Rule,
         severity: Severity,
         object: impl Into<String>,
         why: impl Into<String>,
         fix: impl Into<String>,
     ) {
-        let f = Finding::new(rule, severity, object, why, fix);
+        let f = Finding::new(rule.id, severity, object, why, fix);
         match self.found.get_mut(&f.fingerprint) {
             Some(old) => {
                 if f.severity > old.severity {
@@ -170,11 +196,74 @@ pub(crate) fn obj_policy(
     format!("policy {:?} on {}", p.name, t.display())
 }
 
-/// The standard tenant predicate, for fix SQL.
-pub(crate) fn tenant_predicate(model: &Model, column: &str) -> String {
-    format!(
-        "({} = NULLIF(current_setting({}, true), '')::uuid)",
-        crate::policy::ident(column),
-        crate::policy::literal(&model.config.tenant_setting)
-    )
+/// The tenant predicate of `table`'s tenancy model, for fix SQL (the isolation contract's
+/// form: the context read once, robust to a missing or empty setting).
+pub(crate) fn tenant_predicate(model: &Model, table: u32, column: &str) -> String {
+    use crate::isolation::{CallerSource, ClaimVia, TenancyModel};
+    use crate::policy::{ident, literal};
+    let col = ident(column);
+    let ty = model
+        .table(table)
+        .and_then(|t| t.column(column))
+        .map(|c| c.type_name.clone())
+        .unwrap_or_else(|| "uuid".into());
+    let setting =
+        |name: &str| format!("NULLIF(current_setting({}, true), '')::{ty}", literal(name));
+    let claim = |claim: &str, via: &ClaimVia| {
+        let path: Vec<String> = claim.split('.').map(literal).collect();
+        let (last, init) = path
+            .split_last()
+            .map(|(l, i)| (l.clone(), i.to_vec()))
+            .unwrap_or_default();
+        let doc = match via {
+            ClaimVia::AuthFunctions => "(SELECT auth.jwt())".to_string(),
+            ClaimVia::RequestJwtClaims => format!(
+                "NULLIF(current_setting({}, true), '')::jsonb",
+                literal(crate::isolation::JWT_CLAIMS_SETTING)
+            ),
+        };
+        let nested: String = init.iter().map(|k| format!(" -> {k}")).collect();
+        format!("(({doc}{nested}) ->> {last})::{ty}")
+    };
+    let caller = |c: &CallerSource| match c {
+        CallerSource::Setting { name } => setting(name),
+        CallerSource::Claim { claim: c, via } if c == "sub" && *via == ClaimVia::AuthFunctions => {
+            "(SELECT auth.uid())".to_string()
+        }
+        CallerSource::Claim { claim: c, via } => claim(c, via),
+    };
+    match model.detection.model_of(table) {
+        TenancyModel::Setting { name } => format!("({col} = {})", setting(name)),
+        TenancyModel::JwtClaim { claim: c, via } => format!("({col} = {})", claim(c, via)),
+        TenancyModel::Owner { caller: c, .. } => format!("({col} = {})", caller(c)),
+        TenancyModel::Role { .. } => format!("({col} = current_user)"),
+        TenancyModel::Membership {
+            table: mt,
+            user_column,
+            tenant_column,
+            caller: c,
+        } => format!(
+            "({col} IN (SELECT m.{} FROM {mt} m WHERE m.{} = {}))",
+            ident(tenant_column),
+            ident(user_column),
+            caller(c)
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RULES;
+
+    #[test]
+    fn rule_ids_are_unique_and_in_order() {
+        let ids: Vec<&str> = RULES.iter().map(|r| r.id).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(ids, sorted);
+        assert!(RULES
+            .iter()
+            .all(|r| r.id.len() == 5 && r.id.starts_with("TG")));
+    }
 }

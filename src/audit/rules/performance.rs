@@ -2,10 +2,15 @@
 
 use std::collections::HashSet;
 
-use super::{obj_policy, obj_table, Sink};
+use super::{declare_rule, obj_policy, obj_table, Rule, Sink};
 use crate::audit::predicate;
 use crate::audit::{Model, Severity};
 use crate::policy::ident;
+
+declare_rule!(TG060 "no-tenant-index" Low "No index leads with the tenant column");
+declare_rule!(TG061 "volatile-policy-function" Medium "A policy calls a VOLATILE function (no index use, runs per row)");
+declare_rule!(TG062 "per-row-policy-call" Low "A policy calls a function per row instead of once as (SELECT fn())");
+declare_rule!(TG070 "engine-version" Medium "The server version lacks fixes for known row-security bugs");
 
 /// Oldest fixed minor release per major version for the row-security CVEs in the notes
 /// (CVE-2023-2455, CVE-2024-10976/10978, CVE-2024-4317, CVE-2025-8713).
@@ -26,8 +31,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
         });
         if !leads {
             sink.add(
-                "TG060",
-                Severity::Low,
+                &TG060,
                 obj_table(t),
                 format!("No index has {col:?} as its first column, so every query the tenant predicate filters scans the whole table."),
                 format!("CREATE INDEX ON {} ({});", t.qualified(), ident(col)),
@@ -48,8 +52,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
         for f in &fns {
             if f.volatility == 'v' && volatile_seen.insert((p.oid, f.oid)) {
                 sink.add(
-                    "TG061",
-                    Severity::Medium,
+                    &TG061,
                     obj_policy(p, t),
                     format!("It calls VOLATILE {}.{}, which prevents index conditions and runs once per row.", f.schema, f.name),
                     format!("ALTER FUNCTION {} STABLE; -- if it truly is", f.signature()),
@@ -72,8 +75,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
             let calls = predicate::per_row_calls(e, &names);
             if !calls.is_empty() {
                 sink.add(
-                    "TG062",
-                    Severity::Low,
+                    &TG062,
                     obj_policy(p, t),
                     format!("{} is evaluated for every row; written as (SELECT {}(…)) it runs once per query as an InitPlan.", calls.join(", "), calls[0]),
                     format!("-- rewrite the predicate with (SELECT {}(…))", calls[0]),
@@ -85,8 +87,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
     let (major, minor) = (v / 10000, v % 10000);
     if server_outdated(v) {
         sink.add(
-            "TG070",
-            Severity::Medium,
+            &TG070,
             format!("server {major}.{minor}"),
             "This release predates fixes for row-security bugs (CVE-2023-2455, CVE-2024-10976, CVE-2024-10978, CVE-2024-4317, CVE-2025-8713).",
             "-- upgrade to the latest minor release of your major version",

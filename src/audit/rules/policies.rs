@@ -1,10 +1,22 @@
 //! TG010–TG017: policy logic, judged per table × command on the combined effect of the
 //! policies that apply to the app (`AND(restrictive) AND OR(permissive)`).
 
-use super::{obj_policy, obj_table, tenant_predicate, Sink};
+use super::{declare_rule, obj_policy, obj_table, tenant_predicate, Rule, Sink};
 use crate::audit::{Model, Severity};
 use crate::isolation::TenancyModel;
 use crate::policy::{ident, Command};
+
+declare_rule!(TG008 "tenancy-not-modeled" Info "A table's policies read a context the tenancy model cannot express; it is not judged");
+declare_rule!(TG010 "permissive-ignores-tenant" Critical "A permissive policy does not restrict rows to the current tenant");
+declare_rule!(TG011 "permissive-or-widened" Critical "A permissive policy ORs the tenant predicate with another condition");
+declare_rule!(TG012 "permissive-policies-widen" Critical "Several permissive policies together are wider than the tenant predicate");
+declare_rule!(TG014 "insert-check-not-scoped" High "INSERT's WITH CHECK does not constrain the tenant: rows can be planted in another tenant");
+declare_rule!(TG015 "update-check-allows-tenant-change" High "UPDATE's WITH CHECK lets a row move to another tenant");
+declare_rule!(TG013 "policy-for-public" Medium "A policy applies to PUBLIC instead of the app role");
+declare_rule!(TG016 "insert-policy-without-check" Info "An INSERT policy without WITH CHECK rejects every insert");
+declare_rule!(TG017 "writable-shared-rows" High "A write policy admits rows whose tenant column IS NULL");
+declare_rule!(TG020 "fail-open-context" High "The predicate opens up when the tenant setting is missing or empty");
+declare_rule!(TG027 "membership-self-grant" High "The app can write the membership table without a tenant check: a caller joins any tenant");
 
 pub(super) fn check(model: &Model, sink: &mut Sink) {
     let app = ident(&model.config.app_role);
@@ -20,8 +32,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
             .find(|(n, _)| *n == t.display())
         {
             sink.add(
-                "TG008",
-                Severity::Info,
+                &TG008,
                 obj_table(t),
                 format!("Not judged: {why}. The audit does not guess what such a policy allows; tenantguard probe attacks it."),
                 "-- declare the tenancy model with --tenancy …, or check the policy function by hand".to_string(),
@@ -33,12 +44,11 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
             .column
             .clone()
             .unwrap_or_else(|| model.config.tenant_column.clone());
-        let pred = tenant_predicate(model, &col);
+        let pred = tenant_predicate(model, t.oid, &col);
         for p in model.app_policies(t.oid) {
             if p.public {
                 sink.add(
-                    "TG013",
-                    Severity::Medium,
+                    &TG013,
                     obj_policy(p, t),
                     "The policy has no TO clause (PUBLIC), so it applies to every role, including ones added later; name the app role.",
                     format!("ALTER POLICY {} ON {qt} TO {app};", ident(&p.name)),
@@ -46,8 +56,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
             }
             if p.cmd == 'a' && p.check.is_none() {
                 sink.add(
-                    "TG016",
-                    Severity::Info,
+                    &TG016,
                     obj_policy(p, t),
                     "An INSERT policy without WITH CHECK rejects every insert on PostgreSQL 15; if inserts are meant to work, add the tenant check.",
                     format!("ALTER POLICY {} ON {qt} WITH CHECK {pred};", ident(&p.name)),
@@ -103,9 +112,8 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
                     format!("ALTER POLICY {} ON {qt} USING {pred};", ident(&p.name))
                 };
                 if a.fail_open {
-                    sink.add(
-                        "TG020",
-                        lower(Severity::High),
+                    sink.add_at(
+                        &TG020, lower(Severity::High),
                         obj,
                         format!(
                             "{side} {expr} admits rows when the tenant setting is missing or empty (IS NULL, '' or coalesce), so a request without tenant context sees every tenant."
@@ -114,9 +122,8 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
                     );
                 } else if a.null_share && !a.always_true {
                     if cmd != Command::Select {
-                        sink.add(
-                            "TG017",
-                            lower(Severity::High),
+                        sink.add_at(
+                            &TG017, lower(Severity::High),
                             obj,
                             format!(
                                 "{side} {expr} admits rows whose tenant column IS NULL for {}: every tenant can create or change the shared rows (read-only sharing is fine).",
@@ -135,15 +142,14 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
                         "does not constrain the tenant column"
                     };
                     let (rule, why) = if cmd == Command::Insert {
-                        ("TG014", format!("WITH CHECK {expr} {how}, so the app can insert rows into another tenant."))
+                        (&TG014, format!("WITH CHECK {expr} {how}, so the app can insert rows into another tenant."))
                     } else {
-                        ("TG015", format!("WITH CHECK {expr} {how}, so an UPDATE can move a row into another tenant."))
+                        (&TG015, format!("WITH CHECK {expr} {how}, so an UPDATE can move a row into another tenant."))
                     };
-                    sink.add(rule, lower(Severity::High), obj, why, alter);
+                    sink.add_at(rule, lower(Severity::High), obj, why, alter);
                 } else if a.widened_by_or {
-                    sink.add(
-                        "TG011",
-                        lower(Severity::Critical),
+                    sink.add_at(
+                        &TG011, lower(Severity::Critical),
                         obj,
                         format!(
                             "USING {expr} ORs the tenant predicate with another condition, so {} reaches other tenants' rows whenever that condition holds.",
@@ -152,9 +158,8 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
                         alter,
                     );
                 } else if some_scoped {
-                    sink.add(
-                        "TG012",
-                        lower(Severity::Critical),
+                    sink.add_at(
+                        &TG012, lower(Severity::Critical),
                         obj,
                         format!(
                             "Permissive policies are OR-ed: next to the tenant policy, USING {expr} opens {} to rows of every tenant.",
@@ -166,9 +171,8 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
                         ),
                     );
                 } else {
-                    sink.add(
-                        "TG010",
-                        lower(Severity::Critical),
+                    sink.add_at(
+                        &TG010, lower(Severity::Critical),
                         obj,
                         format!(
                             "USING {expr} does not compare the tenant column with the tenant setting, so {} reaches every tenant's rows{}.",
@@ -244,9 +248,8 @@ fn membership_self_grant(model: &Model, sink: &mut Sink) {
         ] {
             if !held || !t.rls {
                 if held {
-                    sink.add(
-                        "TG027",
-                        Severity::Critical,
+                    sink.add_at(
+                        &TG027, Severity::Critical,
                         obj_table(t),
                         format!("The membership table has no row-level security and the app may {} it: any caller can make itself a member of any tenant.", cmd.sql()),
                         format!("ALTER TABLE {} ENABLE ROW LEVEL SECURITY;\nREVOKE INSERT, UPDATE ON {} FROM {};", t.qualified(), t.qualified(), ident(&model.config.app_role)),
@@ -269,8 +272,7 @@ fn membership_self_grant(model: &Model, sink: &mut Sink) {
                     .all(constrains);
             if !guarded {
                 sink.add(
-                    "TG027",
-                    Severity::High,
+                    &TG027,
                     obj_table(t),
                     format!(
                         "The membership table decides which tenants a caller belongs to, and {}'s WITH CHECK does not constrain {tenant_column}: a caller can make itself a member of any tenant and then reach all its rows.",

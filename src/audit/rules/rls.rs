@@ -1,9 +1,18 @@
 //! TG001–TG007: row-level security switched off, not forced, or missing per command.
 
-use super::{obj_table, tenant_predicate, Sink};
+use super::{declare_rule, obj_table, tenant_predicate, Rule, Sink};
 use crate::audit::model::TenantKind;
 use crate::audit::{Model, Severity};
 use crate::policy::{ident, Command};
+
+declare_rule!(TG001 "rls-disabled" Critical "Row-level security is disabled on a tenant table the app can access");
+declare_rule!(TG002 "dormant-policies" Critical "Policies exist on a table whose row-level security is disabled");
+declare_rule!(TG003 "app-owns-tenant-table" Critical "The app role can become the owner of a tenant table");
+declare_rule!(TG004 "rls-not-forced" Low "Row-level security is enabled but not forced for the owner");
+declare_rule!(TG005 "command-without-policy" Low "The app holds a privilege for a command that has no permissive policy (it fails closed)");
+declare_rule!(TG006 "child-without-tenant-column" Medium "A table reaches tenant tables through foreign keys but has no tenant column");
+declare_rule!(TG007 "unprotected-writable-table" Medium "A table without row-level security that the app can write is a cross-tenant channel");
+declare_rule!(TG056 "shared-parent-writable" High "A table without tenant column that tenant tables reference is writable across tenants");
 
 pub(super) fn check(model: &Model, sink: &mut Sink) {
     let app = ident(&model.config.app_role);
@@ -17,8 +26,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
         if !t.rls {
             if has_policies {
                 sink.add(
-                    "TG002",
-                    Severity::Critical,
+                    &TG002,
                     obj_table(t),
                     "Policies exist but row-level security is disabled, so none of them is applied: every role with a privilege sees every tenant's rows.",
                     format!("ALTER TABLE {qt} ENABLE ROW LEVEL SECURITY;\nALTER TABLE {qt} FORCE ROW LEVEL SECURITY;"),
@@ -29,21 +37,19 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
                 } else {
                     Severity::Low
                 };
-                sink.add(
-                    "TG001",
-                    sev,
+                sink.add_at(
+                    &TG001, sev,
                     obj_table(t),
                     "Row-level security is disabled on a tenant table, so the app reads and writes every tenant's rows.",
                     format!(
                         "ALTER TABLE {qt} ENABLE ROW LEVEL SECURITY;\nALTER TABLE {qt} FORCE ROW LEVEL SECURITY;\nCREATE POLICY tenant_isolation ON {qt} TO {app} USING {p} WITH CHECK {p};",
-                        p = tenant_predicate(model, &col)
+                        p = tenant_predicate(model, t.oid, &col)
                     ),
                 );
             }
         } else if t.owner_reachable {
             sink.add(
-                "TG003",
-                Severity::Critical,
+                &TG003,
                 obj_table(t),
                 format!(
                     "The app can become the owner {:?}, and an owner can NO FORCE or DISABLE row-level security and drop policies{}.",
@@ -56,8 +62,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
             );
         } else if !t.force {
             sink.add(
-                "TG004",
-                Severity::Low,
+                &TG004,
                 obj_table(t),
                 format!(
                     "The owner {:?} bypasses the policies; the app cannot become it, so FORCE is defense in depth against code that runs as the owner.",
@@ -77,8 +82,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
                 let check_side = cmd == Command::Insert;
                 if has_priv && model.effective(t, tt, cmd, check_side).denied() {
                     sink.add(
-                        "TG005",
-                        Severity::Low,
+                        &TG005,
                         format!("{} command {}", obj_table(t), cmd.sql()),
                         format!(
                             "The app holds {} but no permissive policy applies to it, so the command matches no row (fails closed); either revoke the privilege or add a tenant policy.",
@@ -89,9 +93,9 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
                             cmd.name(),
                             cmd.sql(),
                             match cmd {
-                                Command::Insert => format!("WITH CHECK {}", tenant_predicate(model, &col)),
-                                Command::Update => format!("USING {p} WITH CHECK {p}", p = tenant_predicate(model, &col)),
-                                _ => format!("USING {}", tenant_predicate(model, &col)),
+                                Command::Insert => format!("WITH CHECK {}", tenant_predicate(model, t.oid, &col)),
+                                Command::Update => format!("USING {p} WITH CHECK {p}", p = tenant_predicate(model, t.oid, &col)),
+                                _ => format!("USING {}", tenant_predicate(model, t.oid, &col)),
                             }
                         ),
                     );
@@ -100,8 +104,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
         }
         if tt.kind == TenantKind::Child {
             sink.add(
-                "TG006",
-                Severity::Medium,
+                &TG006,
                 obj_table(t),
                 format!(
                     "The table holds tenant data (it references a tenant table) but has no {:?} column, so its policies must join the parent and its keys cannot include the tenant.",
@@ -122,8 +125,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
             && t.privileges.writes()
         {
             sink.add(
-                "TG007",
-                Severity::Medium,
+                &TG007,
                 obj_table(t),
                 "The app can write this table and it has no row-level security, so whatever one tenant writes here every other tenant can read or change.",
                 format!(
@@ -181,8 +183,7 @@ fn shared_parents(model: &Model, sink: &mut Sink) {
             (true, None) => continue,
         };
         sink.add(
-            "TG056",
-            Severity::High,
+            &TG056,
             obj_table(t),
             format!(
                 "A shared parent of tenant tables ({}) without a tenant column, which the app may change and which {how}: one tenant's request changes or deletes rows every tenant's data refers to.",

@@ -2,9 +2,21 @@
 
 use std::collections::HashSet;
 
-use super::{obj_table, Sink};
+use super::{declare_rule, obj_table, Rule, Sink};
 use crate::audit::{Model, Severity};
 use crate::policy::ident;
+
+declare_rule!(TG030 "app-superuser" Critical "The app role, or a role it can become, is a superuser");
+declare_rule!(TG031 "app-bypassrls" Critical "The app role, or a role it can become, has BYPASSRLS");
+declare_rule!(TG032 "app-owns-policy-function" Critical "The app can become the owner of a function a policy calls");
+declare_rule!(TG033 "truncate-granted" High "TRUNCATE on a tenant table is granted to the app (TRUNCATE ignores RLS)");
+declare_rule!(TG034 "references-granted" Medium "REFERENCES on a tenant table is granted to the app");
+declare_rule!(TG035 "trigger-granted" High "TRIGGER on a tenant table is granted to the app");
+declare_rule!(TG036 "dangerous-predefined-role" High "The app can become a predefined role that reads files or bypasses unprotected tables");
+declare_rule!(TG037 "default-privileges" Medium "Default privileges give the app TRUNCATE, TRIGGER or REFERENCES on future tables");
+declare_rule!(TG038 "server-file-functions" High "The app may execute functions that read server files or move large objects to and from them");
+declare_rule!(TG057 "maintain-granted" Low "MAINTAIN (PostgreSQL 17+) on a tenant table is granted to the app");
+declare_rule!(TG055 "default-dml-privileges" Medium "Default privileges grant SELECT or DML on future tables to the app before RLS exists");
 
 pub(super) fn check(model: &Model, sink: &mut Sink) {
     let app = &model.config.app_role;
@@ -21,8 +33,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
         };
         if r.superuser && becomes {
             sink.add(
-                "TG030",
-                Severity::Critical,
+                &TG030,
                 format!("role {}", r.name),
                 format!("{via} is a superuser: superusers skip every policy, FORCE included."),
                 if &r.name == app {
@@ -34,8 +45,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
         }
         if r.bypass_rls && becomes {
             sink.add(
-                "TG031",
-                Severity::Critical,
+                &TG031,
                 format!("role {}", r.name),
                 format!("{via} has BYPASSRLS: it skips every policy, FORCE included."),
                 if &r.name == app {
@@ -60,8 +70,8 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
             ),
             _ => continue,
         };
-        sink.add(
-            "TG036",
+        sink.add_at(
+            &TG036,
             sev,
             format!("role {}", r.name),
             format!(
@@ -83,8 +93,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
             && f.owner_reachable
         {
             sink.add(
-                "TG032",
-                Severity::Critical,
+                &TG032,
                 format!("function {}.{}({})", f.schema, f.name, f.args),
                 format!("Policies depend on this function and the app can become its owner {:?}, so it can replace the body and decide which tenant it is.", f.owner),
                 format!("ALTER FUNCTION {} OWNER TO tenant_owner; -- a NOLOGIN role the app is not a member of", f.signature()),
@@ -95,8 +104,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
         let qt = t.qualified();
         if t.privileges.truncate {
             sink.add(
-                "TG033",
-                Severity::High,
+                &TG033,
                 obj_table(t),
                 "TRUNCATE is not subject to row-level security: the app can empty the table for every tenant.",
                 format!("REVOKE TRUNCATE ON {qt} FROM {qapp};"),
@@ -111,18 +119,25 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
                     "though it cannot create tables to use it today",
                 )
             };
-            sink.add(
-                "TG034",
+            sink.add_at(
+                &TG034,
                 sev,
                 obj_table(t),
                 format!("REFERENCES is granted to the app, {extra}."),
                 format!("REVOKE REFERENCES ON {qt} FROM {qapp};"),
             );
         }
+        if t.privileges.maintain {
+            sink.add(
+                &TG057,
+                obj_table(t),
+                "MAINTAIN (PostgreSQL 17+) lets the app LOCK the table, CLUSTER, REINDEX or VACUUM FULL it for every tenant: availability, not data, since these never return rows.",
+                format!("REVOKE MAINTAIN ON {qt} FROM {qapp};"),
+            );
+        }
         if t.privileges.trigger {
             sink.add(
-                "TG035",
-                Severity::High,
+                &TG035,
                 obj_table(t),
                 "TRIGGER lets the app attach code that runs on every tenant's writes: with one app role for all tenants, one tenant's request can install a trigger that copies every later write of every tenant.",
                 format!("REVOKE TRIGGER ON {qt} FROM {qapp};"),
@@ -131,8 +146,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
     }
     for f in &model.catalog.file_functions {
         sink.add(
-            "TG038",
-            Severity::High,
+            &TG038,
             format!("function {f}"),
             "It reads server files (or moves large objects to and from them) outside row-level security; the data directory holds every tenant's rows.",
             format!("REVOKE EXECUTE ON FUNCTION {f} FROM {qapp};"),
@@ -150,8 +164,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
         );
         if dml {
             sink.add(
-                "TG055",
-                Severity::Medium,
+                &TG055,
                 format!(
                     "default privileges of {} in {scope} ({})",
                     d.owner, d.privilege
@@ -174,8 +187,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
             continue;
         }
         sink.add(
-            "TG037",
-            Severity::Medium,
+            &TG037,
             format!(
                 "default privileges of {} in {scope} ({})",
                 d.owner, d.privilege

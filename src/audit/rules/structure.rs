@@ -1,9 +1,15 @@
 //! TG050–TG054: keys, nullability, partitions and sequences of tenant tables.
 
-use super::{obj_table, Sink};
+use super::{declare_rule, obj_table, Rule, Sink};
 use crate::audit::model::TenantKind;
 use crate::audit::{Model, Severity};
 use crate::policy::ident;
+
+declare_rule!(TG050 "foreign-key-without-tenant" High "A foreign key between tenant tables omits the tenant column");
+declare_rule!(TG051 "unique-without-tenant" Medium "A unique constraint or index on a tenant table omits the tenant column");
+declare_rule!(TG052 "nullable-tenant-column" Medium "The tenant column is nullable");
+declare_rule!(TG053 "unprotected-partition" Critical "A partition or inheritance child can be queried directly without its own policies");
+declare_rule!(TG054 "shared-sequence" Low "A sequence shared by all tenants reveals other tenants' activity");
 
 fn server_generated(default: Option<&str>) -> bool {
     default.is_some_and(|d| {
@@ -42,8 +48,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
             let mut rcols = vec![ident(tenant_key)];
             rcols.extend(fk.ref_columns.iter().map(|c| ident(c)));
             sink.add(
-                "TG050",
-                Severity::High,
+                &TG050,
                 format!("constraint {:?} on {}", fk.name, t.display()),
                 format!(
                     "Foreign-key checks bypass row-level security: ({}) can point at another tenant's row in {}, which gives an existence oracle and cross-tenant cascades.",
@@ -91,8 +96,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
                 .collect();
             let name = ix.constraint.clone().unwrap_or_else(|| ix.name.clone());
             sink.add(
-                "TG051",
-                Severity::Medium,
+                &TG051,
                 format!("unique {:?} on {}", name, t.display()),
                 format!(
                     "Uniqueness of ({}) is checked across all tenants: a duplicate-key error tells a tenant that another tenant has that value (existence oracle, name squatting).",
@@ -120,8 +124,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
         if let Some(c) = t.column(tcol) {
             if !c.not_null && tt.kind == TenantKind::Column {
                 sink.add(
-                    "TG052",
-                    Severity::Medium,
+                    &TG052,
                     format!("column {}.{}", t.display(), tcol),
                     "A NULL tenant belongs to no tenant: such rows are invisible to the tenant predicate and become shared rows as soon as a policy admits IS NULL.",
                     format!("ALTER TABLE {} ALTER COLUMN {} SET NOT NULL;", t.qualified(), ident(tcol)),
@@ -133,8 +136,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
                 || c.default.as_deref().is_some_and(|d| d.contains("nextval("));
             if seq {
                 sink.add(
-                    "TG054",
-                    Severity::Low,
+                    &TG054,
                     format!("column {}.{}", t.display(), c.name),
                     "One sequence numbers every tenant's rows: the gaps between a tenant's own ids reveal how much the other tenants write.",
                     format!("-- use a random or per-tenant key, e.g. ALTER TABLE {} ALTER COLUMN {} SET DEFAULT gen_random_uuid() (with a uuid column)", t.qualified(), ident(&c.name)),
@@ -158,9 +160,8 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
             } else {
                 "inheritance child"
             };
-            sink.add(
-                "TG053",
-                if t.rls { Severity::Low } else { Severity::Critical },
+            sink.add_at(
+                &TG053, if t.rls { Severity::Low } else { Severity::Critical },
                 obj_table(t),
                 format!(
                     "This {what} of {} can be named directly, and then only its own row-level security applies ({}).",
