@@ -180,6 +180,15 @@ impl Limits {
         }
     }
 
+    /// How many requests of `tenant` are in flight (admitted and not yet answered).
+    pub fn tenant_in_flight(&self, tenant: TenantId) -> u32 {
+        self.in_flight
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&Slot::Tenant(tenant)).copied())
+            .unwrap_or(0)
+    }
+
     /// How many tenants and credentials have requests in flight (for tests and metrics).
     pub fn in_flight_slots(&self) -> usize {
         self.in_flight.lock().map(|m| m.len()).unwrap_or(0)
