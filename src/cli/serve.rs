@@ -270,6 +270,9 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if config.admin_token.is_some() && admin_cfg.is_none() {
         tracing::warn!("TENANTGUARD_ADMIN_TOKEN is set but TENANTGUARD_ADMIN_DATABASE_URL is not: /admin/v1 will answer 503");
     }
+    if !args.server.statement_cache {
+        tracing::info!("statement cache off: statements are prepared inside each transaction (for a transaction-mode pooler)");
+    }
     let (pool, admin) =
         connect_pools(app_cfg, admin_cfg, &args.server, &args.tenant_setting).await?;
     let state = AppState::new(pool, admin, config)?;
@@ -280,4 +283,59 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     app.run_until(shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::ServerArgs;
+
+    #[derive(Debug, Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        server: ServerArgs,
+    }
+
+    #[test]
+    fn limits_timeouts_and_the_statement_cache_are_settings() {
+        let defaults = Cmd::try_parse_from(["t"]).unwrap().server;
+        assert!(defaults.statement_cache);
+        let c = defaults.http_config().unwrap();
+        assert_eq!(c.header_read_timeout.as_secs(), 10);
+        assert_eq!(c.body_read_timeout.as_secs(), 15);
+        assert_eq!((c.tenant_concurrency, c.key_concurrency), (0, 0));
+        assert_eq!((c.tenant_rate, c.key_rate), (1000, 500));
+
+        let args = Cmd::try_parse_from([
+            "t",
+            "--statement-cache",
+            "off",
+            "--tenant-concurrency",
+            "6",
+            "--key-concurrency",
+            "2",
+            "--tenant-rate",
+            "50",
+            "--key-rate",
+            "0",
+            "--header-read-timeout-secs",
+            "3",
+            "--body-read-timeout-secs",
+            "4",
+        ])
+        .unwrap()
+        .server;
+        assert!(!args.statement_cache);
+        let c = args.http_config().unwrap();
+        assert_eq!((c.tenant_concurrency, c.key_concurrency), (6, 2));
+        assert_eq!((c.tenant_rate, c.key_rate), (50, 0));
+        assert_eq!(c.header_read_timeout.as_secs(), 3);
+        assert_eq!(c.body_read_timeout.as_secs(), 4);
+        for on in ["on", "true", "1"] {
+            let a = Cmd::try_parse_from(["t", "--statement-cache", on]).unwrap();
+            assert!(a.server.statement_cache, "{on}");
+        }
+        assert!(Cmd::try_parse_from(["t", "--statement-cache", "maybe"]).is_err());
+    }
 }

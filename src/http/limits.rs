@@ -34,6 +34,31 @@ use crate::pool::TenantId;
 /// tenant and subject.
 pub type CredentialId = u128;
 
+/// FxHash-style mixing for the in-flight map, instead of std's SipHash: its keys are
+/// tenant ids and credential ids that come from verified credentials (server-made UUIDs,
+/// an identity provider's signed tenant, SHA-256 digests of JWT subjects), so no client
+/// can pick colliding keys, and SipHash's DoS resistance would only cost time on every
+/// request. Hand-written because it is ten lines and the alternatives are new crates.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+}
+
+type SlotMap = HashMap<Slot, u32, std::hash::BuildHasherDefault<IdHasher>>;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Slot {
     Tenant(TenantId),
@@ -46,7 +71,7 @@ pub struct Limits {
     credential_max: u32,
     // Only in-flight requests have an entry, so it stays as small as the load. One lock
     // for both counts: a request takes it twice (admit, release) with two lookups each.
-    in_flight: Mutex<HashMap<Slot, u32>>,
+    in_flight: Mutex<SlotMap>,
     tenant_rate: Option<DefaultKeyedRateLimiter<TenantId>>,
     credential_rate: Option<DefaultKeyedRateLimiter<CredentialId>>,
 }
@@ -83,7 +108,7 @@ impl Limits {
             } else {
                 credential_max
             },
-            in_flight: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(SlotMap::default()),
             tenant_rate: limiter(tenant_rate),
             credential_rate: limiter(credential_rate),
         }
@@ -153,6 +178,15 @@ impl Limits {
             l.retain_recent();
             l.shrink_to_fit();
         }
+    }
+
+    /// How many requests of `tenant` are in flight (admitted and not yet answered).
+    pub fn tenant_in_flight(&self, tenant: TenantId) -> u32 {
+        self.in_flight
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&Slot::Tenant(tenant)).copied())
+            .unwrap_or(0)
     }
 
     /// How many tenants and credentials have requests in flight (for tests and metrics).

@@ -538,3 +538,86 @@ async fn a_lost_prepared_statement_at_run_time_is_503_and_reported_by_readyz() {
     let r = client.get(format!("{base}/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 503);
 }
+
+/// `tenantguard serve` itself, configured from the environment with
+/// `TENANTGUARD_STATEMENT_CACHE=off`, behind pgbouncer: ready, and writes and reads work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_statement_cache_off_works_behind_pgbouncer() {
+    let db = TestDb::new().await;
+    let Some(b) = start(&db, 2) else { return };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app_url = format!("postgresql://tenantguard_app@127.0.0.1:{}/tg", b.port);
+    let admin_url = tenantguard::testing::config_url(&db.config_as("tenantguard_admin"));
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenantguard"))
+        .arg("serve")
+        .env("TENANTGUARD_DATABASE_URL", app_url)
+        .env("TENANTGUARD_ADMIN_DATABASE_URL", admin_url)
+        .env("TENANTGUARD_ADMIN_TOKEN", "serve-test-token")
+        .env("TENANTGUARD_LISTEN", format!("127.0.0.1:{port}"))
+        .env("TENANTGUARD_STATEMENT_CACHE", "off")
+        .env("TENANTGUARD_POOL_SIZE", "6")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut ready = None;
+    for _ in 0..100 {
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
+            ready = Some(r.status().as_u16());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ready, Some(200), "serve became ready behind pgbouncer");
+    let t: Value = client
+        .post(format!("{base}/admin/v1/tenants"))
+        .bearer_auth("serve-test-token")
+        .json(&json!({ "name": "via pgbouncer" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = t["api_key"].as_str().unwrap().to_string();
+    let writes = (0..12).map(|i| {
+        let (client, base, key) = (&client, &base, &key);
+        async move {
+            client
+                .post(format!("{base}/v1/projects"))
+                .bearer_auth(key)
+                .json(&json!({ "name": format!("p{i}") }))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses = futures::future::join_all(writes).await;
+    // 201, or 429 past the key's concurrency limit (half of half the pool); never a 5xx.
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 429),
+        "{statuses:?}"
+    );
+    let created = statuses.iter().filter(|s| **s == 201).count();
+    assert!(created > 0, "{statuses:?}");
+    let r: Value = client
+        .get(format!("{base}/v1/projects?limit=200"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["items"].as_array().unwrap().len(), created);
+    let _ = child.kill().await;
+}

@@ -273,7 +273,7 @@ async fn a_tenant_at_its_concurrency_limit_gets_429_and_others_are_served() {
                 .await,
         );
     }
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    s.wait_in_flight(&busy, 3).await;
     // A fourth request of the busy tenant: refused at once, with when to retry.
     let (st, h, b) = s.send("GET", "/v1/projects", Some(&busy.key), None).await;
     assert_eq!(st, 429, "{b}");
@@ -307,6 +307,18 @@ async fn a_tenant_at_its_concurrency_limit_gets_429_and_others_are_served() {
 }
 
 impl Server {
+    /// Waits until `n` requests of `t` are admitted and waiting for their bodies.
+    async fn wait_in_flight(&self, t: &Tenant, n: u32) {
+        let tenant: tenantguard::TenantId = t.id.parse().unwrap();
+        for _ in 0..200 {
+            if self.state.limits().tenant_in_flight(tenant) >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the slow requests were not admitted");
+    }
+
     /// Waits until no tenant or credential has a request in flight. True once settled.
     async fn limits_settle(&self) -> bool {
         for _ in 0..50 {
@@ -333,7 +345,7 @@ async fn one_key_at_its_limit_leaves_the_tenants_other_keys_alone() {
     for _ in 0..2 {
         held.push(s.slow(&post_head("/v1/projects", &noisy, 50), b"").await);
     }
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    s.wait_in_flight(&t, 2).await;
     let (st, h, b) = s.send("GET", "/v1/projects", Some(&noisy), None).await;
     assert_eq!(st, 429, "{b}");
     assert!(
