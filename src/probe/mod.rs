@@ -10,6 +10,7 @@
 
 pub mod attacks;
 pub mod http;
+pub mod plans;
 pub mod report;
 pub mod snapshot;
 pub mod synth;
