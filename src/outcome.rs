@@ -235,7 +235,14 @@ mod tests {
         let labels: Vec<_> = Verdict::ALL.iter().map(|v| v.label()).collect();
         assert_eq!(
             labels,
-            ["blocked", "LEAKED", "DISTINGUISHABLE", "5xx", "inconclusive", "n/a"]
+            [
+                "blocked",
+                "LEAKED",
+                "DISTINGUISHABLE",
+                "5xx",
+                "inconclusive",
+                "n/a"
+            ]
         );
     }
 }
