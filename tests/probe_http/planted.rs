@@ -119,3 +119,23 @@ async fn honours_429_retry_after_and_idempotency_keys() {
         started.elapsed()
     );
 }
+
+/// A request budget too small for the matrix: whatever was not attacked is inconclusive,
+/// so the run can never pass (exit 3), and the budget is never exceeded.
+#[tokio::test]
+async fn a_spent_budget_is_inconclusive_never_clean() {
+    let served = Served::start(intapi::app(None)).await;
+    let mut cfg = config(&served.base, intapi::KEY_A, intapi::KEY_B);
+    cfg.limits.max_requests = 40;
+    let report = http::probe_http(&cfg).await.expect("probe");
+    served.stop().await;
+    assert!(report.requests <= 40, "{}", report.requests);
+    assert_eq!(
+        report.status(),
+        RunStatus::Inconclusive,
+        "{}",
+        report.text()
+    );
+    assert_eq!(report.status().code(), 3);
+    assert!(report.text().contains("budget"), "{}", report.text());
+}
