@@ -7,6 +7,7 @@ mod dev;
 mod migrate;
 mod probe;
 mod probe_http;
+mod probe_plans;
 mod rls;
 mod serve;
 
@@ -39,7 +40,7 @@ enum Commands {
     /// Read the catalogs and report every way tenant isolation can fail.
     Audit(audit::AuditArgs),
     /// Attack the database (inside rolled-back transactions) to prove isolation holds;
-    /// `probe http` attacks an API from outside.
+    /// `probe http` attacks an API from outside, `probe plans` checks the workload's plans.
     Probe(probe::ProbeCommand),
 }
 

@@ -86,14 +86,17 @@ enum ProbeMode {
     Db(ProbeArgs),
     /// Attack a REST API from outside, as two tenants, from its OpenAPI document.
     Http(super::probe_http::ProbeHttpArgs),
+    /// EXPLAIN the real workload's statements under tenant context.
+    Plans(super::probe_plans::ProbePlansArgs),
 }
 
 pub(crate) async fn dispatch(cmd: ProbeCommand) -> anyhow::Result<ExitCode> {
     match (cmd.mode, cmd.db) {
         (Some(ProbeMode::Db(a)), _) | (None, Some(a)) => run(a).await,
         (Some(ProbeMode::Http(a)), _) => super::probe_http::run(a).await,
+        (Some(ProbeMode::Plans(a)), _) => super::probe_plans::run(a).await,
         (None, None) => {
-            anyhow::bail!("probe: give the database probe's flags, or a mode: db, http")
+            anyhow::bail!("probe: give the database probe's flags, or a mode: db, http, plans")
         }
     }
 }

@@ -17,6 +17,7 @@
 pub mod attacks;
 pub mod connection;
 pub mod http;
+pub mod plans;
 pub mod report;
 pub mod snapshot;
 pub mod synth;

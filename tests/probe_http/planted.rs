@@ -93,3 +93,49 @@ async fn intapi_integer_ids_and_envelopes() {
 async fn nested_routes_put_and_cursors() {
     every_bug_caught("nested").await;
 }
+
+/// A rate-limited API: every 40th request is 429 with `Retry-After: 1`; the probe waits
+/// and retries, and the run is as clean as without the limit (and POST /tasks, which
+/// requires the documented Idempotency-Key, still works).
+#[tokio::test]
+async fn honours_429_retry_after_and_idempotency_keys() {
+    let served = Served::start(intapi::app_limited(None, 40)).await;
+    let cfg = config(&served.base, intapi::KEY_A, intapi::KEY_B);
+    let started = std::time::Instant::now();
+    let report = http::probe_http(&cfg).await.expect("probe");
+    served.stop().await;
+    assert!(findings(&report).is_empty(), "{}", report.text());
+    assert_eq!(report.status(), RunStatus::Clean, "{}", report.text());
+    assert_eq!(
+        report.cell("/tasks", Attack::Get).map(|c| c.verdict),
+        Some(Verdict::Blocked)
+    );
+    // At least one Retry-After second was waited per 40 requests.
+    let waits = report.requests / 40;
+    assert!(
+        waits >= 1 && started.elapsed().as_secs() as usize >= waits,
+        "{} requests in {:?}",
+        report.requests,
+        started.elapsed()
+    );
+}
+
+/// A request budget too small for the matrix: whatever was not attacked is inconclusive,
+/// so the run can never pass (exit 3), and the budget is never exceeded.
+#[tokio::test]
+async fn a_spent_budget_is_inconclusive_never_clean() {
+    let served = Served::start(intapi::app(None)).await;
+    let mut cfg = config(&served.base, intapi::KEY_A, intapi::KEY_B);
+    cfg.limits.max_requests = 40;
+    let report = http::probe_http(&cfg).await.expect("probe");
+    served.stop().await;
+    assert!(report.requests <= 40, "{}", report.requests);
+    assert_eq!(
+        report.status(),
+        RunStatus::Inconclusive,
+        "{}",
+        report.text()
+    );
+    assert_eq!(report.status().code(), 3);
+    assert!(report.text().contains("budget"), "{}", report.text());
+}

@@ -150,12 +150,33 @@ pub mod intapi {
     }
 
     pub fn app(bug: Option<Bug>) -> Router {
+        app_limited(bug, 0)
+    }
+
+    /// With `every` > 0, every `every`-th request answers 429 with `Retry-After: 1`.
+    pub fn app_limited(bug: Option<Bug>, every: usize) -> Router {
         let s = S {
             bug,
             db: Arc::new(Mutex::new(Db {
                 next: 1,
                 ..Db::default()
             })),
+        };
+        let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let limiter = move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let counter = counter.clone();
+            async move {
+                let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                if every > 0 && n % every == 0 {
+                    return (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        [("retry-after", "1")],
+                        "slow down",
+                    )
+                        .into_response();
+                }
+                next.run(req).await
+            }
         };
         Router::new()
             .route("/openapi.json", get(|| async { Json(doc()) }))
@@ -169,6 +190,7 @@ pub mod intapi {
                 "/api/tasks/{id}",
                 get(get_task).patch(patch_task).delete(delete_task),
             )
+            .layer(axum::middleware::from_fn(limiter))
             .with_state(s)
     }
 
@@ -360,6 +382,14 @@ pub mod intapi {
         let Some(t) = tenant(&h) else {
             return unauthorized();
         };
+        // The document says POST /tasks takes an Idempotency-Key; this API insists.
+        if h.get("idempotency-key").is_none() {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "Idempotency-Key is required".into(),
+            );
+        }
         let mut db = s.db.lock().expect("lock");
         if let Err(e) = validate_task(&s, &db, t, &b, false) {
             return e;
@@ -542,6 +572,7 @@ pub mod intapi {
             "servers": [{ "url": "/api" }],
             "components": {
                 "securitySchemes": { "key": { "type": "apiKey", "in": "header", "name": "X-Api-Key" } },
+                "parameters": { "IdempotencyKey": { "name": "Idempotency-Key", "in": "header", "required": true, "schema": { "type": "string" } } },
                 "schemas": {
                     "Meta": { "type": "object", "properties": {
                         "id": { "type": "integer", "readOnly": true },
@@ -576,7 +607,9 @@ pub mod intapi {
                 },
                 "/tasks": {
                     "get": { "parameters": tasks_list_params, "responses": { "200": { "description": "ok" } } },
-                    "post": { "requestBody": body("TaskInput"), "responses": { "201": one("Task") } }
+                    "post": {
+                        "parameters": [{ "$ref": "#/components/parameters/IdempotencyKey" }],
+                        "requestBody": body("TaskInput"), "responses": { "201": one("Task") } }
                 },
                 "/tasks/{id}": {
                     "parameters": id_param,

@@ -682,7 +682,9 @@ impl Run<'_> {
     }
 
     /// Evidence that an answer carries A's data of resource `r`: A's marker, or one of A's
-    /// ids (as text when long enough to be unambiguous, else as an item's id).
+    /// ids (as text when long enough to be unambiguous, else as an item's id). Callers search
+    /// 2xx answers only: an error that echoes the request (a cursor, a path) is not data
+    /// that crossed.
     fn a_data(&self, r: usize, a: &Answer) -> Option<String> {
         if a.text.contains(&self.marker_a) {
             return Some(format!(
@@ -1192,7 +1194,7 @@ impl Run<'_> {
             Err(e) => return send_err(&e),
         };
         for p in &pages {
-            if let Some(e) = self.a_data(r, p) {
+            if let Some(e) = p.ok().then(|| self.a_data(r, p)).flatten() {
                 return Cell::new(Verdict::Leaked, format!("{what}: {e}"));
             }
             if p.status >= 500 {
@@ -1239,7 +1241,7 @@ impl Run<'_> {
             Err(e) => return send_err(&e),
         };
         for p in &pages {
-            if let Some(e) = self.a_data(r, p) {
+            if let Some(e) = p.ok().then(|| self.a_data(r, p)).flatten() {
                 return Cell::new(Verdict::Leaked, format!("GET {path} as B: {e}"));
             }
             if p.status >= 500 {
@@ -1409,7 +1411,10 @@ impl Run<'_> {
                     continue;
                 }
             };
-            let leak = attack.iter().find_map(|p| self.a_data(r, p));
+            let leak = attack
+                .iter()
+                .filter(|p| p.ok())
+                .find_map(|p| self.a_data(r, p));
             let random = self.send(Who::B, "GET", &q(&rnd), None, &[], None).await;
             let control = self.send(Who::B, "GET", &q(&b.id), None, &[], None).await;
             match (random, control) {
@@ -1561,7 +1566,7 @@ impl Run<'_> {
                 );
                 match results {
                     (Ok(at), Ok(rn), Ok(ct)) => {
-                        let leak = self.a_data(r, &at);
+                        let leak = if at.ok() { self.a_data(r, &at) } else { None };
                         let mut ids: Vec<String> =
                             a.parents.iter().map(|(_, v)| v.clone()).collect();
                         ids.extend(rnd_parents.iter().map(|(_, v)| v.clone()));
@@ -1685,7 +1690,7 @@ impl Run<'_> {
             Ok(x) => x,
             Err(e) => return send_err(&e),
         };
-        if let Some(e) = self.a_data(r, &ans) {
+        if let Some(e) = ans.ok().then(|| self.a_data(r, &ans)).flatten() {
             return Cell::new(Verdict::Leaked, format!("GET with A's cursor as B: {e}"));
         }
         if ans.status >= 500 {

@@ -252,7 +252,7 @@ impl HttpReport {
                     "message": { "text": format!("{} {collection} {}: {}", c.verdict.label(), a.name(), c.evidence) },
                     "locations": [{
                         "physicalLocation": {
-                            "artifactLocation": { "uri": format!("tenantguard{collection}") },
+                            "artifactLocation": { "uri": format!("tenantguard{}", collection.replace('{', "%7B").replace('}', "%7D")) },
                             "region": { "startLine": 1 },
                         },
                         "logicalLocations": [{ "fullyQualifiedName": collection, "kind": "resource" }],

@@ -735,16 +735,17 @@ mod tests {
             .expect("body");
         assert!(required_of(body).contains("projectId"));
         assert!(is_read_only(&body["properties"]["id"]));
-        let refs: Vec<_> = tasks
+        let mut refs: Vec<_> = tasks
             .body_refs
             .iter()
             .map(|r| (r.field.as_str(), r.target, r.required))
             .collect();
+        refs.sort();
         assert_eq!(
             refs,
             vec![
-                ("projectId", find("/projects"), true),
-                ("ownerId", find("/users"), false)
+                ("ownerId", find("/users"), false),
+                ("projectId", find("/projects"), true)
             ]
         );
         assert_eq!(tasks.filter_refs[0].target, find("/projects"));
