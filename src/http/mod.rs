@@ -22,6 +22,7 @@ pub mod documents;
 pub mod error;
 pub mod extract;
 pub mod invoices;
+pub mod json;
 pub mod members;
 pub mod ops;
 pub mod projects;
