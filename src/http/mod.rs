@@ -26,6 +26,7 @@ pub mod json;
 pub mod members;
 pub mod ops;
 pub mod projects;
+pub mod request_id;
 pub mod tasks;
 pub mod webhooks;
 
@@ -43,7 +44,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::SecretString;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -177,7 +178,9 @@ pub fn router(state: AppState) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
-                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(SetRequestIdLayer::x_request_id(
+                    request_id::MakeRequestUuidV4,
+                ))
                 .layer(
                     TraceLayer::new_for_http().make_span_with(|req: &Request| {
                         let id = req
