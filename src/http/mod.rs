@@ -167,39 +167,49 @@ pub fn router(state: AppState) -> Router {
         auth::admin_guard,
     ));
     let config = state.config().clone();
-    Router::new()
+    let routed = Router::new()
         .merge(tenant)
         .merge(admin)
         .merge(ops::router())
         .fallback(not_found)
         .layer(middleware::from_fn(track))
         .layer(DefaultBodyLimit::max(config.body_limit))
-        .with_state(state)
-        .layer(
-            ServiceBuilder::new()
-                .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
-                .layer(SetRequestIdLayer::x_request_id(
-                    request_id::MakeRequestUuidV4,
-                ))
-                .layer(
-                    TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                        let id = req
-                            .headers()
-                            .get("x-request-id")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("");
-                        tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-                    }),
-                )
-                .layer(PropagateRequestIdLayer::x_request_id())
-                .layer(CatchPanicLayer::new())
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    config.request_timeout,
-                )),
-        )
-        // Outermost, so it also rewrites what the layers above produce themselves.
+        .with_state(state);
+    // The cross-cutting layers wrap the routed service once, as the fallback of an
+    // otherwise empty router, instead of through `Router::layer`, which wraps every route
+    // (and the fallback) separately: each `Router::layer` boxes each route once more, and
+    // a request clones its route's nested boxes on the way in (in the callgrind profile
+    // of a GET, `BoxCloneSyncService::clone_box` was 29 of its 113 allocations). The
+    // layers and their order are unchanged; `track` stays inside the router, where the
+    // matched route is known.
+    let layered = ServiceBuilder::new()
+        // Outermost, so it also rewrites what the layers below produce themselves.
         .layer(middleware::map_response(error::ensure_problem))
+        // The layers below change the body type (TraceLayer wraps it); one axum body, as
+        // `Router::layer` made of every layer's response before.
+        .map_response(|res: http::Response<_>| res.map(axum::body::Body::new))
+        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
+        .layer(SetRequestIdLayer::x_request_id(
+            request_id::MakeRequestUuidV4,
+        ))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(CatchPanicLayer::new())
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            config.request_timeout,
+        ))
+        .service(routed);
+    Router::new().fallback_service(layered)
 }
 
 fn tenant_router(state: &AppState) -> Router<AppState> {
