@@ -18,7 +18,7 @@ pub struct Json<T>(pub T);
 
 impl<T: Serialize> axum::response::IntoResponse for Json<T> {
     fn into_response(self) -> axum::response::Response {
-        axum::Json(self.0).into_response()
+        super::json::response(&self.0)
     }
 }
 

@@ -24,9 +24,11 @@ pub mod extract;
 pub mod idempotency;
 pub mod invoices;
 pub mod limits;
+pub mod json;
 pub mod members;
 pub mod ops;
 pub mod projects;
+pub mod request_id;
 pub mod tasks;
 pub mod webhooks;
 
@@ -45,7 +47,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::SecretString;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -264,41 +266,54 @@ pub fn router(state: AppState) -> Router {
         auth::admin_guard,
     ));
     let config = state.config().clone();
-    let request_timeout = config.request_timeout;
-    Router::new()
+    let routed = Router::new()
         .merge(tenant)
         .merge(admin)
         .merge(ops::router())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(DefaultBodyLimit::max(config.body_limit))
-        .layer(middleware::from_fn(move |req, next| {
-            limits::refuse_oversize(config.body_limit, req, next)
-        }))
-        .with_state(state)
-        .layer(
-            ServiceBuilder::new()
-                .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
-                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-                .layer(
-                    TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                        let id = req
-                            .headers()
-                            .get("x-request-id")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("");
-                        tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-                    }),
-                )
-                .layer(PropagateRequestIdLayer::x_request_id())
-                .layer(CatchPanicLayer::new())
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    request_timeout,
-                )),
-        )
-        // Outermost, so it also rewrites what the layers above produce themselves.
+        .with_state(state);
+    let body_limit = config.body_limit;
+    // The cross-cutting layers wrap the routed service once, as the fallback of an
+    // otherwise empty router, instead of through `Router::layer`, which wraps every route
+    // (and the fallback) separately: each `Router::layer` boxes each route once more, and
+    // a request clones its route's nested boxes on the way in (in the callgrind profile
+    // of a GET, `BoxCloneSyncService::clone_box` was 29 of its 113 allocations). The
+    // layers and their order are unchanged; `track` stays inside the router, where the
+    // matched route is known.
+    let layered = ServiceBuilder::new()
+        // Outermost, so it also rewrites what the layers below produce themselves.
         .layer(middleware::map_response(error::ensure_problem))
+        // The layers below change the body type (TraceLayer wraps it); one axum body, as
+        // `Router::layer` made of every layer's response before.
+        .map_response(|res: http::Response<_>| res.map(axum::body::Body::new))
+        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
+        .layer(SetRequestIdLayer::x_request_id(
+            request_id::MakeRequestUuidV4,
+        ))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(CatchPanicLayer::new())
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            config.request_timeout,
+        ))
+        // Innermost: a declared length over the limit is 413 before the router runs.
+        .layer(middleware::from_fn(move |req, next| {
+            limits::refuse_oversize(body_limit, req, next)
+        }))
+        .service(routed);
+    Router::new().fallback_service(layered)
 }
 
 fn tenant_router(state: &AppState) -> Router<AppState> {

@@ -31,8 +31,10 @@ pub struct Project {
     /// Optional description, up to 10,000 characters.
     pub description: Option<String>,
     /// Creation time.
+    #[serde(serialize_with = "super::json::timestamp")]
     pub created_at: DateTime<Utc>,
     /// Last change.
+    #[serde(serialize_with = "super::json::timestamp")]
     pub updated_at: DateTime<Utc>,
 }
 

@@ -42,8 +42,10 @@ pub struct Task {
     /// Due date.
     pub due_date: Option<NaiveDate>,
     /// Creation time.
+    #[serde(serialize_with = "super::json::timestamp")]
     pub created_at: DateTime<Utc>,
     /// Last change.
+    #[serde(serialize_with = "super::json::timestamp")]
     pub updated_at: DateTime<Utc>,
 }
 

@@ -249,7 +249,13 @@ impl TenantPool {
             pool: self.pool.clone(),
             client: None,
             tenant,
-            tenant_text: tenant.to_string(),
+            tenant_text: {
+                // The tenant as set_config's text, formatted once into the TenantTx itself:
+                // no String allocated, no fmt machinery per request.
+                let mut buf = [0u8; 36];
+                tenant.as_uuid().hyphenated().encode_lower(&mut buf);
+                buf
+            },
             setting: self.setting.clone(),
             read_only,
             cache: self.cache,
@@ -397,7 +403,8 @@ pub struct TenantTx {
     /// uncached statement is being prepared inside it).
     client: Option<Object>,
     tenant: TenantId,
-    tenant_text: String,
+    /// The tenant id as text (hyphenated, lowercase ASCII): what `set_config` receives.
+    tenant_text: [u8; 36],
     setting: Arc<str>,
     read_only: bool,
     cache: bool,
@@ -429,6 +436,12 @@ impl TenantTx {
     /// Whether this is a `READ ONLY` transaction.
     pub fn is_read_only(&self) -> bool {
         self.read_only
+    }
+
+    /// The tenant id as `set_config` receives it.
+    fn tenant_text(&self) -> &str {
+        // Always ASCII (written by Uuid's encoder); "" cannot happen and would fail closed.
+        std::str::from_utf8(&self.tenant_text).unwrap_or("")
     }
 
     /// Whether statements go on the one-Sync read path (see the module docs).
@@ -502,7 +515,8 @@ impl TenantTx {
         // From here on a ROLLBACK is owed, even if this future is dropped mid-flight.
         self.state = State::Open;
         let client = self.client.as_ref().ok_or(PoolError::Finished)?;
-        let set_params: [&(dyn ToSql + Sync); 2] = [&&*self.setting, &self.tenant_text];
+        let tenant_text = self.tenant_text();
+        let set_params: [&(dyn ToSql + Sync); 2] = [&&*self.setting, &tenant_text];
         // futures' try_join polls in order, so the requests leave in this order: BEGIN,
         // set_config, the statement (and, uncached, their executions after their Parse
         // replies, still in this order). One round trip when cached.
@@ -558,7 +572,8 @@ impl TenantTx {
             .prepare_cached(prelude)
             .await
             .map_err(PoolError::db("preparing set_config"))?;
-        let set_params: [&(dyn ToSql + Sync); 2] = [&&*self.setting, &self.tenant_text];
+        let tenant_text = self.tenant_text();
+        let set_params: [&(dyn ToSql + Sync); 2] = [&&*self.setting, &tenant_text];
         client
             .query_after(&set, &set_params, &stmt, params)
             .await
