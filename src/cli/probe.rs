@@ -71,13 +71,13 @@ pub(crate) async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `tenantguard probe [db|http|plans]`: the bare form is the database probe.
-#[derive(Debug, clap::Args)]
-#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+///
+/// Parsed by hand rather than derived: the derive's `Option<ProbeArgs>` flatten decides
+/// "present" by `ProbeArgs`'s argument group, and clap leaves that group empty when the
+/// struct itself flattens another (`TenancyArgs`), so the bare form would never parse.
+#[derive(Debug)]
 pub struct ProbeCommand {
-    #[command(subcommand)]
-    mode: Option<ProbeMode>,
-    #[command(flatten)]
-    db: Option<ProbeArgs>,
+    mode: ProbeMode,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -90,13 +90,96 @@ enum ProbeMode {
     Plans(super::probe_plans::ProbePlansArgs),
 }
 
+impl clap::FromArgMatches for ProbeCommand {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        Self::from_arg_matches_mut(&mut m.clone())
+    }
+
+    fn from_arg_matches_mut(m: &mut clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mode = if m.subcommand_name().is_some() {
+            <ProbeMode as clap::FromArgMatches>::from_arg_matches_mut(m)?
+        } else {
+            ProbeMode::Db(<ProbeArgs as clap::FromArgMatches>::from_arg_matches_mut(
+                m,
+            )?)
+        };
+        Ok(Self { mode })
+    }
+
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl clap::Args for ProbeCommand {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        let cmd = <ProbeArgs as clap::Args>::augment_args(cmd);
+        <ProbeMode as clap::Subcommand>::augment_subcommands(cmd)
+            .args_conflicts_with_subcommands(true)
+            .subcommand_negates_reqs(true)
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
 pub(crate) async fn dispatch(cmd: ProbeCommand) -> anyhow::Result<ExitCode> {
-    match (cmd.mode, cmd.db) {
-        (Some(ProbeMode::Db(a)), _) | (None, Some(a)) => run(a).await,
-        (Some(ProbeMode::Http(a)), _) => super::probe_http::run(a).await,
-        (Some(ProbeMode::Plans(a)), _) => super::probe_plans::run(a).await,
-        (None, None) => {
-            anyhow::bail!("probe: give the database probe's flags, or a mode: db, http, plans")
+    match cmd.mode {
+        ProbeMode::Db(a) => run(a).await,
+        ProbeMode::Http(a) => super::probe_http::run(a).await,
+        ProbeMode::Plans(a) => super::probe_plans::run(a).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::ProbeMode;
+    use crate::cli::{Cli, Commands};
+
+    fn mode(args: &[&str]) -> Result<ProbeMode, clap::Error> {
+        let cli = Cli::try_parse_from(args)?;
+        match cli.command {
+            Commands::Probe(p) => Ok(p.mode),
+            other => panic!("not a probe: {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_bare_probe_and_probe_db_are_the_database_probe() {
+        let base = ["tenantguard", "probe", "--database-url", "postgresql://x/y"];
+        let bare = mode(&[&base[..], &["--app-role", "app", "--tenancy", "role"]].concat());
+        assert!(matches!(bare, Ok(ProbeMode::Db(a)) if a.app_role == "app"));
+        let db = mode(&[
+            "tenantguard",
+            "probe",
+            "db",
+            "--database-url",
+            "postgresql://x/y",
+            "--app-role",
+            "app",
+        ]);
+        assert!(matches!(db, Ok(ProbeMode::Db(_))));
+        // The bare form still requires its flags, with clap's own message.
+        let missing = mode(&base).expect_err("--app-role is required");
+        assert!(missing.to_string().contains("--app-role"), "{missing}");
+    }
+
+    #[test]
+    fn modes_do_not_take_the_database_probes_flags() {
+        assert!(matches!(
+            mode(&[
+                "tenantguard",
+                "probe",
+                "plans",
+                "--database-url",
+                "postgresql://x/y"
+            ]),
+            Ok(ProbeMode::Plans(_))
+        ));
+        assert!(mode(&["tenantguard", "probe", "--app-role", "app", "plans"]).is_err());
     }
 }
