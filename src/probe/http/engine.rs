@@ -773,6 +773,22 @@ impl Run<'_> {
         }
         // What could not be created is taken from the tenants' own lists.
         for &r in order {
+            // Under a parent that refuses tenant A's own credential (an admin collection,
+            // say), the child is no endpoint of a tenant either: n/a, not inconclusive.
+            // Parents come first in `order`, so their refusal is already known here.
+            if self.refused[r].is_none() {
+                let refused_parent = self.res(r).parents.iter().find_map(|(_, p)| {
+                    self.refused[*p]
+                        .as_ref()
+                        .map(|_| self.res(*p).collection.clone())
+                });
+                if let Some(parent) = refused_parent {
+                    self.refused[r] = Some(format!(
+                        "its parent {parent} refuses tenant A's own credential: not an endpoint of a tenant"
+                    ));
+                    continue;
+                }
+            }
             for who in [Who::A, Who::B] {
                 if self.objs(who, r).is_empty() && self.refused[r].is_none() {
                     self.harvest(who, r).await;
