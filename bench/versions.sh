@@ -100,8 +100,8 @@ for l in labels:
             versions[l] = m.group(1)
 print("versions: " + ", ".join(f"{l} = PostgreSQL {versions.get(l, '?')}" for l in labels))
 table("pgbench (`cargo bench --bench pipeline`), ratio to `explicit`", collect("pipeline", pipeline))
-table("pgbench, server CPU per transaction", collect("pipeline", pipeline_us), "µs", "{:.1}", " µs")
-table("pgbench, transactions per second", collect("pipeline", pipeline_tps), "tps", "{:.0}", "")
+table("pgbench, server CPU per transaction", collect("pipeline", pipeline_us), "µs", "{:.1f}", " µs")
+table("pgbench, transactions per second", collect("pipeline", pipeline_tps), "tps", "{:.0f}", "")
 api_data = collect("api", api)
 if api_data:
     table("`bench/run.sh`, RLS/explicit", api_data)

@@ -28,6 +28,8 @@
 //! Before timing, it checks the semantics `rls-implicit` relies on: with set_config in the
 //! same Sync group the row is visible; without it, the same SELECT sees nothing.
 //!
+//! BENCH_VARIANTS (comma-separated names) runs only those (and `explicit`).
+//!
 //! Each row also gives the server's CPU time per transaction (postmaster and backends, from
 //! /proc), which compares across PostgreSQL versions run on the same machine. PG_BIN picks
 //! the server; PGBENCH the client (default: next to postgres, else Debian's newest), since
@@ -151,6 +153,17 @@ fn main() {
             format!("BEGIN READ ONLY;\n{set}{rls_select}COMMIT;\n"),
         ),
     ];
+    // BENCH_VARIANTS=explicit,rls-implicit runs a subset (for profiling one variant);
+    // `explicit` always runs first: it is the base of the ratios.
+    let only: Option<Vec<String>> = std::env::var("BENCH_VARIANTS")
+        .ok()
+        .map(|v| v.split(',').map(|s| s.trim().to_string()).collect());
+    let scripts: Vec<_> = scripts
+        .into_iter()
+        .filter(|(name, _, _)| {
+            *name == "explicit" || only.as_ref().is_none_or(|o| o.iter().any(|n| n == name))
+        })
+        .collect();
 
     // The semantics `rls-implicit` relies on: 1/count(*) fails when the row is invisible.
     let probe = |with_set: bool| {
