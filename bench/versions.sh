@@ -8,18 +8,21 @@
 # Usage: BENCH_VERSIONS="15=/usr/lib/postgresql/15/bin 18=/var/cache/tenantguard/pg/18.4.0-beta.17/native/bin" \
 #          VERSION_ROUNDS=3 BENCH_DURATION=6 bench/versions.sh
 #        BENCH_SKIP_API=1 …   only the pgbench rows;  BENCH_DB_ONLY=1 …   no HTTP part
+#        BENCH_SUMMARY_ONLY=target/bench/versions/<run> …   summarise an earlier run again
 # pgbench: PGBENCH, else next to postgres, else Debian's newest (the npm server packages
 # have none; a 15 client drives an 18 server fine). Output under target/bench/versions/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${BENCH_VERSIONS:?set BENCH_VERSIONS=\"label=bin_dir …\"}"
 rounds="${VERSION_ROUNDS:-3}"
-out="target/bench/versions/$(date -u +%Y%m%dT%H%M%SZ)"
+out="${BENCH_SUMMARY_ONLY:-target/bench/versions/$(date -u +%Y%m%dT%H%M%SZ)}"
 mkdir -p "$out"
 read -r -a versions <<<"$BENCH_VERSIONS"
+# BENCH_SUMMARY_ONLY=<earlier output dir>: summarise those runs again, run nothing.
+[ -n "${BENCH_SUMMARY_ONLY:-}" ] && rounds=0
 
 # Build first, so compilation does not land inside anyone's round.
-cargo bench --no-run --bench pipeline --bench api >/dev/null 2>&1
+((rounds == 0)) || cargo bench --no-run --bench pipeline --bench api >/dev/null 2>&1
 
 for ((r = 1; r <= rounds; r++)); do
   order=("${versions[@]}")
@@ -80,6 +83,21 @@ def api(text):
         if m:
             yield f"db-level {m.group(1)}", float(m.group(3))
 
+def api_cpu(text):
+    # PostgreSQL's CPU µs per request, RLS server minus explicit baseline: what RLS adds on
+    # the database side, less sensitive to a starved scheduler than the req/s ratio.
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 11 and cells[1].isdigit() and " / " in cells[10]:
+            r, e = (float(x) for x in cells[10].split(" / "))
+            yield f"HTTP {cells[0]} c={cells[1]}", r - e
+
+def api_cpu_base(text):
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 11 and cells[1].isdigit() and " / " in cells[10]:
+            yield f"HTTP {cells[0]} c={cells[1]}", float(cells[10].split(" / ")[1])
+
 def table(title, data, what="ratio", fmt="{:.2f}", unit="×"):
     print(f"\n{title}\n")
     print("| row | " + " | ".join(f"{l}: median (range) of per-round {what}" for l in labels) + " |")
@@ -105,5 +123,7 @@ table("pgbench, transactions per second", collect("pipeline", pipeline_tps), "tp
 api_data = collect("api", api)
 if api_data:
     table("`bench/run.sh`, RLS/explicit", api_data)
+    table("`bench/run.sh`, PostgreSQL CPU per request of the explicit baseline", collect("api", api_cpu_base), "µs", "{:.1f}", " µs")
+    table("`bench/run.sh`, PostgreSQL CPU per request, RLS minus explicit", collect("api", api_cpu), "µs", "{:+.1f}", " µs")
 PY
 echo "raw output: $out"
