@@ -7,7 +7,8 @@
 #
 # Usage: BENCH_VERSIONS="15=/usr/lib/postgresql/15/bin 18=/var/cache/tenantguard/pg/18.4.0-beta.17/native/bin" \
 #          VERSION_ROUNDS=3 BENCH_DURATION=6 bench/versions.sh
-#        BENCH_SKIP_API=1 …   only the pgbench rows;  BENCH_DB_ONLY=1 …   no HTTP part
+#        BENCH_SKIP_API=1 …   only the pgbench rows;  BENCH_DB_ONLY=1 …   no HTTP part;
+#        BENCH_SKIP_PIPELINE=1 …   no pgbench rows
 #        BENCH_SUMMARY_ONLY=target/bench/versions/<run> …   summarise an earlier run again
 # pgbench: PGBENCH, else next to postgres, else Debian's newest (the npm server packages
 # have none; a 15 client drives an 18 server fine). Output under target/bench/versions/.
@@ -34,7 +35,9 @@ for ((r = 1; r <= rounds; r++)); do
     label="${v%%=*}"
     bin="${v#*=}"
     echo "round $r: $label ($("$bin/postgres" -V)) $(date -u +%T), load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/log"
-    PG_BIN="$bin" BENCH_ROUNDS=1 cargo bench --bench pipeline >"$out/pipeline-$label-$r.txt" 2>"$out/pipeline-$label-$r.err"
+    if [ -z "${BENCH_SKIP_PIPELINE:-}" ]; then
+      PG_BIN="$bin" BENCH_ROUNDS=1 cargo bench --bench pipeline >"$out/pipeline-$label-$r.txt" 2>"$out/pipeline-$label-$r.err"
+    fi
     if [ -z "${BENCH_SKIP_API:-}" ]; then
       PG_BIN="$bin" BENCH_ROUNDS=1 bench/run.sh >"$out/api-$label-$r.txt" 2>"$out/api-$label-$r.err"
     fi

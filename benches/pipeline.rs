@@ -21,6 +21,8 @@
 //!   a tenant filter, as the app role under RLS, under one Sync and no BEGIN/COMMIT.
 //!   PostgreSQL runs messages up to a Sync as one implicit transaction, so the `is_local`
 //!   setting applies to the SELECT and dies at the Sync.
+//! - `rls-tenanttx-read`: the same with `transaction_read_only` set in the same statement,
+//!   as `TenantPool::begin_read_only` sends it.
 //! - `rls-one-sync`: BEGIN; set_config; SELECT; COMMIT under one Sync.
 //! - `rls-sync-each`: the same four with a Sync after each (what a driver without pipeline
 //!   mode sends, even when the round trips are pipelined).
@@ -117,6 +119,9 @@ fn main() {
         format!("SELECT id, name, description, created_at FROM projects WHERE {filter};\n")
     };
     let set = format!("SELECT set_config('app.tenant_id', '{tenant}', true);\n");
+    let set_ro = format!(
+        "SELECT set_config('app.tenant_id', '{tenant}', true), set_config('transaction_read_only', 'on', true);\n"
+    );
     let explicit_select = select(&format!("tenant_id = '{tenant}' AND id = '{project}'"));
     let rls_select = select(&format!("id = '{project}'"));
     let pipe = |body: String| format!("\\startpipeline\n{body}\\endpipeline\n");
@@ -141,6 +146,12 @@ fn main() {
             "rls-implicit",
             "tenantguard_app",
             pipe(format!("{set}{rls_select}")),
+        ),
+        (
+            // Exactly what `TenantPool::begin_read_only` sends: also read-only.
+            "rls-tenanttx-read",
+            "tenantguard_app",
+            pipe(format!("{set_ro}{rls_select}")),
         ),
         (
             "rls-one-sync",
