@@ -7,19 +7,23 @@
 #
 # Usage: BENCH_VERSIONS="15=/usr/lib/postgresql/15/bin 18=/var/cache/tenantguard/pg/18.4.0-beta.17/native/bin" \
 #          VERSION_ROUNDS=3 BENCH_DURATION=6 bench/versions.sh
-#        BENCH_SKIP_API=1 …   only the pgbench rows;  BENCH_DB_ONLY=1 …   no HTTP part
+#        BENCH_SKIP_API=1 …   only the pgbench rows;  BENCH_DB_ONLY=1 …   no HTTP part;
+#        BENCH_SKIP_PIPELINE=1 …   no pgbench rows
+#        BENCH_SUMMARY_ONLY=target/bench/versions/<run> …   summarise an earlier run again
 # pgbench: PGBENCH, else next to postgres, else Debian's newest (the npm server packages
 # have none; a 15 client drives an 18 server fine). Output under target/bench/versions/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${BENCH_VERSIONS:?set BENCH_VERSIONS=\"label=bin_dir …\"}"
 rounds="${VERSION_ROUNDS:-3}"
-out="target/bench/versions/$(date -u +%Y%m%dT%H%M%SZ)"
+out="${BENCH_SUMMARY_ONLY:-target/bench/versions/$(date -u +%Y%m%dT%H%M%SZ)}"
 mkdir -p "$out"
 read -r -a versions <<<"$BENCH_VERSIONS"
+# BENCH_SUMMARY_ONLY=<earlier output dir>: summarise those runs again, run nothing.
+[ -n "${BENCH_SUMMARY_ONLY:-}" ] && rounds=0
 
 # Build first, so compilation does not land inside anyone's round.
-cargo bench --no-run --bench pipeline --bench api >/dev/null 2>&1
+((rounds == 0)) || cargo bench --no-run --bench pipeline --bench api >/dev/null 2>&1
 
 for ((r = 1; r <= rounds; r++)); do
   order=("${versions[@]}")
@@ -31,7 +35,9 @@ for ((r = 1; r <= rounds; r++)); do
     label="${v%%=*}"
     bin="${v#*=}"
     echo "round $r: $label ($("$bin/postgres" -V)) $(date -u +%T), load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/log"
-    PG_BIN="$bin" BENCH_ROUNDS=1 cargo bench --bench pipeline >"$out/pipeline-$label-$r.txt" 2>"$out/pipeline-$label-$r.err"
+    if [ -z "${BENCH_SKIP_PIPELINE:-}" ]; then
+      PG_BIN="$bin" BENCH_ROUNDS=1 cargo bench --bench pipeline >"$out/pipeline-$label-$r.txt" 2>"$out/pipeline-$label-$r.err"
+    fi
     if [ -z "${BENCH_SKIP_API:-}" ]; then
       PG_BIN="$bin" BENCH_ROUNDS=1 bench/run.sh >"$out/api-$label-$r.txt" 2>"$out/api-$label-$r.err"
     fi
@@ -80,6 +86,21 @@ def api(text):
         if m:
             yield f"db-level {m.group(1)}", float(m.group(3))
 
+def api_cpu(text):
+    # PostgreSQL's CPU µs per request, RLS server minus explicit baseline: what RLS adds on
+    # the database side, less sensitive to a starved scheduler than the req/s ratio.
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 11 and cells[1].isdigit() and " / " in cells[10]:
+            r, e = (float(x) for x in cells[10].split(" / "))
+            yield f"HTTP {cells[0]} c={cells[1]}", r - e
+
+def api_cpu_base(text):
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 11 and cells[1].isdigit() and " / " in cells[10]:
+            yield f"HTTP {cells[0]} c={cells[1]}", float(cells[10].split(" / ")[1])
+
 def table(title, data, what="ratio", fmt="{:.2f}", unit="×"):
     print(f"\n{title}\n")
     print("| row | " + " | ".join(f"{l}: median (range) of per-round {what}" for l in labels) + " |")
@@ -100,10 +121,12 @@ for l in labels:
             versions[l] = m.group(1)
 print("versions: " + ", ".join(f"{l} = PostgreSQL {versions.get(l, '?')}" for l in labels))
 table("pgbench (`cargo bench --bench pipeline`), ratio to `explicit`", collect("pipeline", pipeline))
-table("pgbench, server CPU per transaction", collect("pipeline", pipeline_us), "µs", "{:.1}", " µs")
-table("pgbench, transactions per second", collect("pipeline", pipeline_tps), "tps", "{:.0}", "")
+table("pgbench, server CPU per transaction", collect("pipeline", pipeline_us), "µs", "{:.1f}", " µs")
+table("pgbench, transactions per second", collect("pipeline", pipeline_tps), "tps", "{:.0f}", "")
 api_data = collect("api", api)
 if api_data:
     table("`bench/run.sh`, RLS/explicit", api_data)
+    table("`bench/run.sh`, PostgreSQL CPU per request of the explicit baseline", collect("api", api_cpu_base), "µs", "{:.1f}", " µs")
+    table("`bench/run.sh`, PostgreSQL CPU per request, RLS minus explicit", collect("api", api_cpu), "µs", "{:+.1f}", " µs")
 PY
 echo "raw output: $out"

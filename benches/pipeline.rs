@@ -21,12 +21,16 @@
 //!   a tenant filter, as the app role under RLS, under one Sync and no BEGIN/COMMIT.
 //!   PostgreSQL runs messages up to a Sync as one implicit transaction, so the `is_local`
 //!   setting applies to the SELECT and dies at the Sync.
+//! - `rls-tenanttx-read`: the same with `transaction_read_only` set in the same statement,
+//!   as `TenantPool::begin_read_only` sends it.
 //! - `rls-one-sync`: BEGIN; set_config; SELECT; COMMIT under one Sync.
 //! - `rls-sync-each`: the same four with a Sync after each (what a driver without pipeline
 //!   mode sends, even when the round trips are pipelined).
 //!
 //! Before timing, it checks the semantics `rls-implicit` relies on: with set_config in the
 //! same Sync group the row is visible; without it, the same SELECT sees nothing.
+//!
+//! BENCH_VARIANTS (comma-separated names) runs only those (and `explicit`).
 //!
 //! Each row also gives the server's CPU time per transaction (postmaster and backends, from
 //! /proc), which compares across PostgreSQL versions run on the same machine. PG_BIN picks
@@ -115,6 +119,9 @@ fn main() {
         format!("SELECT id, name, description, created_at FROM projects WHERE {filter};\n")
     };
     let set = format!("SELECT set_config('app.tenant_id', '{tenant}', true);\n");
+    let set_ro = format!(
+        "SELECT set_config('app.tenant_id', '{tenant}', true), set_config('transaction_read_only', 'on', true);\n"
+    );
     let explicit_select = select(&format!("tenant_id = '{tenant}' AND id = '{project}'"));
     let rls_select = select(&format!("id = '{project}'"));
     let pipe = |body: String| format!("\\startpipeline\n{body}\\endpipeline\n");
@@ -141,6 +148,12 @@ fn main() {
             pipe(format!("{set}{rls_select}")),
         ),
         (
+            // Exactly what `TenantPool::begin_read_only` sends: also read-only.
+            "rls-tenanttx-read",
+            "tenantguard_app",
+            pipe(format!("{set_ro}{rls_select}")),
+        ),
+        (
             "rls-one-sync",
             "tenantguard_app",
             pipe(format!("BEGIN READ ONLY;\n{set}{rls_select}COMMIT;\n")),
@@ -151,6 +164,17 @@ fn main() {
             format!("BEGIN READ ONLY;\n{set}{rls_select}COMMIT;\n"),
         ),
     ];
+    // BENCH_VARIANTS=explicit,rls-implicit runs a subset (for profiling one variant);
+    // `explicit` always runs first: it is the base of the ratios.
+    let only: Option<Vec<String>> = std::env::var("BENCH_VARIANTS")
+        .ok()
+        .map(|v| v.split(',').map(|s| s.trim().to_string()).collect());
+    let scripts: Vec<_> = scripts
+        .into_iter()
+        .filter(|(name, _, _)| {
+            *name == "explicit" || only.as_ref().is_none_or(|o| o.iter().any(|n| n == name))
+        })
+        .collect();
 
     // The semantics `rls-implicit` relies on: 1/count(*) fails when the row is invisible.
     let probe = |with_set: bool| {

@@ -111,3 +111,53 @@ async fn maintain_on_postgresql_17_is_an_exact_grant_like_any_other() {
         .get(0);
     assert!(!maintain);
 }
+
+/// The audit must not miss a BYPASSRLS role the app reaches through a PostgreSQL 16 grant
+/// that carries only SET, or only INHERIT (its owner rights over that role's views and
+/// definer functions are a way to its BYPASSRLS); on 15 any grant is SET.
+#[tokio::test]
+async fn audit_sees_bypassrls_through_set_only_and_inherit_only_grants() {
+    let db = TestDb::new().await;
+    let su = db.superuser().await;
+    let byp = unique_name("v_byp");
+    su.batch_execute(&format!("CREATE ROLE {byp} NOLOGIN BYPASSRLS"))
+        .await
+        .unwrap();
+    let grants: &[&str] = if server_version_num() >= 160000 {
+        &[
+            "WITH INHERIT FALSE, SET TRUE",
+            "WITH INHERIT TRUE, SET FALSE",
+        ]
+    } else {
+        &[""]
+    };
+    for options in grants {
+        let app = unique_name("v_audited");
+        su.batch_execute(&format!(
+            "CREATE ROLE {app} LOGIN; GRANT {byp} TO {app} {options};
+             GRANT SELECT ON projects TO {app};"
+        ))
+        .await
+        .unwrap();
+        let mut client = db.superuser().await;
+        let findings = tenantguard::audit::audit(
+            &mut client,
+            &tenantguard::audit::AuditConfig {
+                app_role: app.clone(),
+                ..tenantguard::audit::AuditConfig::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert!(
+            findings
+                .iter()
+                .any(|f| f.rule == "TG031" && f.object.contains(&byp)),
+            "grant {options:?}: no TG031 for {byp} in {:?}",
+            findings
+                .iter()
+                .map(|f| format!("{} {}", f.rule, f.object))
+                .collect::<Vec<_>>()
+        );
+    }
+}
