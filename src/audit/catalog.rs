@@ -22,6 +22,9 @@ pub struct Role {
     /// 16 each grant has its own SET option (`pg_auth_members.set_option`), so a member
     /// granted `WITH SET FALSE` only inherits privileges (never BYPASSRLS or SUPERUSER).
     pub can_set: bool,
+    /// The app holds its privileges (`pg_has_role(…, 'USAGE')`: every grant on the way
+    /// carries INHERIT), ownership rights over its objects included.
+    pub inherits: bool,
 }
 
 /// A role that is a member of the app role (it can become the app).
@@ -391,7 +394,8 @@ pub async fn load(tx: &Transaction<'_>, config: &AuditConfig) -> Result<Catalog,
     };
     let roles = tx
         .query(
-            "SELECT oid, rolname::text, rolsuper, rolbypassrls, pg_has_role($1::text, oid, $2::text)
+            "SELECT oid, rolname::text, rolsuper, rolbypassrls, pg_has_role($1::text, oid, $2::text),
+                    pg_has_role($1::text, oid, 'USAGE')
              FROM pg_roles
              WHERE pg_has_role($1::text, oid, 'MEMBER') ORDER BY rolname <> $1, rolname",
             &[app, &set_mode],
@@ -406,6 +410,7 @@ pub async fn load(tx: &Transaction<'_>, config: &AuditConfig) -> Result<Catalog,
             superuser: r.get(2),
             bypass_rls: r.get(3),
             can_set: r.get(4),
+            inherits: r.get(5),
         })
         .collect();
     // Members of the app role. PG16+ records per grant whether the member may SET ROLE

@@ -22,37 +22,59 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
     let app = &model.config.app_role;
     let qapp = ident(app);
     for r in &model.catalog.app_roles {
-        // SUPERUSER and BYPASSRLS are never inherited: they count only on roles the app can
-        // actually become (PG16+: the grant's SET option). Predefined roles act through
-        // inherited privileges, so they count either way.
-        let becomes = &r.name == app || r.can_set;
-        let via = if &r.name == app {
-            "The app role".to_string()
+        // SUPERUSER and BYPASSRLS are never inherited: on roles the app can actually become
+        // (PG16+: the grant's SET option) they are critical. A grant with INHERIT but no SET
+        // (PG16+) still hands the app that role's ownership rights: it can redefine any view
+        // or function the role owns, and those run with the owner's rights, BYPASSRLS or
+        // superuser included. That needs such an object to exist (or to be planted by
+        // someone else): high. Predefined roles act through inherited privileges, so they
+        // count either way.
+        let is_app = &r.name == app;
+        let becomes = is_app || r.can_set;
+        if !becomes && !r.inherits && !is_predefined(&r.name) {
+            // A PG16+ grant with neither SET nor INHERIT: the app gets nothing of it.
+            continue;
+        }
+        let (sev, via, how) = if becomes {
+            let via = if is_app {
+                "The app role".to_string()
+            } else {
+                format!("The app can SET ROLE to {:?}, which", r.name)
+            };
+            (Severity::Critical, via, "")
         } else {
-            format!("The app can SET ROLE to {:?}, which", r.name)
+            (
+                Severity::High,
+                format!(
+                    "The app inherits the privileges of {:?} (a grant with INHERIT but no SET), which",
+                    r.name
+                ),
+                " The app cannot become it, but it holds its ownership rights: a view or function this role owns can be redefined by the app and then runs with this role's rights.",
+            )
         };
-        if r.superuser && becomes {
-            sink.add(
+        let fix = |attr: &str| {
+            if is_app {
+                format!("ALTER ROLE {qapp} NO{attr};")
+            } else {
+                format!("REVOKE {} FROM {qapp};", ident(&r.name))
+            }
+        };
+        if r.superuser && (becomes || r.inherits) {
+            sink.add_at(
                 &TG030,
+                sev,
                 format!("role {}", r.name),
-                format!("{via} is a superuser: superusers skip every policy, FORCE included."),
-                if &r.name == app {
-                    format!("ALTER ROLE {qapp} NOSUPERUSER;")
-                } else {
-                    format!("REVOKE {} FROM {qapp};", ident(&r.name))
-                },
+                format!("{via} is a superuser: superusers skip every policy, FORCE included.{how}"),
+                fix("SUPERUSER"),
             );
         }
-        if r.bypass_rls && becomes {
-            sink.add(
+        if r.bypass_rls && (becomes || r.inherits) {
+            sink.add_at(
                 &TG031,
+                sev,
                 format!("role {}", r.name),
-                format!("{via} has BYPASSRLS: it skips every policy, FORCE included."),
-                if &r.name == app {
-                    format!("ALTER ROLE {qapp} NOBYPASSRLS;")
-                } else {
-                    format!("REVOKE {} FROM {qapp};", ident(&r.name))
-                },
+                format!("{via} has BYPASSRLS: it skips every policy, FORCE included.{how}"),
+                fix("BYPASSRLS"),
             );
         }
         let (sev, what) = match r.name.as_str() {
@@ -208,4 +230,8 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
             ),
         );
     }
+}
+
+fn is_predefined(name: &str) -> bool {
+    name.starts_with("pg_")
 }
