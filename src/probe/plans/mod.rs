@@ -514,10 +514,23 @@ async fn plan_one(
         } else {
             "FORMAT JSON, VERBOSE"
         };
-        let rows = if n == 0 {
-            tx.query(&format!("EXPLAIN ({options}) {query}"), &[]).await?
+        let first = |rows: Vec<tokio_postgres::Row>| -> Option<serde_json::Value> {
+            rows.first().map(|r| r.get(0))
+        };
+        let plan = if n == 0 {
+            first(tx.query(&format!("EXPLAIN ({options}) {query}"), &[]).await?)
         } else if version >= 160000 {
-            tx.query(&format!("EXPLAIN ({options}, GENERIC_PLAN) {query}"), &[]).await?
+            // The simple protocol: through the extended one, the statement's `$n` would be
+            // taken as parameters of the EXPLAIN itself ("expected 2 parameters but got 0").
+            let messages = tx
+                .simple_query(&format!("EXPLAIN ({options}, GENERIC_PLAN) {query}"))
+                .await?;
+            messages.iter().find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                    r.get(0).and_then(|t| serde_json::from_str(t).ok())
+                }
+                _ => None,
+            })
         } else {
             tx.batch_execute(&format!("PREPARE tenantguard_plan AS {query}")).await?;
             let nulls = vec!["NULL"; n].join(", ");
@@ -528,13 +541,13 @@ async fn plan_one(
             let d = tx.batch_execute("DEALLOCATE tenantguard_plan").await;
             let r = r?;
             d?;
-            r
+            first(r)
         };
-        Ok::<_, tokio_postgres::Error>(rows)
+        Ok::<_, tokio_postgres::Error>(plan)
     }
     .await;
     let rolled = tx.rollback().await;
-    let rows = match result {
+    let plan = match result {
         Ok(r) => r,
         Err(e) => {
             // A failed PREPARE/EXPLAIN leaves the prepared statement (if any) behind.
@@ -546,10 +559,7 @@ async fn plan_one(
         }
     };
     rolled.map_err(|e| crate::error_chain(&e))?;
-    let v: serde_json::Value = rows
-        .first()
-        .map(|r| r.get(0))
-        .ok_or_else(|| "EXPLAIN returned nothing".to_string())?;
+    let v = plan.ok_or_else(|| "EXPLAIN returned nothing".to_string())?;
     v.get(0)
         .and_then(|p| p.get("Plan"))
         .cloned()
