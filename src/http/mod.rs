@@ -32,6 +32,7 @@ pub mod request_id;
 pub mod tasks;
 pub mod webhooks;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -133,6 +134,7 @@ struct Inner {
     metrics_token_hash: Option<[u8; 32]>,
     config: HttpConfig,
     metrics: PrometheusHandle,
+    http_metrics: HttpMetrics,
     started: Instant,
 }
 
@@ -182,6 +184,7 @@ impl AppState {
             metrics_token_hash,
             config,
             metrics: ops::metrics_handle(),
+            http_metrics: HttpMetrics::default(),
             started: Instant::now(),
         })))
     }
@@ -371,20 +374,58 @@ fn method_label(m: &axum::http::Method) -> &'static str {
 /// `other`, the status a three-digit code; no label names a tenant.
 async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
+    // An Arc clone: the pattern is read after the request is gone.
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let method = method_label(req.method());
     let res = next.run(req).await;
     state.note_statements_lost(&res);
-    let status = res.status().as_u16().to_string();
-    metrics::counter!("http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
-        .record(start.elapsed().as_secs_f64());
+    state.0.http_metrics.record(
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
+        method,
+        res.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
     res
+}
+
+/// The request metrics' handles, made once per (route, method, status) and reused:
+/// `metrics::counter!` with labels builds and hashes an owned label set, and the recorder
+/// looks it up, on every call (in the callgrind profile, five allocations and a registry
+/// lookup per request). The map is bounded like the labels (declared route patterns, ten
+/// method names, the statuses this server answers with).
+#[derive(Default)]
+struct HttpMetrics {
+    routes: std::sync::Mutex<HashMap<String, HashMap<&'static str, RouteMethod>>>,
+}
+
+struct RouteMethod {
+    duration: metrics::Histogram,
+    requests: HashMap<u16, metrics::Counter>,
+}
+
+impl HttpMetrics {
+    fn record(&self, route: &str, method: &'static str, status: u16, secs: f64) {
+        let Ok(mut routes) = self.routes.lock() else {
+            return;
+        };
+        if !routes.contains_key(route) {
+            routes.insert(route.to_owned(), HashMap::new());
+        }
+        let Some(by_method) = routes.get_mut(route) else {
+            return;
+        };
+        let m = by_method.entry(method).or_insert_with(|| RouteMethod {
+            duration: metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route.to_owned()),
+            requests: HashMap::new(),
+        });
+        m.requests
+            .entry(status)
+            .or_insert_with(|| {
+                metrics::counter!("http_requests_total", "method" => method, "route" => route.to_owned(), "status" => status.to_string())
+            })
+            .increment(1);
+        m.duration.record(secs);
+    }
 }
 
 /// A bound server, ready to run.

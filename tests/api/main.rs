@@ -1188,6 +1188,26 @@ mod ops {
         assert!(text.contains("http_requests_total"), "{text}");
         assert!(text.contains("route=\"/v1/projects\""), "{text}");
         assert!(m.headers.get("x-request-id").is_some());
+        // The counter behind a (route, method, status) really counts on later requests
+        // (its handle is made once and reused).
+        let count = |text: &str| -> f64 {
+            text.lines()
+                .filter(|l| {
+                    l.starts_with("http_requests_total{")
+                        && l.contains("method=\"GET\"")
+                        && l.contains("route=\"/v1/projects\"")
+                        && l.contains("status=\"200\"")
+                })
+                .filter_map(|l| l.rsplit(" ").next()?.parse::<f64>().ok())
+                .sum()
+        };
+        let before = count(&text);
+        assert!(before >= 1.0, "{text}");
+        app.get("/v1/projects", &t.key).await.ok(200);
+        app.get("/v1/projects", &t.key).await.ok(200);
+        let again = app.send("GET", "/metrics", None, None).await;
+        let after = count(again.body.as_str().unwrap_or_default());
+        assert!(after >= before + 2.0, "{before} -> {after}");
         // The OpenAPI document lists exactly the routes the server has.
         let doc = app.send("GET", "/openapi.json", None, None).await;
         let paths = doc.ok(200)["paths"].as_object().unwrap().clone();
