@@ -233,7 +233,15 @@ async fn run(cluster: &tenantguard::cluster::Cluster, out: &Path) -> anyhow::Res
         cluster,
         addr,
         &wrapper,
-        &[("TENANTGUARD_KEY_CACHE_SECS", "3600")],
+        &[
+            ("TENANTGUARD_KEY_CACHE_SECS", "3600"),
+            // One keep-alive connection waits between chunks (see the measuring loop): past the
+            // header-read timeout the server would close it. The rate limits stay on (their
+            // cost is part of a request's) but far above what the client sends.
+            ("TENANTGUARD_HEADER_READ_TIMEOUT_SECS", "3600"),
+            ("TENANTGUARD_TENANT_RATE", "1000000"),
+            ("TENANTGUARD_KEY_RATE", "1000000"),
+        ],
         &out.join("server.log"),
     )?;
     let pid = child.id();
