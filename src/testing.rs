@@ -294,3 +294,118 @@ pub fn config_url(c: &Config) -> String {
         c.get_dbname().unwrap_or("postgres")
     )
 }
+
+/// A real pgbouncer in transaction mode in front of a test database (pool name `tg`, trust
+/// auth for `tenantguard_app` and `postgres`), stopped on drop. The core and API suites
+/// both prove behaviour behind it.
+#[derive(Debug)]
+pub struct Pgbouncer {
+    child: std::process::Child,
+    /// The port it listens on, at 127.0.0.1.
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Pgbouncer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn find_pgbouncer() -> Option<std::path::PathBuf> {
+    [
+        "/usr/sbin/pgbouncer",
+        "/usr/bin/pgbouncer",
+        "/usr/local/bin/pgbouncer",
+    ]
+    .iter()
+    .map(std::path::PathBuf::from)
+    .find(|p| p.is_file())
+}
+
+impl Pgbouncer {
+    /// Starts pgbouncer in transaction mode with `server_conns` server connections in
+    /// front of `db`. `None` (with a printed reason) when pgbouncer is not installed outside
+    /// CI, or the suite runs against `TEST_DATABASE_URL`; in CI a missing pgbouncer fails.
+    pub fn start(db: &TestDb, server_conns: u32) -> Option<Pgbouncer> {
+        if is_external() {
+            // pgbouncer must reach the server as the app role itself, without a password.
+            eprintln!(
+                "skipping: the pgbouncer tests need the private cluster, not TEST_DATABASE_URL"
+            );
+            return None;
+        }
+        let Some(bin) = find_pgbouncer() else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "pgbouncer is not installed (apt-get install pgbouncer); CI must have it"
+            );
+            eprintln!("skipping: pgbouncer is not installed (apt-get install pgbouncer)");
+            return None;
+        };
+        let cfg = db.superuser_config();
+        let host = match cfg.get_hosts().first() {
+            Some(Host::Unix(p)) => p.display().to_string(),
+            Some(Host::Tcp(h)) => h.clone(),
+            None => "localhost".into(),
+        };
+        let server_port = cfg.get_ports().first().copied().unwrap_or(5432);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let ini = dir.path().join("pgbouncer.ini");
+        let users = dir.path().join("users.txt");
+        std::fs::write(&users, "\"tenantguard_app\" \"\"\n\"postgres\" \"\"\n").unwrap();
+        std::fs::write(
+            &ini,
+            format!(
+                "[databases]\ntg = host={host} port={server_port} dbname={db}\n\
+                 [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
+                 auth_type = trust\nauth_file = {users}\npool_mode = transaction\n\
+                 default_pool_size = {server_conns}\nmax_client_conn = 200\n\
+                 server_reset_query =\nlogfile = {log}\n",
+                db = db.name(),
+                users = users.display(),
+                log = dir.path().join("pgbouncer.log").display(),
+            ),
+        )
+        .unwrap();
+        use std::os::unix::process::CommandExt;
+        use std::process::{Command, Stdio};
+        use std::time::{Duration, Instant};
+        use tokio_postgres::config::Host;
+        let mut cmd = Command::new(bin);
+        cmd.arg(&ini).stdout(Stdio::null()).stderr(Stdio::null());
+        // pgbouncer refuses to run as root, like initdb.
+        if nix::unistd::geteuid().is_root() {
+            let user = nix::unistd::User::from_name("postgres")
+                .unwrap()
+                .expect("postgres user");
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+            cmd.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+        }
+        let child = cmd.spawn().expect("start pgbouncer");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "pgbouncer did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(Pgbouncer {
+            child,
+            port,
+            _dir: dir,
+        })
+    }
+
+    /// A connection config for `user` through the pooler.
+    pub fn config(&self, user: &str) -> Config {
+        let mut c = Config::new();
+        c.host("127.0.0.1").port(self.port).user(user).dbname("tg");
+        c
+    }
+}

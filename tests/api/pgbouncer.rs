@@ -3,118 +3,15 @@
 //! no request is a 500, and the slow-body attack still leaves the pool to others; with
 //! the cache on, the start-up probe sees the statements lost and `/readyz` says what to do.
 
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
 use serde_json::{json, Value};
-use tenantguard::testing::TestDb;
+use tenantguard::testing::{Pgbouncer, TestDb};
 use tenantguard::{PoolOptions, TenantPool};
-use tokio_postgres::config::Host;
 
 use crate::helpers::{Tenant, ADMIN_TOKEN, JWT_SECRET};
 use crate::service::{server_on, slow_bodies_leave_the_pool_to_others, Server};
-
-struct Bouncer {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Bouncer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts pgbouncer in transaction mode with `server_conns` server connections in front
-/// of the test database (as tests/core/pgbouncer.rs does). `None` when pgbouncer is not
-/// installed outside CI.
-fn start(db: &TestDb, server_conns: u32) -> Option<Bouncer> {
-    if tenantguard::testing::is_external() {
-        eprintln!("skipping: the pgbouncer tests need the private cluster, not TEST_DATABASE_URL");
-        return None;
-    }
-    let bin = [
-        "/usr/sbin/pgbouncer",
-        "/usr/bin/pgbouncer",
-        "/usr/local/bin/pgbouncer",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.is_file());
-    let Some(bin) = bin else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "pgbouncer is not installed (apt-get install pgbouncer); CI must have it"
-        );
-        eprintln!("skipping: pgbouncer is not installed (apt-get install pgbouncer)");
-        return None;
-    };
-    let cfg = db.superuser_config();
-    let host = match cfg.get_hosts().first() {
-        Some(Host::Unix(p)) => p.display().to_string(),
-        Some(Host::Tcp(h)) => h.clone(),
-        None => "localhost".into(),
-    };
-    let server_port = cfg.get_ports().first().copied().unwrap_or(5432);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = tempfile::tempdir().unwrap();
-    let ini = dir.path().join("pgbouncer.ini");
-    let users = dir.path().join("users.txt");
-    std::fs::write(&users, "\"tenantguard_app\" \"\"\n").unwrap();
-    std::fs::write(
-        &ini,
-        format!(
-            "[databases]\ntg = host={host} port={server_port} dbname={db}\n\
-             [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
-             auth_type = trust\nauth_file = {users}\npool_mode = transaction\n\
-             default_pool_size = {server_conns}\nmax_client_conn = 200\n\
-             server_reset_query =\nlogfile = {log}\n",
-            db = db.name(),
-            users = users.display(),
-            log = dir.path().join("pgbouncer.log").display(),
-        ),
-    )
-    .unwrap();
-    let mut cmd = Command::new(bin);
-    cmd.arg(&ini).stdout(Stdio::null()).stderr(Stdio::null());
-    // pgbouncer refuses to run as root, like initdb.
-    if nix::unistd::geteuid().is_root() {
-        let user = nix::unistd::User::from_name("postgres")
-            .unwrap()
-            .expect("postgres user");
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-        cmd.uid(user.uid.as_raw()).gid(user.gid.as_raw());
-    }
-    let child = cmd.spawn().expect("start pgbouncer");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "pgbouncer did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Some(Bouncer {
-        child,
-        port,
-        _dir: dir,
-    })
-}
-
-fn cfg_for(b: &Bouncer) -> tokio_postgres::Config {
-    let mut cfg = tokio_postgres::Config::new();
-    cfg.host("127.0.0.1")
-        .port(b.port)
-        .user("tenantguard_app")
-        .dbname("tg");
-    cfg
-}
 
 /// The server with its app pool through pgbouncer (the admin pool, a separate role and
 /// URL, connects directly).
@@ -123,11 +20,11 @@ async fn behind_pgbouncer(
     pool_size: usize,
     statement_cache: bool,
     tweak: impl FnOnce(&mut tenantguard::http::HttpConfig),
-) -> Option<(Server, Bouncer)> {
+) -> Option<(Server, Pgbouncer)> {
     let db = TestDb::new().await;
-    let b = start(&db, server_conns)?;
+    let b = Pgbouncer::start(&db, server_conns)?;
     let pool = TenantPool::connect(
-        cfg_for(&b),
+        b.config("tenantguard_app"),
         PoolOptions {
             max_size: pool_size,
             wait_timeout: Duration::from_secs(2),
@@ -459,9 +356,11 @@ async fn a_pooler_that_loses_prepared_statements_is_reported_not_500() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_prepared_statement_at_run_time_is_503_and_reported_by_readyz() {
     let db = TestDb::new().await;
-    let Some(b) = start(&db, 3) else { return };
+    let Some(b) = Pgbouncer::start(&db, 3) else {
+        return;
+    };
     let pool = TenantPool::connect(
-        cfg_for(&b),
+        b.config("tenantguard_app"),
         PoolOptions {
             max_size: 8,
             ..PoolOptions::default()
@@ -499,7 +398,11 @@ async fn a_lost_prepared_statement_at_run_time_is_503_and_reported_by_readyz() {
     let key = t["api_key"].as_str().unwrap().to_string();
     // Another client of the pooler that now and then holds a transaction, so that the
     // server connections in use change between requests, as under real load.
-    let (other, conn) = cfg_for(&b).connect(tokio_postgres::NoTls).await.unwrap();
+    let (other, conn) = b
+        .config("tenantguard_app")
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let mut saw_503 = false;
     for round in 0..40 {
@@ -544,7 +447,9 @@ async fn a_lost_prepared_statement_at_run_time_is_503_and_reported_by_readyz() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_with_statement_cache_off_works_behind_pgbouncer() {
     let db = TestDb::new().await;
-    let Some(b) = start(&db, 2) else { return };
+    let Some(b) = Pgbouncer::start(&db, 2) else {
+        return;
+    };
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
