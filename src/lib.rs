@@ -17,7 +17,7 @@
 //! | [`http`] | the reference SaaS API server (`serve`, `dev`) |
 //! | [`seed`] | demo data for `dev` |
 //! | [`cli`] | the `tenantguard` command, one module per subcommand |
-//! | [`testing`] | test support: a fresh migrated database per test |
+//! | `testing` | test support (feature `testing`): a fresh migrated database per test |
 #![warn(missing_docs)]
 
 pub mod audit;
@@ -32,6 +32,7 @@ pub mod probe;
 pub mod schema;
 pub mod secrets;
 pub mod seed;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 pub use pool::{AdminPool, PoolError, PoolOptions, TenantId, TenantPool, TenantTx};
