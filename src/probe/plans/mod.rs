@@ -157,6 +157,11 @@ pub async fn probe_plans(
             config.app_role
         )));
     }
+    let citus = client
+        .query_opt("SELECT 1 FROM pg_extension WHERE extname = 'citus'", &[])
+        .await
+        .map_err(db("looking for the citus extension"))?
+        .is_some();
     let tables = tenant_tables(client, &config.tenant_column).await?;
     let mut notes = Vec::new();
     let mut inconclusive = Vec::new();
@@ -180,14 +185,23 @@ pub async fn probe_plans(
     for (query, calls, total_ms) in statements {
         let mut plans = Vec::new();
         for tenant in &tenants {
-            match plan_one(client, config, version, &query, Some(tenant)).await {
+            match plan_one(client, config, version, citus, &query, Some(tenant)).await {
                 Ok(plan) => {
                     let bypass = if rules::wants_comparison(&plan, &tables) {
-                        plan_one(client, config, version, &query, None).await.ok()
+                        plan_one(client, config, version, citus, &query, None)
+                            .await
+                            .ok()
                     } else {
                         None
                     };
                     let found = rules::judge(&plan, bypass.as_ref(), &tables, config, client).await;
+                    if citus && !fan_out_decidable(&query, &config.tenant_column, &plan) {
+                        inconclusive.push(format!(
+                            "fan-out of statement {} (tenant {tenant}) not decided: its parameters other than {} were planned as NULL, which Citus may prune on (give the statement with literals in --queries)",
+                            rules::short_hash(&query),
+                            config.tenant_column
+                        ));
+                    }
                     for mut f in found {
                         f.statement = query.clone();
                         f.tenant = tenant.clone();
@@ -229,6 +243,9 @@ pub async fn probe_plans(
     }
     if out.is_empty() && inconclusive.is_empty() {
         inconclusive.push("no statement to plan".into());
+    }
+    if citus {
+        notes.push("Citus: context set with SET LOCAL (citus.propagate_set_commands = local), statements with parameters planned through PREPARE with the tenant bound to `<tenant column> = $n`; shard plans read from the distributed plan".into());
     }
     if version < 160000 {
         notes.push("PostgreSQL before 16: generic plans via PREPARE and EXPLAIN EXECUTE with plan_cache_mode = force_generic_plan".into());
@@ -489,6 +506,7 @@ async fn plan_one(
     client: &mut Client,
     config: &PlansConfig,
     version: i32,
+    citus: bool,
     query: &str,
     tenant: Option<&String>,
 ) -> Result<serde_json::Value, String> {
@@ -505,8 +523,18 @@ async fn plan_one(
         if let Some(t) = tenant {
             tx.batch_execute(&format!("SET LOCAL ROLE {}", crate::policy::ident(&config.app_role)))
                 .await?;
-            tx.execute("SELECT set_config($1, $2, true)", &[&config.tenant_setting, t])
+            if citus {
+                // Citus passes only SET LOCAL on to its workers, and only with this on.
+                tx.batch_execute(&format!(
+                    "SET LOCAL citus.propagate_set_commands = 'local'; SET LOCAL {} = {}",
+                    setting_name(&config.tenant_setting),
+                    literal(t)
+                ))
                 .await?;
+            } else {
+                tx.execute("SELECT set_config($1, $2, true)", &[&config.tenant_setting, t])
+                    .await?;
+            }
         }
         let n = param_count(query);
         let options = if config.analyze && n == 0 {
@@ -519,7 +547,7 @@ async fn plan_one(
         };
         let plan = if n == 0 {
             first(tx.query(&format!("EXPLAIN ({options}) {query}"), &[]).await?)
-        } else if version >= 160000 {
+        } else if version >= 160000 && !citus {
             // The simple protocol: through the extended one, the statement's `$n` would be
             // taken as parameters of the EXPLAIN itself ("expected 2 parameters but got 0").
             let messages = tx
@@ -533,7 +561,19 @@ async fn plan_one(
             })
         } else {
             tx.batch_execute(&format!("PREPARE tenantguard_plan AS {query}")).await?;
-            let nulls = vec!["NULL"; n].join(", ");
+            // On Citus the tenant's parameter decides the shard: bind it (the rest stay NULL).
+            let tenant_params = if citus {
+                tenant_params(query, &config.tenant_column)
+            } else {
+                Vec::new()
+            };
+            let nulls = (1..=n)
+                .map(|i| match tenant {
+                    Some(t) if tenant_params.contains(&i) => literal(t),
+                    _ => "NULL".to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
             let r = tx
                 .query(&format!("EXPLAIN ({options}) EXECUTE tenantguard_plan({nulls})"), &[])
                 .await;
@@ -566,6 +606,49 @@ async fn plan_one(
         .ok_or_else(|| "EXPLAIN returned no plan".to_string())
 }
 
+/// A setting name as SQL (`app.tenant_id` → `"app"."tenant_id"`).
+fn setting_name(name: &str) -> String {
+    name.split('.')
+        .map(crate::policy::ident)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// A string as a SQL literal (standard_conforming_strings: only `'` needs doubling).
+fn literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// The `$n` compared with the tenant column (`tenant_id = $1`, `$1 = t.tenant_id`).
+fn tenant_params(query: &str, column: &str) -> Vec<usize> {
+    let col = regex::escape(column);
+    let re = regex::Regex::new(&format!(
+        r#"(?i)(?:\b{col}"?\s*=\s*\$([0-9]+))|(?:\$([0-9]+)\s*=\s*(?:[a-z_][a-z0-9_]*\.)?"?{col}\b)"#
+    ));
+    let Ok(re) = re else { return Vec::new() };
+    let stripped = strip_literals(query);
+    re.captures_iter(&stripped)
+        .filter_map(|c| c.get(1).or_else(|| c.get(2)))
+        .filter_map(|m| m.as_str().parse().ok())
+        .collect()
+}
+
+/// Whether a Citus plan's task count says something: always when the statement fans out
+/// (that is evidence whatever the parameters); for one task or none, when every parameter
+/// was bound to a real value, or when the tenant's was and no `OR` could make the NULLs
+/// of the others decide the routing (Citus prunes on a NULL as on any constant).
+fn fan_out_decidable(query: &str, column: &str, plan: &serde_json::Value) -> bool {
+    if rules::task_count(plan).is_some_and(|t| t > 1) {
+        return true;
+    }
+    let n = param_count(query);
+    let bound = tenant_params(query, column);
+    let has_or = strip_literals(query)
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .any(|w| w.eq_ignore_ascii_case("or"));
+    (1..=n).all(|i| bound.contains(&i)) || (!bound.is_empty() && !has_or)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -580,5 +663,34 @@ mod tests {
         );
         assert!(plannable("  select 1") && plannable("WITH x AS (SELECT 1) SELECT * FROM x"));
         assert!(!plannable("BEGIN") && !plannable("SET search_path = x"));
+        assert_eq!(
+            tenant_params(
+                "SELECT * FROM t WHERE tenant_id = $2 AND id = $1",
+                "tenant_id"
+            ),
+            vec![2]
+        );
+        assert_eq!(
+            tenant_params("SELECT * FROM t x WHERE $1 = x.tenant_id", "tenant_id"),
+            vec![1]
+        );
+        assert!(
+            tenant_params("SELECT * FROM t WHERE other_tenant_id = $1", "tenant_id").is_empty()
+        );
+        assert_eq!(setting_name("app.tenant_id"), "\"app\".\"tenant_id\"");
+        assert_eq!(literal("a'b"), "'a''b'");
+        let one = serde_json::json!({"Distributed Query": {"Job": {"Task Count": 1}}});
+        let q = "SELECT * FROM t WHERE tenant_id = $1 AND id = $2";
+        assert!(fan_out_decidable(q, "tenant_id", &one));
+        assert!(!fan_out_decidable(
+            "SELECT * FROM t WHERE tenant_id = $1 OR id = $2",
+            "tenant_id",
+            &one
+        ));
+        assert!(!fan_out_decidable(
+            "SELECT * FROM t WHERE id = $1",
+            "tenant_id",
+            &one
+        ));
     }
 }

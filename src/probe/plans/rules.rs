@@ -5,6 +5,11 @@
 //! | TGP001 | `seq-scan-on-tenant-table` | high |
 //! | TGP002 | `tenant-predicate-as-filter` | medium |
 //! | TGP003 | `non-leakproof-blocks-index` | high |
+//! | TGP004 | `tenant-query-fans-out` | medium |
+//!
+//! On Citus the coordinator's plan is a `Custom Scan (Citus Adaptive)` whose shard plans sit
+//! under `Distributed Query` → `Job` → `Tasks` → `Remote Plan`; every rule reads those too,
+//! with shard names (`tasks_102008`) mapped back to their table.
 
 use std::sync::OnceLock;
 
@@ -29,7 +34,7 @@ pub struct Rule {
 }
 
 /// Every rule.
-pub const RULES: [Rule; 3] = [
+pub const RULES: [Rule; 4] = [
     Rule {
         id: "TGP001",
         name: "seq-scan-on-tenant-table",
@@ -49,6 +54,12 @@ pub const RULES: [Rule; 3] = [
         severity: Severity::High,
         title:
             "A non-LEAKPROOF function or operator in WHERE keeps an index from being used under RLS",
+    },
+    Rule {
+        id: "TGP004",
+        name: "tenant-query-fans-out",
+        severity: Severity::Medium,
+        title: "On Citus, a statement under tenant context runs on every shard instead of one",
     },
 ];
 
@@ -92,7 +103,50 @@ fn nodes(plan: &Value) -> Vec<&Value> {
             out.extend(nodes(c));
         }
     }
+    for remote in remote_plans(plan) {
+        out.extend(nodes(remote));
+    }
     out
+}
+
+/// The shard plans Citus shows under a distributed node (`Remote Plan` is a list of
+/// EXPLAIN outputs, each a list of `{"Plan": …}`).
+fn remote_plans(node: &Value) -> Vec<&Value> {
+    let tasks = node
+        .pointer("/Distributed Query/Job/Tasks")
+        .and_then(Value::as_array);
+    tasks
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.get("Remote Plan").and_then(Value::as_array))
+        .flatten()
+        .filter_map(Value::as_array)
+        .flatten()
+        .filter_map(|p| p.get("Plan"))
+        .collect()
+}
+
+/// The largest `Task Count` of the plan's distributed nodes; `None` when the plan is not
+/// a Citus distributed plan.
+pub fn task_count(plan: &Value) -> Option<i64> {
+    nodes(plan)
+        .into_iter()
+        .filter_map(|n| n.pointer("/Distributed Query/Job/Task Count"))
+        .filter_map(Value::as_i64)
+        .max()
+}
+
+/// A Citus shard's name without its shard id (`tasks_102008` → `tasks`); other names as
+/// they are.
+pub fn strip_shard_suffix(name: &str) -> &str {
+    match name.rsplit_once('_') {
+        Some((base, id))
+            if !base.is_empty() && id.len() >= 4 && id.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            base
+        }
+        _ => name,
+    }
 }
 
 fn s<'a>(node: &'a Value, key: &str) -> &'a str {
@@ -108,6 +162,23 @@ fn relation(node: &Value) -> Option<String> {
     Some(format!("{schema}.{rel}"))
 }
 
+/// The tenant table a scan node reads: by its name, or (a Citus shard) by the name without
+/// the shard id.
+fn table_of<'a>(node: &Value, tables: &'a [TenantTable]) -> Option<(String, &'a TenantTable)> {
+    let rel = relation(node)?;
+    if let Some(t) = tables.iter().find(|t| t.name == rel) {
+        return Some((rel, t));
+    }
+    let (schema, name) = rel.split_once('.')?;
+    let base = format!("{schema}.{}", strip_shard_suffix(name));
+    tables.iter().find(|t| t.name == base).map(|t| (base, t))
+}
+
+/// The index a node uses, under its table's name for it (shard suffix removed).
+fn index_name(node: &Value) -> &str {
+    strip_shard_suffix(s(node, "Index Name"))
+}
+
 /// The plan as indented text lines (node, relation, index, conditions).
 pub fn plan_lines(plan: &Value) -> Vec<String> {
     fn walk(n: &Value, depth: usize, out: &mut Vec<String>) {
@@ -121,6 +192,9 @@ pub fn plan_lines(plan: &Value) -> Vec<String> {
         if let Some(rows) = n.get("Plan Rows") {
             line.push_str(&format!(" (rows={rows})"));
         }
+        if let Some(tasks) = n.pointer("/Distributed Query/Job/Task Count") {
+            line.push_str(&format!(" (Citus tasks={tasks})"));
+        }
         out.push(line);
         for key in ["Index Cond", "Recheck Cond", "Filter"] {
             if !s(n, key).is_empty() {
@@ -131,6 +205,9 @@ pub fn plan_lines(plan: &Value) -> Vec<String> {
             for c in children {
                 walk(c, depth + 1, out);
             }
+        }
+        for remote in remote_plans(n) {
+            walk(remote, depth + 1, out);
         }
     }
     let mut out = Vec::new();
@@ -157,11 +234,9 @@ fn mentions(text: &str, column: &str) -> bool {
 /// Whether a plan scans a tenant table with a Filter (then the plan without RLS is
 /// worth comparing with).
 pub fn wants_comparison(plan: &Value, tables: &[TenantTable]) -> bool {
-    nodes(plan).into_iter().any(|n| {
-        is_scan(n)
-            && !s(n, "Filter").is_empty()
-            && relation(n).is_some_and(|r| tables.iter().any(|t| t.name == r))
-    })
+    nodes(plan)
+        .into_iter()
+        .any(|n| is_scan(n) && !s(n, "Filter").is_empty() && table_of(n, tables).is_some())
 }
 
 /// Expressions, normalized for comparison: no casts, no qualification, no blanks.
@@ -310,12 +385,28 @@ pub async fn judge(
         fix,
         fingerprint: String::new(),
     };
+    if let Some(tasks) = task_count(plan).filter(|&t| t > 1) {
+        let rel = nodes(plan)
+            .into_iter()
+            .find_map(|n| table_of(n, tables))
+            .map(|(r, _)| r)
+            .unwrap_or_else(|| "(distributed)".into());
+        out.push(mk(
+            3,
+            &rel,
+            format!(
+                "Citus plans this statement as {tasks} tasks, one per shard: under tenant context it still reads every shard, because RLS's predicate does not tell Citus which shard the tenant lives on (it costs latency and every worker's CPU, not isolation)"
+            ),
+            format!(
+                "add {col} = <the tenant id> (a literal or a parameter) to the statement's WHERE, or let the data layer add it, so Citus routes it to the tenant's one shard"
+            ),
+        ));
+    }
     for n in nodes(plan) {
         if !is_scan(n) {
             continue;
         }
-        let Some(rel) = relation(n) else { continue };
-        let Some(table) = tables.iter().find(|t| t.name == rel) else {
+        let Some((rel, table)) = table_of(n, tables) else {
             continue;
         };
         let node_type = s(n, "Node Type");
@@ -334,7 +425,7 @@ pub async fn judge(
             ));
         }
         if node_type != "Seq Scan" && mentions(filter, col) && !mentions(&cond, col) {
-            let used = s(n, "Index Name");
+            let used = index_name(n);
             let def = table
                 .indexes
                 .iter()
@@ -359,7 +450,7 @@ pub async fn judge(
         }
         // An index whose key appears in a conjunct with a non-LEAKPROOF function or
         // operator, unused here.
-        let used = s(n, "Index Name");
+        let used = index_name(n);
         for (iname, idef) in &table.indexes {
             if iname == used {
                 continue;
@@ -386,7 +477,7 @@ pub async fn judge(
                 }
                 // Without RLS, does the planner use this index? (When we could ask.)
                 let confirmed = match bypass {
-                    Some(b) => nodes(b).iter().any(|m| s(m, "Index Name") == iname),
+                    Some(b) => nodes(b).iter().any(|m| index_name(m) == iname),
                     None => true,
                 };
                 if !confirmed {
@@ -433,5 +524,59 @@ mod tests {
         assert!(normalize(&c[1]).contains(&normalize("lower(name)")));
         assert!(mentions("(tenant_id = $0)", "tenant_id") && !mentions("(tenant_id = $0)", "id"));
         assert_eq!(short_hash("SELECT  1"), short_hash("SELECT 1"));
+        assert_eq!(
+            strip_shard_suffix("tasks_project_fkey_102290"),
+            "tasks_project_fkey"
+        );
+        assert_eq!(strip_shard_suffix("t_102008"), "t");
+        assert_eq!(strip_shard_suffix("v_2"), "v_2");
+        assert_eq!(strip_shard_suffix("_102008"), "_102008");
+    }
+
+    /// A real Citus 13.2 plan (coordinator + 2 workers, PostgreSQL 15): a tenant table
+    /// read under RLS alone, 32 shards.
+    #[test]
+    fn citus_remote_plans_are_read() {
+        let plan: Value = serde_json::from_str(
+            r#"{"Node Type": "Custom Scan", "Custom Plan Provider": "Citus Adaptive", "Plan Rows": 100000,
+                "Distributed Query": {"Job": {"Task Count": 32, "Tasks Shown": "One of 32", "Tasks": [
+                  {"Query": "SELECT tenant_id, id, name FROM public.t_102008 t WHERE true",
+                   "Node": "host=127.0.0.1 port=55432 dbname=postgres",
+                   "Remote Plan": [[{"Plan": {"Node Type": "Bitmap Heap Scan", "Relation Name": "t_102008",
+                     "Schema": "public", "Alias": "t", "Plan Rows": 5,
+                     "Recheck Cond": "(t.tenant_id = (NULLIF(current_setting('app.tenant_id'::text, true), ''::text))::uuid)",
+                     "Plans": [{"Node Type": "Bitmap Index Scan", "Index Name": "t_pkey_102008", "Plan Rows": 5,
+                       "Index Cond": "(t.tenant_id = (NULLIF(current_setting('app.tenant_id'::text, true), ''::text))::uuid)"}]}}]]}]}}}"#,
+        )
+        .expect("plan json");
+        assert_eq!(task_count(&plan), Some(32));
+        let tables = [TenantTable {
+            name: "public.t".into(),
+            rows: 20.0,
+            indexes: vec![(
+                "t_pkey".into(),
+                "CREATE UNIQUE INDEX t_pkey ON public.t USING btree (tenant_id, id)".into(),
+            )],
+        }];
+        let scan = nodes(&plan)
+            .into_iter()
+            .find(|n| s(n, "Node Type") == "Bitmap Heap Scan")
+            .expect("the shard's scan is a node");
+        assert_eq!(
+            table_of(scan, &tables).map(|(r, _)| r).as_deref(),
+            Some("public.t")
+        );
+        let lines = plan_lines(&plan);
+        assert!(lines[0].contains("Citus tasks=32"), "{lines:?}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("Bitmap Heap Scan on public.t_102008")),
+            "{lines:?}"
+        );
+        assert_eq!(
+            task_count(&serde_json::json!({"Node Type": "Seq Scan"})),
+            None
+        );
     }
 }
