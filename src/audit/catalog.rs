@@ -354,6 +354,8 @@ pub struct Catalog {
     pub default_acls: Vec<DefaultAcl>,
     /// Server-file and large-object functions a non-superuser role of the app may execute.
     pub file_functions: Vec<String>,
+    /// The Citus metadata, when the `citus` extension is installed.
+    pub citus: Option<super::citus::CitusCatalog>,
 }
 
 fn db(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> AuditError {
@@ -821,5 +823,6 @@ pub async fn load(tx: &Transaction<'_>, config: &AuditConfig) -> Result<Catalog,
         .await
         .map_err(db("server-file functions"))?;
     cat.file_functions = rows.iter().map(|r| r.get(0)).collect();
+    cat.citus = super::citus::load(tx, app).await?;
     Ok(cat)
 }

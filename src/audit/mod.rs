@@ -13,6 +13,7 @@
 //! counterpart that proves a leak by attacking.
 
 pub mod catalog;
+pub mod citus;
 pub mod model;
 pub mod predicate;
 pub mod report;

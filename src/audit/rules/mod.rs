@@ -6,6 +6,7 @@
 //! research notes in `docs/rls-pitfalls.md`: a finding is high or critical only when a
 //! tenant can read or change another tenant's rows.
 
+mod citus;
 mod code;
 mod context;
 mod performance;
@@ -106,6 +107,11 @@ pub const RULES: &[Rule] = &[
     performance::TG061,
     performance::TG062,
     performance::TG070,
+    citus::TG080,
+    citus::TG081,
+    citus::TG082,
+    citus::TG083,
+    citus::TG084,
 ];
 
 /// The rule with this id.
@@ -166,6 +172,7 @@ pub fn run(model: &Model) -> Vec<Finding> {
     code::check(model, &mut sink);
     structure::check(model, &mut sink);
     performance::check(model, &mut sink);
+    citus::check(model, &mut sink);
     let mut out: Vec<Finding> = sink.found.into_values().collect();
     out.sort_by(|a, b| {
         b.severity
