@@ -3,11 +3,13 @@
 
 mod data_safety;
 mod dev_restart;
+mod errors;
 mod helpers;
 mod idempotency;
 mod pgbouncer;
 mod rollback_noise;
 mod service;
+mod tx_rules;
 
 mod resources {
     use crate::helpers::*;

@@ -31,6 +31,30 @@ impl Db {
     /// Under a request with an `Idempotency-Key` ([`crate::http::idempotency`]) it does
     /// not commit: the answer is recorded in the same transaction first, and the
     /// request's layer commits.
+    ///
+    /// Nothing can run on the request's transaction after it:
+    ///
+    /// ```compile_fail
+    /// # use tenantguard::http::auth::Db;
+    /// # use tenantguard::http::error::{Write, WriteKind};
+    /// async fn handler(mut db: Db) {
+    ///     let w = Write { table: "projects", kind: WriteKind::Delete };
+    ///     let _ = db.finish(w, "DELETE FROM projects WHERE false", &[]).await;
+    ///     let _ = db.query("SELECT 1", &[]).await; // `db` was moved: does not compile
+    /// }
+    /// ```
+    ///
+    /// while the same statements the other way round do:
+    ///
+    /// ```no_run
+    /// # use tenantguard::http::auth::Db;
+    /// # use tenantguard::http::error::{Write, WriteKind};
+    /// async fn handler(mut db: Db) {
+    ///     let _ = db.query("SELECT 1", &[]).await;
+    ///     let w = Write { table: "projects", kind: WriteKind::Delete };
+    ///     let _ = db.finish(w, "DELETE FROM projects WHERE false", &[]).await;
+    /// }
+    /// ```
     pub async fn finish(
         mut self,
         write: Write,
