@@ -11,20 +11,18 @@ use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::auth::{new_api_key, Admin, Db, Need, Role};
-use super::error::{ApiError, Problem};
+use super::error::{ApiError, Problem, Write, WriteKind};
 use super::extract::{
-    audited, created, mutate, Check, Cursor, Json, ListQuery, Page, PageParams, Path, Query, Source,
+    audited, get_by_id, record, Check, Insert, Json, ListQuery, Page, PageParams, Path, Query,
+    Record,
 };
 use super::AppState;
 
-const COLS: &str = "id, name, prefix, role, created_at, last_used_at, revoked_at";
-const GET: &str = "SELECT id, name, prefix, role, created_at, last_used_at, revoked_at FROM api_keys WHERE id = $1";
-const RESOURCE: &str = "api_key";
-
+record! {
+table = "api_keys", resource = "api_key", time = created_at;
 /// An API key, without its secret.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ApiKey {
@@ -43,25 +41,6 @@ pub struct ApiKey {
     /// Revocation time.
     pub revoked_at: Option<DateTime<Utc>>,
 }
-
-impl ApiKey {
-    fn from_row(r: &Row) -> Self {
-        Self {
-            id: r.get(0),
-            name: r.get(1),
-            prefix: r.get(2),
-            role: Role::parse(r.get(3)).unwrap_or(Role::Viewer),
-            created_at: r.get(4),
-            last_used_at: r.get(5),
-            revoked_at: r.get(6),
-        }
-    }
-    fn cursor(&self) -> Cursor {
-        Cursor {
-            at: self.created_at,
-            id: self.id,
-        }
-    }
 }
 
 /// A new key: the only time its secret is shown.
@@ -98,21 +77,7 @@ pub(crate) async fn list(
     mut db: Db,
     Query(page): Query<PageParams>,
 ) -> Result<Json<Page<ApiKey>>, ApiError> {
-    Ok(Json(
-        ListQuery::new()
-            .run(
-                &mut db,
-                Source {
-                    table: "api_keys",
-                    columns: COLS,
-                    time: "created_at",
-                },
-                &page,
-                ApiKey::from_row,
-                ApiKey::cursor,
-            )
-            .await?,
-    ))
+    Ok(Json(ListQuery::new().run(&mut db, &page).await?))
 }
 
 /// Creates a key and shows it once (a replay of an `Idempotency-Key` request answers with
@@ -121,7 +86,7 @@ pub(crate) async fn list(
     responses((status = 201, body = CreatedApiKey), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub(crate) async fn create(
     Need(p, ..): Need<Admin>,
-    mut db: Db,
+    db: Db,
     Json(b): Json<NewApiKey>,
 ) -> Result<
     (
@@ -134,32 +99,19 @@ pub(crate) async fn create(
     Check::new().len("name", Some(&b.name), 1, 200).done()?;
     p.require(b.role)?;
     let key = new_api_key(p.tenant);
-    let sql = audited(
-        "INSERT INTO api_keys (name, prefix, key_hash, role) VALUES ($1, $2, $3, $4)",
-        COLS,
-        5,
-    );
-    let details = serde_json::json!({ "changed": ["name", "role"], "role": b.role.as_str() });
-    let row = created(
-        &mut db,
-        &sql,
-        &[
-            &b.name,
-            &key.prefix,
-            &&key.hash[..],
-            &b.role.as_str(),
-            &p.actor,
-            &"create",
-            &RESOURCE,
-            &details,
-        ],
-    )
-    .await?;
+    let mut insert = Insert::new();
+    insert
+        .set("name", b.name)
+        .set_unaudited("prefix", key.prefix)
+        .set_unaudited("key_hash", key.hash.to_vec())
+        .set("role", b.role.as_str())
+        .detail("role", b.role.as_str());
+    let created = insert.run(db, &p.actor).await?;
     Ok((
         StatusCode::CREATED,
         axum::Extension(super::idempotency::Redact(&["api_key"])),
         Json(CreatedApiKey {
-            key: ApiKey::from_row(&row),
+            key: created,
             api_key: key.key,
         }),
     ))
@@ -173,8 +125,7 @@ pub(crate) async fn get_one(
     mut db: Db,
     Path(id): Path<Uuid>,
 ) -> Result<Json<ApiKey>, ApiError> {
-    let row = db.query_opt(GET, &[&id]).await?.ok_or(ApiError::NotFound)?;
-    Ok(Json(ApiKey::from_row(&row)))
+    Ok(Json(get_by_id(&mut db, id).await?))
 }
 
 /// Revokes a key: it stops working at once on this server, within the cache TTL elsewhere.
@@ -221,12 +172,18 @@ pub(crate) async fn revoke(
         2,
     );
     let details = serde_json::json!({ "changed": ["revoked_at"] });
-    let row = mutate(
-        &mut db,
-        &sql,
-        &[&id, &p.actor, &"revoke", &RESOURCE, &details],
-    )
-    .await?;
+    let write = Write {
+        table: ApiKey::TABLE.name,
+        kind: WriteKind::Update,
+    };
+    let resource = ApiKey::TABLE.resource;
+    let row = db
+        .finish(
+            write,
+            &sql,
+            &[&id, &p.actor, &"revoke", &resource, &details],
+        )
+        .await?;
     if row.is_none() {
         return Err(ApiError::NotFound);
     }

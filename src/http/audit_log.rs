@@ -6,17 +6,15 @@ use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::auth::{Admin, Db, Need};
 use super::error::{ApiError, Problem};
-use super::extract::{Check, Cursor, Json, ListQuery, Page, PageParams, Path, Query, Source};
+use super::extract::{get_by_id, record, Check, Json, ListQuery, Page, PageParams, Path, Query};
 use super::AppState;
 
-const COLS: &str = "id, actor, action, resource_type, resource_id, occurred_at, details";
-const GET: &str = "SELECT id, actor, action, resource_type, resource_id, occurred_at, details FROM audit_log WHERE id = $1";
-
+record! {
+table = "audit_log", resource = "audit_log", time = occurred_at;
 /// One audit row.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
@@ -36,25 +34,6 @@ pub struct AuditEntry {
     #[schema(value_type = Object)]
     pub details: serde_json::Value,
 }
-
-impl AuditEntry {
-    fn from_row(r: &Row) -> Self {
-        Self {
-            id: r.get(0),
-            actor: r.get(1),
-            action: r.get(2),
-            resource_type: r.get(3),
-            resource_id: r.get(4),
-            occurred_at: r.get(5),
-            details: r.get(6),
-        }
-    }
-    fn cursor(&self) -> Cursor {
-        Cursor {
-            at: self.occurred_at,
-            id: self.id,
-        }
-    }
 }
 
 /// Filters of `GET /v1/audit-log`.
@@ -99,20 +78,7 @@ pub(crate) async fn list(
     q.eq("resource_type", f.resource_type)
         .eq("resource_id", f.resource_id)
         .eq("actor", f.actor);
-    Ok(Json(
-        q.run(
-            &mut db,
-            Source {
-                table: "audit_log",
-                columns: COLS,
-                time: "occurred_at",
-            },
-            &page,
-            AuditEntry::from_row,
-            AuditEntry::cursor,
-        )
-        .await?,
-    ))
+    Ok(Json(q.run(&mut db, &page).await?))
 }
 
 /// Gets one audit row.
@@ -123,6 +89,5 @@ pub(crate) async fn get_one(
     mut db: Db,
     Path(id): Path<Uuid>,
 ) -> Result<Json<AuditEntry>, ApiError> {
-    let row = db.query_opt(GET, &[&id]).await?.ok_or(ApiError::NotFound)?;
-    Ok(Json(AuditEntry::from_row(&row)))
+    Ok(Json(get_by_id(&mut db, id).await?))
 }

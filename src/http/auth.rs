@@ -196,7 +196,14 @@ impl<S: Send + Sync> FromRequestParts<S> for Db {
             .get::<TxSlot>()
             .cloned()
             .ok_or_else(|| ApiError::Internal("route is not behind tenant_scope".into()))?;
-        let guard: OwnedMutexGuard<Option<TenantTx>> = slot.0.lock_owned().await;
+        // Held means a second `Db` of the same request (two in one handler, or one kept
+        // by a layer): fail at once, a logged 500, instead of waiting for the request
+        // timeout (the first is only released when the handler returns).
+        let guard: OwnedMutexGuard<Option<TenantTx>> = slot.0.try_lock_owned().map_err(|_| {
+            ApiError::Internal(
+                "the request's transaction is already extracted (a second Db)".into(),
+            )
+        })?;
         OwnedMutexGuard::try_map(guard, Option::as_mut)
             .map(Db)
             .map_err(|_| ApiError::Internal("the request's transaction was already taken".into()))

@@ -6,21 +6,17 @@ use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::auth::{Db, Member, Need, Viewer};
 use super::error::{ApiError, Problem};
 use super::extract::{
-    audited, created, delete, Audit, Check, Cursor, Json, ListQuery, Page, PageParams, Patch, Path,
-    Query, Source,
+    delete, get_by_id, record, Check, Insert, Json, ListQuery, Page, PageParams, Patch, Path, Query,
 };
 use super::AppState;
 
-const COLS: &str = "id, task_id, document_id, author_id, body, created_at, updated_at";
-const GET: &str = "SELECT id, task_id, document_id, author_id, body, created_at, updated_at FROM comments WHERE id = $1";
-const RESOURCE: &str = "comment";
-
+record! {
+table = "comments", resource = "comment", time = created_at;
 /// A comment.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Comment {
@@ -39,25 +35,6 @@ pub struct Comment {
     /// Last change.
     pub updated_at: DateTime<Utc>,
 }
-
-impl Comment {
-    fn from_row(r: &Row) -> Self {
-        Self {
-            id: r.get(0),
-            task_id: r.get(1),
-            document_id: r.get(2),
-            author_id: r.get(3),
-            body: r.get(4),
-            created_at: r.get(5),
-            updated_at: r.get(6),
-        }
-    }
-    fn cursor(&self) -> Cursor {
-        Cursor {
-            at: self.created_at,
-            id: self.id,
-        }
-    }
 }
 
 /// Body of `POST /v1/comments`: exactly one of `task_id` and `document_id`.
@@ -123,20 +100,7 @@ pub(crate) async fn list(
     };
     let mut q = ListQuery::new();
     q.eq("task_id", f.task_id).eq("document_id", f.document_id);
-    Ok(Json(
-        q.run(
-            &mut db,
-            Source {
-                table: "comments",
-                columns: COLS,
-                time: "created_at",
-            },
-            &page,
-            Comment::from_row,
-            Comment::cursor,
-        )
-        .await?,
-    ))
+    Ok(Json(q.run(&mut db, &page).await?))
 }
 
 /// Creates a comment.
@@ -144,7 +108,7 @@ pub(crate) async fn list(
     responses((status = 201, body = Comment), (status = 422, body = Problem)))]
 pub(crate) async fn create(
     Need(p, ..): Need<Member>,
-    mut db: Db,
+    db: Db,
     Json(b): Json<NewComment>,
 ) -> Result<(StatusCode, Json<Comment>), ApiError> {
     Check::new()
@@ -155,28 +119,13 @@ pub(crate) async fn create(
             "give exactly one of task_id and document_id",
         )
         .done()?;
-    let sql = audited(
-        "INSERT INTO comments (task_id, document_id, author_id, body) VALUES ($1, $2, $3, $4)",
-        COLS,
-        5,
-    );
-    let details = serde_json::json!({ "changed": ["task_id", "document_id", "author_id", "body"] });
-    let row = created(
-        &mut db,
-        &sql,
-        &[
-            &b.task_id,
-            &b.document_id,
-            &b.author_id,
-            &b.body,
-            &p.actor,
-            &"create",
-            &RESOURCE,
-            &details,
-        ],
-    )
-    .await?;
-    Ok((StatusCode::CREATED, Json(Comment::from_row(&row))))
+    let mut insert = Insert::new();
+    insert
+        .set("task_id", b.task_id)
+        .set("document_id", b.document_id)
+        .set("author_id", b.author_id)
+        .set("body", b.body);
+    Ok((StatusCode::CREATED, Json(insert.run(db, &p.actor).await?)))
 }
 
 /// Gets one comment.
@@ -187,8 +136,7 @@ pub(crate) async fn get_one(
     mut db: Db,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Comment>, ApiError> {
-    let row = db.query_opt(GET, &[&id]).await?.ok_or(ApiError::NotFound)?;
-    Ok(Json(Comment::from_row(&row)))
+    Ok(Json(get_by_id(&mut db, id).await?))
 }
 
 /// Changes a comment's text.
@@ -197,7 +145,7 @@ pub(crate) async fn get_one(
     responses((status = 200, body = Comment), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub(crate) async fn update(
     Need(p, ..): Need<Member>,
-    mut db: Db,
+    db: Db,
     Path(id): Path<Uuid>,
     Json(b): Json<CommentPatch>,
 ) -> Result<Json<Comment>, ApiError> {
@@ -206,19 +154,7 @@ pub(crate) async fn update(
         .done()?;
     let mut patch = Patch::new(id);
     patch.set("body", b.body);
-    let row = patch
-        .run(
-            &mut db,
-            "comments",
-            COLS,
-            Audit {
-                actor: &p.actor,
-                resource: RESOURCE,
-            },
-        )
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok(Json(Comment::from_row(&row)))
+    Ok(Json(patch.run(db, &p.actor).await?))
 }
 
 /// Deletes a comment.
@@ -226,17 +162,8 @@ pub(crate) async fn update(
     responses((status = 204), (status = 404, body = Problem)))]
 pub(crate) async fn remove(
     Need(p, ..): Need<Member>,
-    mut db: Db,
+    db: Db,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    delete(
-        &mut db,
-        "comments",
-        id,
-        Audit {
-            actor: &p.actor,
-            resource: RESOURCE,
-        },
-    )
-    .await
+    delete::<Comment>(db, id, &p.actor).await
 }

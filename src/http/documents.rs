@@ -6,22 +6,18 @@ use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::auth::{Db, Member, Need, Viewer};
 use super::error::{ApiError, Problem};
 use super::extract::{
-    audited, created, delete_cascading, Audit, Cascade, Check, Cursor, Json, ListQuery, Page,
-    PageParams, Patch, Path, Query, Source,
+    delete_cascading, get_by_id, record, Cascade, Check, Insert, Json, ListQuery, Page, PageParams,
+    Patch, Path, Query,
 };
 use super::AppState;
 
-const COLS: &str = "id, project_id, title, body, created_at, updated_at";
-const GET: &str =
-    "SELECT id, project_id, title, body, created_at, updated_at FROM documents WHERE id = $1";
-const RESOURCE: &str = "document";
-
+record! {
+table = "documents", resource = "document", time = created_at;
 /// A document.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Document {
@@ -38,24 +34,6 @@ pub struct Document {
     /// Last change.
     pub updated_at: DateTime<Utc>,
 }
-
-impl Document {
-    fn from_row(r: &Row) -> Self {
-        Self {
-            id: r.get(0),
-            project_id: r.get(1),
-            title: r.get(2),
-            body: r.get(3),
-            created_at: r.get(4),
-            updated_at: r.get(5),
-        }
-    }
-    fn cursor(&self) -> Cursor {
-        Cursor {
-            at: self.created_at,
-            id: self.id,
-        }
-    }
 }
 
 /// Body of `POST /v1/documents`.
@@ -118,20 +96,7 @@ pub(crate) async fn list(
     };
     let mut q = ListQuery::new();
     q.eq("project_id", f.project_id);
-    Ok(Json(
-        q.run(
-            &mut db,
-            Source {
-                table: "documents",
-                columns: COLS,
-                time: "created_at",
-            },
-            &page,
-            Document::from_row,
-            Document::cursor,
-        )
-        .await?,
-    ))
+    Ok(Json(q.run(&mut db, &page).await?))
 }
 
 /// Creates a document.
@@ -139,34 +104,19 @@ pub(crate) async fn list(
     responses((status = 201, body = Document), (status = 422, body = Problem)))]
 pub(crate) async fn create(
     Need(p, ..): Need<Member>,
-    mut db: Db,
+    db: Db,
     Json(b): Json<NewDocument>,
 ) -> Result<(StatusCode, Json<Document>), ApiError> {
     Check::new()
         .len("title", Some(&b.title), 1, 500)
         .len("body", Some(&b.body), 0, 1_000_000)
         .done()?;
-    let sql = audited(
-        "INSERT INTO documents (project_id, title, body) VALUES ($1, $2, $3)",
-        COLS,
-        4,
-    );
-    let details = serde_json::json!({ "changed": ["project_id", "title", "body"] });
-    let row = created(
-        &mut db,
-        &sql,
-        &[
-            &b.project_id,
-            &b.title,
-            &b.body,
-            &p.actor,
-            &"create",
-            &RESOURCE,
-            &details,
-        ],
-    )
-    .await?;
-    Ok((StatusCode::CREATED, Json(Document::from_row(&row))))
+    let mut insert = Insert::new();
+    insert
+        .set("project_id", b.project_id)
+        .set("title", b.title)
+        .set("body", b.body);
+    Ok((StatusCode::CREATED, Json(insert.run(db, &p.actor).await?)))
 }
 
 /// Gets one document.
@@ -177,8 +127,7 @@ pub(crate) async fn get_one(
     mut db: Db,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Document>, ApiError> {
-    let row = db.query_opt(GET, &[&id]).await?.ok_or(ApiError::NotFound)?;
-    Ok(Json(Document::from_row(&row)))
+    Ok(Json(get_by_id(&mut db, id).await?))
 }
 
 /// Changes a document.
@@ -187,7 +136,7 @@ pub(crate) async fn get_one(
     responses((status = 200, body = Document), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub(crate) async fn update(
     Need(p, ..): Need<Member>,
-    mut db: Db,
+    db: Db,
     Path(id): Path<Uuid>,
     Json(b): Json<DocumentPatch>,
 ) -> Result<Json<Document>, ApiError> {
@@ -197,19 +146,7 @@ pub(crate) async fn update(
         .done()?;
     let mut patch = Patch::new(id);
     patch.set("title", b.title).set("body", b.body);
-    let row = patch
-        .run(
-            &mut db,
-            "documents",
-            COLS,
-            Audit {
-                actor: &p.actor,
-                resource: RESOURCE,
-            },
-        )
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok(Json(Document::from_row(&row)))
+    Ok(Json(patch.run(db, &p.actor).await?))
 }
 
 /// Deletes a document and its comments; its audit row lists them (`details.cascade`).
@@ -217,17 +154,13 @@ pub(crate) async fn update(
     responses((status = 204), (status = 404, body = Problem)))]
 pub(crate) async fn remove(
     Need(p, ..): Need<Member>,
-    mut db: Db,
+    db: Db,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    delete_cascading(
-        &mut db,
-        "documents",
+    delete_cascading::<Document>(
+        db,
         id,
-        Audit {
-            actor: &p.actor,
-            resource: RESOURCE,
-        },
+        &p.actor,
         Cascade {
             lock: Some("SELECT 1 FROM documents WHERE id = $1 FOR UPDATE"),
             dependents: &[("comments", "SELECT id FROM comments WHERE document_id = $1")],

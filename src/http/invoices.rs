@@ -6,22 +6,20 @@ use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
-use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::auth::{Admin, Db, Need, Viewer};
 use super::error::{ApiError, Problem};
 use super::extract::{
-    audited, created, delete, nullable, Audit, Check, Cursor, Json, ListQuery, Page, PageParams,
-    Patch, Path, Query, Source,
+    delete, get_by_id, nullable, record, Check, Insert, Json, ListQuery, Page, PageParams, Patch,
+    Path, Query,
 };
 use super::AppState;
 
-const COLS: &str = "id, number, customer_name, amount_minor, currency, status, issued_on, due_on, created_at, updated_at";
-const GET: &str = "SELECT id, number, customer_name, amount_minor, currency, status, issued_on, due_on, created_at, updated_at FROM invoices WHERE id = $1";
-const RESOURCE: &str = "invoice";
 const STATUSES: [&str; 4] = ["draft", "issued", "paid", "void"];
 
+record! {
+table = "invoices", resource = "invoice", time = created_at;
 /// An invoice.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Invoice {
@@ -46,28 +44,6 @@ pub struct Invoice {
     /// Last change.
     pub updated_at: DateTime<Utc>,
 }
-
-impl Invoice {
-    fn from_row(r: &Row) -> Self {
-        Self {
-            id: r.get(0),
-            number: r.get(1),
-            customer_name: r.get(2),
-            amount_minor: r.get(3),
-            currency: r.get(4),
-            status: r.get(5),
-            issued_on: r.get(6),
-            due_on: r.get(7),
-            created_at: r.get(8),
-            updated_at: r.get(9),
-        }
-    }
-    fn cursor(&self) -> Cursor {
-        Cursor {
-            at: self.created_at,
-            id: self.id,
-        }
-    }
 }
 
 /// Body of `POST /v1/invoices`.
@@ -161,20 +137,7 @@ pub(crate) async fn list(
     };
     let mut q = ListQuery::new();
     q.eq("status", f.status);
-    Ok(Json(
-        q.run(
-            &mut db,
-            Source {
-                table: "invoices",
-                columns: COLS,
-                time: "created_at",
-            },
-            &page,
-            Invoice::from_row,
-            Invoice::cursor,
-        )
-        .await?,
-    ))
+    Ok(Json(q.run(&mut db, &page).await?))
 }
 
 /// Creates an invoice.
@@ -182,7 +145,7 @@ pub(crate) async fn list(
     responses((status = 201, body = Invoice), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub(crate) async fn create(
     Need(p, ..): Need<Admin>,
-    mut db: Db,
+    db: Db,
     Json(b): Json<NewInvoice>,
 ) -> Result<(StatusCode, Json<Invoice>), ApiError> {
     Check::new()
@@ -201,32 +164,16 @@ pub(crate) async fn create(
             "must not be before issued_on",
         )
         .done()?;
-    let sql = audited(
-        "INSERT INTO invoices (number, customer_name, amount_minor, currency, status, issued_on, due_on) \
-         VALUES ($1, $2, $3, $4, COALESCE($5, 'draft'), $6, $7)",
-        COLS,
-        8,
-    );
-    let details = serde_json::json!({ "changed": ["number", "customer_name", "amount_minor", "currency", "status", "issued_on", "due_on"] });
-    let row = created(
-        &mut db,
-        &sql,
-        &[
-            &b.number,
-            &b.customer_name,
-            &b.amount_minor,
-            &b.currency,
-            &b.status,
-            &b.issued_on,
-            &b.due_on,
-            &p.actor,
-            &"create",
-            &RESOURCE,
-            &details,
-        ],
-    )
-    .await?;
-    Ok((StatusCode::CREATED, Json(Invoice::from_row(&row))))
+    let mut insert = Insert::new();
+    insert
+        .set("number", b.number)
+        .set("customer_name", b.customer_name)
+        .set("amount_minor", b.amount_minor)
+        .set("currency", b.currency)
+        .set_or("status", b.status, "'draft'")
+        .set("issued_on", b.issued_on)
+        .set("due_on", b.due_on);
+    Ok((StatusCode::CREATED, Json(insert.run(db, &p.actor).await?)))
 }
 
 /// Gets one invoice.
@@ -237,8 +184,7 @@ pub(crate) async fn get_one(
     mut db: Db,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Invoice>, ApiError> {
-    let row = db.query_opt(GET, &[&id]).await?.ok_or(ApiError::NotFound)?;
-    Ok(Json(Invoice::from_row(&row)))
+    Ok(Json(get_by_id(&mut db, id).await?))
 }
 
 /// Changes an invoice (its number is fixed).
@@ -247,7 +193,7 @@ pub(crate) async fn get_one(
     responses((status = 200, body = Invoice), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub(crate) async fn update(
     Need(p, ..): Need<Admin>,
-    mut db: Db,
+    db: Db,
     Path(id): Path<Uuid>,
     Json(b): Json<InvoicePatch>,
 ) -> Result<Json<Invoice>, ApiError> {
@@ -273,19 +219,7 @@ pub(crate) async fn update(
         .set("status", b.status)
         .set("issued_on", b.issued_on)
         .set("due_on", b.due_on);
-    let row = patch
-        .run(
-            &mut db,
-            "invoices",
-            COLS,
-            Audit {
-                actor: &p.actor,
-                resource: RESOURCE,
-            },
-        )
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok(Json(Invoice::from_row(&row)))
+    Ok(Json(patch.run(db, &p.actor).await?))
 }
 
 /// Deletes an invoice.
@@ -293,17 +227,8 @@ pub(crate) async fn update(
     responses((status = 204), (status = 404, body = Problem)))]
 pub(crate) async fn remove(
     Need(p, ..): Need<Admin>,
-    mut db: Db,
+    db: Db,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    delete(
-        &mut db,
-        "invoices",
-        id,
-        Audit {
-            actor: &p.actor,
-            resource: RESOURCE,
-        },
-    )
-    .await
+    delete::<Invoice>(db, id, &p.actor).await
 }

@@ -11,22 +11,18 @@ use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::auth::{Admin, Db, Need, Principal, Role, Viewer};
 use super::error::{ApiError, Problem};
 use super::extract::{
-    audited, created, delete_cascading, Audit, Cascade, Check, Cursor, Json, ListQuery, Page,
-    PageParams, Patch, Path, Query, Source,
+    delete_cascading, get_by_id, record, Cascade, Check, Insert, Json, ListQuery, Page, PageParams,
+    Patch, Path, Query,
 };
 use super::AppState;
 
-const COLS: &str = "id, email, name, role, created_at, updated_at";
-const GET: &str =
-    "SELECT id, email, name, role, created_at, updated_at FROM team_members WHERE id = $1";
-const RESOURCE: &str = "member";
-
+record! {
+table = "team_members", resource = "member", time = created_at;
 /// A team member.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TeamMember {
@@ -44,24 +40,6 @@ pub struct TeamMember {
     /// Last change.
     pub updated_at: DateTime<Utc>,
 }
-
-impl TeamMember {
-    fn from_row(r: &Row) -> Self {
-        Self {
-            id: r.get(0),
-            email: r.get(1),
-            name: r.get(2),
-            role: Role::parse(r.get(3)).unwrap_or(Role::Viewer),
-            created_at: r.get(4),
-            updated_at: r.get(5),
-        }
-    }
-    fn cursor(&self) -> Cursor {
-        Cursor {
-            at: self.created_at,
-            id: self.id,
-        }
-    }
 }
 
 /// Body of `POST /v1/members`.
@@ -141,21 +119,7 @@ pub(crate) async fn list(
     mut db: Db,
     Query(page): Query<PageParams>,
 ) -> Result<Json<Page<TeamMember>>, ApiError> {
-    Ok(Json(
-        ListQuery::new()
-            .run(
-                &mut db,
-                Source {
-                    table: "team_members",
-                    columns: COLS,
-                    time: "created_at",
-                },
-                &page,
-                TeamMember::from_row,
-                TeamMember::cursor,
-            )
-            .await?,
-    ))
+    Ok(Json(ListQuery::new().run(&mut db, &page).await?))
 }
 
 /// Adds a member.
@@ -163,7 +127,7 @@ pub(crate) async fn list(
     responses((status = 201, body = TeamMember), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub(crate) async fn create(
     Need(p, ..): Need<Admin>,
-    mut db: Db,
+    db: Db,
     Json(b): Json<NewMember>,
 ) -> Result<(StatusCode, Json<TeamMember>), ApiError> {
     let email = normalize_email(&b.email);
@@ -173,27 +137,12 @@ pub(crate) async fn create(
         .len("name", Some(&b.name), 0, 200)
         .done()?;
     may_grant(&p, b.role)?;
-    let sql = audited(
-        "INSERT INTO team_members (email, name, role) VALUES ($1, $2, $3)",
-        COLS,
-        4,
-    );
-    let details = serde_json::json!({ "changed": ["email", "name", "role"] });
-    let row = created(
-        &mut db,
-        &sql,
-        &[
-            &email,
-            &b.name,
-            &b.role.as_str(),
-            &p.actor,
-            &"create",
-            &RESOURCE,
-            &details,
-        ],
-    )
-    .await?;
-    Ok((StatusCode::CREATED, Json(TeamMember::from_row(&row))))
+    let mut insert = Insert::new();
+    insert
+        .set("email", email)
+        .set("name", b.name)
+        .set("role", b.role.as_str());
+    Ok((StatusCode::CREATED, Json(insert.run(db, &p.actor).await?)))
 }
 
 /// Gets one member.
@@ -204,8 +153,7 @@ pub(crate) async fn get_one(
     mut db: Db,
     Path(id): Path<Uuid>,
 ) -> Result<Json<TeamMember>, ApiError> {
-    let row = db.query_opt(GET, &[&id]).await?.ok_or(ApiError::NotFound)?;
-    Ok(Json(TeamMember::from_row(&row)))
+    Ok(Json(get_by_id(&mut db, id).await?))
 }
 
 /// Changes a member's name or role.
@@ -227,19 +175,7 @@ pub(crate) async fn update(
     patch
         .set("name", b.name)
         .set("role", b.role.map(Role::as_str));
-    let row = patch
-        .run(
-            &mut db,
-            "team_members",
-            COLS,
-            Audit {
-                actor: &p.actor,
-                resource: RESOURCE,
-            },
-        )
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok(Json(TeamMember::from_row(&row)))
+    Ok(Json(patch.run(db, &p.actor).await?))
 }
 
 /// Removes a member (their tasks become unassigned, their comments authorless; the audit
@@ -252,14 +188,10 @@ pub(crate) async fn remove(
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     guard_target(&p, &mut db, id).await?;
-    delete_cascading(
-        &mut db,
-        "team_members",
+    delete_cascading::<TeamMember>(
+        db,
         id,
-        Audit {
-            actor: &p.actor,
-            resource: RESOURCE,
-        },
+        &p.actor,
         // guard_target has locked the member, which holds off new assignments.
         Cascade {
             lock: None,

@@ -5,22 +5,20 @@ use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::auth::{Db, Member, Need, Viewer};
 use super::error::ApiError;
 use super::extract::{
-    audited, created, nullable, Audit, Cascade, Check, Cursor, Json, ListQuery, Page, PageParams,
-    Patch, Path, Query, Source,
+    delete_cascading, get_by_id, nullable, record, Cascade, Check, Insert, Json, ListQuery, Page,
+    PageParams, Patch, Path, Query,
 };
 use super::AppState;
 
-pub(crate) const COLS: &str = "id, name, description, created_at, updated_at";
-const RESOURCE: &str = "project";
-const GET: &str =
-    "SELECT id, name, description, created_at, updated_at FROM projects WHERE id = $1";
+pub(crate) const COLS: &str = Project::COLUMNS;
 
+record! {
+table = "projects", resource = "project", time = created_at;
 /// A project.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Project {
@@ -37,23 +35,6 @@ pub struct Project {
     #[serde(serialize_with = "super::json::timestamp")]
     pub updated_at: DateTime<Utc>,
 }
-
-impl Project {
-    pub(crate) fn from_row(r: &Row) -> Self {
-        Self {
-            id: r.get(0),
-            name: r.get(1),
-            description: r.get(2),
-            created_at: r.get(3),
-            updated_at: r.get(4),
-        }
-    }
-    pub(crate) fn cursor(&self) -> Cursor {
-        Cursor {
-            at: self.created_at,
-            id: self.id,
-        }
-    }
 }
 
 /// Body of `POST /v1/projects`.
@@ -104,20 +85,7 @@ pub(crate) async fn list(
     mut db: Db,
     Query(page): Query<PageParams>,
 ) -> Result<Json<Page<Project>>, ApiError> {
-    let page = ListQuery::new()
-        .run(
-            &mut db,
-            Source {
-                table: "projects",
-                columns: COLS,
-                time: "created_at",
-            },
-            &page,
-            Project::from_row,
-            Project::cursor,
-        )
-        .await?;
-    Ok(Json(page))
+    Ok(Json(ListQuery::new().run(&mut db, &page).await?))
 }
 
 /// Creates a project.
@@ -125,30 +93,15 @@ pub(crate) async fn list(
     responses((status = 201, body = Project), (status = 422, body = super::error::Problem)))]
 pub(crate) async fn create(
     Need(p, ..): Need<Member>,
-    mut db: Db,
+    db: Db,
     Json(body): Json<NewProject>,
 ) -> Result<(StatusCode, Json<Project>), ApiError> {
     check(Some(&body.name), body.description.as_deref())?;
-    let sql = audited(
-        "INSERT INTO projects (name, description) VALUES ($1, $2)",
-        COLS,
-        3,
-    );
-    let details = serde_json::json!({ "changed": ["name", "description"] });
-    let row = created(
-        &mut db,
-        &sql,
-        &[
-            &body.name,
-            &body.description,
-            &p.actor,
-            &"create",
-            &RESOURCE,
-            &details,
-        ],
-    )
-    .await?;
-    Ok((StatusCode::CREATED, Json(Project::from_row(&row))))
+    let mut insert = Insert::new();
+    insert
+        .set("name", body.name)
+        .set("description", body.description);
+    Ok((StatusCode::CREATED, Json(insert.run(db, &p.actor).await?)))
 }
 
 /// Gets one project.
@@ -159,8 +112,7 @@ pub(crate) async fn get_one(
     mut db: Db,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Project>, ApiError> {
-    let row = db.query_opt(GET, &[&id]).await?.ok_or(ApiError::NotFound)?;
-    Ok(Json(Project::from_row(&row)))
+    Ok(Json(get_by_id(&mut db, id).await?))
 }
 
 /// Changes a project.
@@ -169,7 +121,7 @@ pub(crate) async fn get_one(
     responses((status = 200, body = Project), (status = 404, body = super::error::Problem), (status = 422, body = super::error::Problem)))]
 pub(crate) async fn update(
     Need(p, ..): Need<Member>,
-    mut db: Db,
+    db: Db,
     Path(id): Path<Uuid>,
     Json(body): Json<ProjectPatch>,
 ) -> Result<Json<Project>, ApiError> {
@@ -181,19 +133,7 @@ pub(crate) async fn update(
     patch
         .set("name", body.name)
         .set("description", body.description);
-    let row = patch
-        .run(
-            &mut db,
-            "projects",
-            COLS,
-            Audit {
-                actor: &p.actor,
-                resource: RESOURCE,
-            },
-        )
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok(Json(Project::from_row(&row)))
+    Ok(Json(patch.run(db, &p.actor).await?))
 }
 
 /// Deletes a project with its tasks, documents and comments; its audit row lists them
@@ -202,17 +142,13 @@ pub(crate) async fn update(
     responses((status = 204), (status = 404, body = super::error::Problem)))]
 pub(crate) async fn remove(
     Need(p, ..): Need<Member>,
-    mut db: Db,
+    db: Db,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    super::extract::delete_cascading(
-        &mut db,
-        "projects",
+    delete_cascading::<Project>(
+        db,
         id,
-        Audit {
-            actor: &p.actor,
-            resource: RESOURCE,
-        },
+        &p.actor,
         Cascade {
             lock: Some(
                 // The project first (that holds off new tasks and documents), then its

@@ -6,24 +6,22 @@ use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
-use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::auth::{Db, Member, Need, Viewer};
 use super::error::{ApiError, Problem};
 use super::extract::{
-    audited, created, delete_cascading, nullable, Audit, Cascade, Check, Cursor, Json, ListQuery,
-    Page, PageParams, Patch, Path, Query, Source,
+    delete_cascading, get_by_id, nullable, record, Cascade, Check, Insert, Json, ListQuery, Page,
+    PageParams, Patch, Path, Query,
 };
 use super::AppState;
 
-pub(crate) const COLS: &str =
-    "id, project_id, title, description, status, assignee_id, due_date, created_at, updated_at";
-const GET: &str = "SELECT id, project_id, title, description, status, assignee_id, due_date, created_at, updated_at FROM tasks WHERE id = $1";
-const RESOURCE: &str = "task";
+pub(crate) const COLS: &str = Task::COLUMNS;
 /// The statuses a task can have.
 pub const STATUSES: [&str; 4] = ["todo", "in_progress", "done", "cancelled"];
 
+record! {
+table = "tasks", resource = "task", time = created_at;
 /// A task.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Task {
@@ -48,27 +46,6 @@ pub struct Task {
     #[serde(serialize_with = "super::json::timestamp")]
     pub updated_at: DateTime<Utc>,
 }
-
-impl Task {
-    pub(crate) fn from_row(r: &Row) -> Self {
-        Self {
-            id: r.get(0),
-            project_id: r.get(1),
-            title: r.get(2),
-            description: r.get(3),
-            status: r.get(4),
-            assignee_id: r.get(5),
-            due_date: r.get(6),
-            created_at: r.get(7),
-            updated_at: r.get(8),
-        }
-    }
-    pub(crate) fn cursor(&self) -> Cursor {
-        Cursor {
-            at: self.created_at,
-            id: self.id,
-        }
-    }
 }
 
 /// Body of `POST /v1/tasks`.
@@ -158,20 +135,7 @@ pub(crate) async fn list(
     q.eq("project_id", f.project_id)
         .eq("status", f.status)
         .eq("assignee_id", f.assignee_id);
-    Ok(Json(
-        q.run(
-            &mut db,
-            Source {
-                table: "tasks",
-                columns: COLS,
-                time: "created_at",
-            },
-            &page,
-            Task::from_row,
-            Task::cursor,
-        )
-        .await?,
-    ))
+    Ok(Json(q.run(&mut db, &page).await?))
 }
 
 /// Creates a task.
@@ -179,7 +143,7 @@ pub(crate) async fn list(
     responses((status = 201, body = Task), (status = 422, body = Problem)))]
 pub(crate) async fn create(
     Need(p, ..): Need<Member>,
-    mut db: Db,
+    db: Db,
     Json(b): Json<NewTask>,
 ) -> Result<(StatusCode, Json<Task>), ApiError> {
     Check::new()
@@ -187,31 +151,15 @@ pub(crate) async fn create(
         .len("description", b.description.as_deref(), 0, 10_000)
         .one_of("status", b.status.as_deref(), &STATUSES)
         .done()?;
-    let sql = audited(
-        "INSERT INTO tasks (project_id, title, description, status, assignee_id, due_date) \
-         VALUES ($1, $2, $3, COALESCE($4, 'todo'), $5, $6)",
-        COLS,
-        7,
-    );
-    let details = serde_json::json!({ "changed": ["project_id", "title", "description", "status", "assignee_id", "due_date"] });
-    let row = created(
-        &mut db,
-        &sql,
-        &[
-            &b.project_id,
-            &b.title,
-            &b.description,
-            &b.status,
-            &b.assignee_id,
-            &b.due_date,
-            &p.actor,
-            &"create",
-            &RESOURCE,
-            &details,
-        ],
-    )
-    .await?;
-    Ok((StatusCode::CREATED, Json(Task::from_row(&row))))
+    let mut insert = Insert::new();
+    insert
+        .set("project_id", b.project_id)
+        .set("title", b.title)
+        .set("description", b.description)
+        .set_or("status", b.status, "'todo'")
+        .set("assignee_id", b.assignee_id)
+        .set("due_date", b.due_date);
+    Ok((StatusCode::CREATED, Json(insert.run(db, &p.actor).await?)))
 }
 
 /// Gets one task.
@@ -222,8 +170,7 @@ pub(crate) async fn get_one(
     mut db: Db,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Task>, ApiError> {
-    let row = db.query_opt(GET, &[&id]).await?.ok_or(ApiError::NotFound)?;
-    Ok(Json(Task::from_row(&row)))
+    Ok(Json(get_by_id(&mut db, id).await?))
 }
 
 /// Changes a task.
@@ -232,7 +179,7 @@ pub(crate) async fn get_one(
     responses((status = 200, body = Task), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub(crate) async fn update(
     Need(p, ..): Need<Member>,
-    mut db: Db,
+    db: Db,
     Path(id): Path<Uuid>,
     Json(b): Json<TaskPatch>,
 ) -> Result<Json<Task>, ApiError> {
@@ -253,19 +200,7 @@ pub(crate) async fn update(
         .set("status", b.status)
         .set("assignee_id", b.assignee_id)
         .set("due_date", b.due_date);
-    let row = patch
-        .run(
-            &mut db,
-            "tasks",
-            COLS,
-            Audit {
-                actor: &p.actor,
-                resource: RESOURCE,
-            },
-        )
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok(Json(Task::from_row(&row)))
+    Ok(Json(patch.run(db, &p.actor).await?))
 }
 
 /// Deletes a task and its comments; its audit row lists them (`details.cascade`).
@@ -273,17 +208,13 @@ pub(crate) async fn update(
     responses((status = 204), (status = 404, body = Problem)))]
 pub(crate) async fn remove(
     Need(p, ..): Need<Member>,
-    mut db: Db,
+    db: Db,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    delete_cascading(
-        &mut db,
-        "tasks",
+    delete_cascading::<Task>(
+        db,
         id,
-        Audit {
-            actor: &p.actor,
-            resource: RESOURCE,
-        },
+        &p.actor,
         Cascade {
             lock: Some("SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE"),
             dependents: &[("comments", "SELECT id FROM comments WHERE task_id = $1")],

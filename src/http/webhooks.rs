@@ -7,22 +7,17 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::auth::{Admin, Db, Need};
 use super::error::{ApiError, Problem};
 use super::extract::{
-    audited, created, delete, Audit, Check, Cursor, Json, ListQuery, Page, PageParams, Patch, Path,
-    Query, Source,
+    delete, get_by_id, record, Check, Insert, Json, ListQuery, Page, PageParams, Patch, Path, Query,
 };
 use super::AppState;
 
-const COLS: &str = "id, url, event_types, active, created_at, updated_at";
-const GET: &str =
-    "SELECT id, url, event_types, active, created_at, updated_at FROM webhooks WHERE id = $1";
-const RESOURCE: &str = "webhook";
-
+record! {
+table = "webhooks", resource = "webhook", time = created_at;
 /// A webhook endpoint (its secret is never shown again after creation).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Webhook {
@@ -39,24 +34,6 @@ pub struct Webhook {
     /// Last change.
     pub updated_at: DateTime<Utc>,
 }
-
-impl Webhook {
-    fn from_row(r: &Row) -> Self {
-        Self {
-            id: r.get(0),
-            url: r.get(1),
-            event_types: r.get(2),
-            active: r.get(3),
-            created_at: r.get(4),
-            updated_at: r.get(5),
-        }
-    }
-    fn cursor(&self) -> Cursor {
-        Cursor {
-            at: self.created_at,
-            id: self.id,
-        }
-    }
 }
 
 /// A new webhook with its signing secret.
@@ -141,21 +118,7 @@ pub(crate) async fn list(
     mut db: Db,
     Query(page): Query<PageParams>,
 ) -> Result<Json<Page<Webhook>>, ApiError> {
-    Ok(Json(
-        ListQuery::new()
-            .run(
-                &mut db,
-                Source {
-                    table: "webhooks",
-                    columns: COLS,
-                    time: "created_at",
-                },
-                &page,
-                Webhook::from_row,
-                Webhook::cursor,
-            )
-            .await?,
-    ))
+    Ok(Json(ListQuery::new().run(&mut db, &page).await?))
 }
 
 /// Creates a webhook and shows its signing secret once.
@@ -163,38 +126,24 @@ pub(crate) async fn list(
     responses((status = 201, body = CreatedWebhook), (status = 422, body = Problem)))]
 pub(crate) async fn create(
     Need(p, ..): Need<Admin>,
-    mut db: Db,
+    db: Db,
     Json(b): Json<NewWebhook>,
 ) -> Result<(StatusCode, Json<CreatedWebhook>), ApiError> {
     check(Some(&b.url), Some(&b.event_types))?;
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let secret = format!("whsec_{}", hex::encode(bytes));
-    let sql = audited(
-        "INSERT INTO webhooks (url, event_types, signing_secret, active) VALUES ($1, $2, $3, COALESCE($4, true))",
-        COLS,
-        5,
-    );
-    let details = serde_json::json!({ "changed": ["url", "event_types", "active"] });
-    let row = created(
-        &mut db,
-        &sql,
-        &[
-            &b.url,
-            &b.event_types,
-            &secret,
-            &b.active,
-            &p.actor,
-            &"create",
-            &RESOURCE,
-            &details,
-        ],
-    )
-    .await?;
+    let mut insert = Insert::new();
+    insert
+        .set("url", b.url)
+        .set("event_types", b.event_types)
+        .set_unaudited("signing_secret", secret.clone())
+        .set_or("active", b.active, "true");
+    let webhook = insert.run(db, &p.actor).await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedWebhook {
-            webhook: Webhook::from_row(&row),
+            webhook,
             signing_secret: secret,
         }),
     ))
@@ -208,8 +157,7 @@ pub(crate) async fn get_one(
     mut db: Db,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Webhook>, ApiError> {
-    let row = db.query_opt(GET, &[&id]).await?.ok_or(ApiError::NotFound)?;
-    Ok(Json(Webhook::from_row(&row)))
+    Ok(Json(get_by_id(&mut db, id).await?))
 }
 
 /// Changes a webhook.
@@ -218,7 +166,7 @@ pub(crate) async fn get_one(
     responses((status = 200, body = Webhook), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub(crate) async fn update(
     Need(p, ..): Need<Admin>,
-    mut db: Db,
+    db: Db,
     Path(id): Path<Uuid>,
     Json(b): Json<WebhookPatch>,
 ) -> Result<Json<Webhook>, ApiError> {
@@ -228,19 +176,7 @@ pub(crate) async fn update(
         .set("url", b.url)
         .set("event_types", b.event_types)
         .set("active", b.active);
-    let row = patch
-        .run(
-            &mut db,
-            "webhooks",
-            COLS,
-            Audit {
-                actor: &p.actor,
-                resource: RESOURCE,
-            },
-        )
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok(Json(Webhook::from_row(&row)))
+    Ok(Json(patch.run(db, &p.actor).await?))
 }
 
 /// Deletes a webhook.
@@ -248,17 +184,8 @@ pub(crate) async fn update(
     responses((status = 204), (status = 404, body = Problem)))]
 pub(crate) async fn remove(
     Need(p, ..): Need<Admin>,
-    mut db: Db,
+    db: Db,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    delete(
-        &mut db,
-        "webhooks",
-        id,
-        Audit {
-            actor: &p.actor,
-            resource: RESOURCE,
-        },
-    )
-    .await
+    delete::<Webhook>(db, id, &p.actor).await
 }

@@ -1,0 +1,54 @@
+//! Request-side helpers shared by the resource modules, one job per file:
+//!
+//! - here: the extractors, whose rejections are problem+json;
+//! - [`record`]: a resource's row type declared once ([`record!`]: columns, `GET`,
+//!   `from_row`);
+//! - [`pagination`]: keyset cursors and the list query;
+//! - [`write`]: the audited INSERT / PATCH / DELETE builders and [`Db::finish`], the
+//!   request's last statement;
+//! - [`validation`]: per-field 422 checks.
+//!
+//! Everything is re-exported here, so a resource module imports from one place.
+//!
+//! [`Db::finish`]: crate::http::auth::Db::finish
+
+use axum::extract::{FromRequest, FromRequestParts};
+use serde::Serialize;
+use tokio_postgres::types::ToSql;
+
+use super::error::ApiError;
+
+pub mod pagination;
+pub mod record;
+pub mod validation;
+pub mod write;
+
+pub use pagination::{Cursor, ListQuery, Page, PageParams, DEFAULT_LIMIT, MAX_LIMIT};
+pub(crate) use record::record;
+pub use record::{get_by_id, Record, Table};
+pub use validation::{nullable, Check};
+pub use write::{audited, delete, delete_cascading, Cascade, Insert, Patch, CASCADE_IDS};
+
+/// `axum::Json` with problem+json rejections (400 syntax, 415, 413, 422 types/unknown fields).
+#[derive(Debug, FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct Json<T>(pub T);
+
+impl<T: Serialize> axum::response::IntoResponse for Json<T> {
+    fn into_response(self) -> axum::response::Response {
+        super::json::response(&self.0)
+    }
+}
+
+/// `axum::extract::Path` with a 400 problem for malformed ids.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);
+
+/// `axum::extract::Query` with a 400 problem for malformed parameters.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
+
+/// A boxed SQL parameter (lists and writes build their parameters at run time).
+pub type Param = Box<dyn ToSql + Sync + Send>;
