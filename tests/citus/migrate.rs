@@ -94,6 +94,10 @@ async fn every_table_is_distributed_by_tenant_and_colocated_with_inline_policies
     assert_eq!(sublinks, 0);
     for i in 0..2 {
         let w = c.worker(i).await;
+        // Workers hide shards from pg_class unless told otherwise.
+        w.batch_execute("SET citus.override_table_visibility = off")
+            .await
+            .expect("show shards");
         let shard_policies: i64 = w
             .query_one(
                 "SELECT count(*) FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid

@@ -274,32 +274,41 @@ pub async fn tenant(su: &Client) -> Tenant {
 /// statement's), or the error.
 pub type Outcome = Result<(Vec<Vec<Option<String>>>, u64), String>;
 
-/// Runs `sql` with the simple-query protocol (one Sync), rolling back after an error so
-/// the connection is usable again.
+/// Runs the `;`-separated statements of `sql` one Query message each, stopping at the
+/// first error (then rolling back, so the connection is usable again).
+///
+/// Not one multi-statement Query message: Citus 13.2 propagates a `SET LOCAL` to the
+/// workers by sending the *whole query string* it came in, so `BEGIN; SET LOCAL …; SELECT
+/// …; COMMIT` as one simple-protocol string runs the SELECT again on every worker (which
+/// fails there: "cannot execute a distributed query from a query on a shard"). One
+/// statement per message (or the extended protocol, which the pool uses) is what works.
+/// None of the statements here has a `;` inside a literal.
 pub async fn run(c: &Client, sql: &str) -> Outcome {
-    match c.simple_query(sql).await {
-        Ok(msgs) => {
-            let mut rows = Vec::new();
-            let mut count = 0;
-            for m in msgs {
-                match m {
-                    SimpleQueryMessage::Row(r) => {
-                        rows.push((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+    let mut rows = Vec::new();
+    let mut count = 0;
+    for stmt in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        match c.simple_query(stmt).await {
+            Ok(msgs) => {
+                for m in msgs {
+                    match m {
+                        SimpleQueryMessage::Row(r) => rows.push(
+                            (0..r.len())
+                                .map(|i| r.get(i).map(str::to_string))
+                                .collect(),
+                        ),
+                        SimpleQueryMessage::CommandComplete(n) => count = count.max(n),
+                        _ => {}
                     }
-                    SimpleQueryMessage::CommandComplete(n) => count = count.max(n),
-                    _ => {}
                 }
             }
-            Ok((rows, count))
-        }
-        Err(e) => {
-            let msg = tenantguard::error_chain(&e);
-            c.batch_execute("ROLLBACK")
-                .await
-                .expect("rollback after error");
-            Err(msg)
+            Err(e) => {
+                let msg = tenantguard::error_chain(&e);
+                c.batch_execute("ROLLBACK").await.expect("rollback after error");
+                return Err(msg);
+            }
         }
     }
+    Ok((rows, count))
 }
 
 /// `BEGIN; SET LOCAL app.tenant_id = '<tenant>'; <body>; COMMIT` in one Sync.
