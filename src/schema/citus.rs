@@ -568,3 +568,68 @@ pub async fn plan_distribution(
     }
     Ok(out)
 }
+
+/// `rls apply --check` on Citus, beyond the policy engine: the app role's setting and
+/// every declared table's distribution (colocated with the first declared table).
+pub async fn rls_check(client: &mut Client, set: &PolicySet) -> Result<Vec<Change>, SchemaError> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(db("starting a transaction"))?;
+    let mut out: Vec<Change> = plan_app_setting(&tx, &set.roles.app)
+        .await?
+        .into_iter()
+        .collect();
+    tx.rollback().await.map_err(db("rolling back"))?;
+    out.extend(plan_distribution(client, set).await?);
+    Ok(out)
+}
+
+/// `rls apply` on Citus, beyond the policy engine: sets the app role's
+/// `citus.propagate_set_commands` default, and returns (what it changed, what it left):
+/// someone else's tables are never distributed by `rls apply` (that moves every row and
+/// picks shard counts: the operator's call), only reported.
+pub async fn rls_apply(
+    client: &mut Client,
+    set: &PolicySet,
+) -> Result<(Vec<Change>, Vec<Change>), SchemaError> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(db("starting a transaction"))?;
+    let applied: Vec<Change> = plan_app_setting(&tx, &set.roles.app)
+        .await?
+        .into_iter()
+        .collect();
+    execute(&tx, &applied).await?;
+    tx.commit().await.map_err(db("committing"))?;
+    let left = plan_distribution(client, set).await?;
+    Ok((applied, left))
+}
+
+/// `set` adapted to tables that are already distributed: Citus refuses `ALTER TABLE … SET
+/// DEFAULT` on a distribution column, so such a table's tenant column keeps the default it
+/// has (inserts name the tenant, or rely on a default set before distribution). Returns the
+/// adapted set and one note per table concerned. `migrate --citus` sets the defaults before
+/// it distributes; this is for `rls apply` on tables someone else distributed.
+pub async fn without_defaults_on_distributed(
+    client: &Client,
+    set: &PolicySet,
+) -> Result<(PolicySet, Vec<String>), SchemaError> {
+    let mut out = set.clone();
+    let mut notes = Vec::new();
+    for t in &mut out.tables {
+        if !t.default_to_current_tenant {
+            continue;
+        }
+        if placement(client, &t.qualified()).await?.is_some() {
+            t.default_to_current_tenant = false;
+            notes.push(format!(
+                "table {}.{} is distributed: its tenant column's default is left as it is \
+                 (Citus refuses ALTER TABLE on the distribution column)",
+                t.schema, t.name
+            ));
+        }
+    }
+    Ok((out, notes))
+}

@@ -269,3 +269,85 @@ async fn deleting_a_member_unassigns_its_tasks_and_comments() {
         .get(0);
     assert_eq!(kept, 2);
 }
+
+#[tokio::test]
+async fn rls_apply_on_citus_uses_the_citus_form() {
+    let Some(c) = citus("rls_apply_on_citus_uses_the_citus_form") else {
+        return;
+    };
+    // A database of its own: rls apply manages tenantguard.current_tenant_id() and its
+    // grants database-wide, for its own app role.
+    let (url, cfg) = c.own_database("tg_citus_rls").await;
+    let su = connect(&cfg).await.expect("own database");
+    let suffix = &Uuid::new_v4().simple().to_string()[..8];
+    let (table, app) = (format!("tg_rls_{suffix}"), format!("tg_rls_app_{suffix}"));
+    su.batch_execute(&format!(
+        "CREATE TABLE {table} (tenant_id uuid NOT NULL, id uuid NOT NULL, note text, PRIMARY KEY (tenant_id, id));
+         SELECT create_distributed_table('{table}', 'tenant_id');"
+    ))
+    .await
+    .expect("fixture");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let toml = dir.path().join("tenantguard.toml");
+    std::fs::write(
+        &toml,
+        format!("[roles]\napp = \"{app}\"\n[[table]]\nname = \"{table}\"\n"),
+    )
+    .expect("write toml");
+    let cli = |check: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tenantguard"));
+        cmd.args(["rls", "apply", "--config"])
+            .arg(&toml)
+            .arg("--database-url")
+            .arg(&url);
+        if check {
+            cmd.arg("--check");
+        }
+        let out = cmd.output().expect("run tenantguard");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, text) = cli(true);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("propagate_set_commands"), "{text}");
+    let (code, text) = cli(false);
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = cli(true);
+    assert_eq!(code, Some(0), "second check: {text}");
+    let quals: Vec<String> = su
+        .query(
+            "SELECT pg_get_expr(polqual, polrelid) FROM pg_policy WHERE polrelid = $1::text::regclass AND polqual IS NOT NULL",
+            &[&table],
+        )
+        .await
+        .expect("policies")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        !quals.is_empty() && quals.iter().all(|q| !q.contains("SELECT")),
+        "{quals:?}"
+    );
+    // The new app role sees its tenant's row through SET LOCAL (its role default is set).
+    let tenant = Uuid::now_v7();
+    su.batch_execute(&format!(
+        "INSERT INTO {table} (tenant_id, id) VALUES ('{tenant}', gen_random_uuid()), (gen_random_uuid(), gen_random_uuid())"
+    ))
+    .await
+    .expect("rows");
+    let mut app_cfg = cfg.clone();
+    app_cfg.user(&app);
+    let client = connect(&app_cfg).await.expect("as the new app role");
+    let n = run(
+        &client,
+        &in_tenant(
+            &tenant.to_string(),
+            &format!("SELECT count(*) FROM {table}"),
+        ),
+    )
+    .await;
+    assert_eq!(scalar(&n), "1");
+}

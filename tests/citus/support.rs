@@ -24,6 +24,36 @@ pub struct Citus {
     pub coordinator_url: String,
     /// The workers as the superuser, database [`DB`].
     pub workers: Vec<Config>,
+    /// Per node (coordinator first): the superuser on `postgres`, socket directory, port.
+    nodes: Vec<(Config, String, u16)>,
+}
+
+/// Creates database `name` on every node with the citus extension, and registers the
+/// coordinator and the workers in it (Citus metadata is per database).
+async fn distributed_database(nodes: &[(Config, String, u16)], name: &str) -> Result<(), String> {
+    for (admin_cfg, _, _) in nodes {
+        let admin = connect(admin_cfg).await?;
+        sql(&admin, &format!("CREATE DATABASE {name}")).await?;
+        let mut cfg = admin_cfg.clone();
+        cfg.dbname(name);
+        let db = connect(&cfg).await?;
+        sql(&db, "CREATE EXTENSION citus").await?;
+    }
+    let mut cfg = nodes[0].0.clone();
+    cfg.dbname(name);
+    let coord = connect(&cfg).await?;
+    sql(
+        &coord,
+        &format!(
+            "SELECT citus_set_coordinator_host('{}', {})",
+            nodes[0].1, nodes[0].2
+        ),
+    )
+    .await?;
+    for (_, sock, port) in &nodes[1..] {
+        sql(&coord, &format!("SELECT citus_add_node('{sock}', {port})")).await?;
+    }
+    Ok(())
 }
 
 /// Why the harness is not there: Citus missing (skip) or a broken set-up (fail).
@@ -137,27 +167,18 @@ fn init_nodes(nodes: Vec<Cluster>) -> Result<Citus, String> {
             )
             .await?;
             sql(&admin, "SELECT pg_reload_conf()").await?;
-            sql(&admin, &format!("CREATE DATABASE {DB}")).await?;
-            let db = connect(db_cfg).await?;
-            sql(&db, "CREATE EXTENSION citus").await?;
         }
+        let nodes: Vec<(Config, String, u16)> = configs
+            .iter()
+            .map(|(a, _, sock, port)| (a.clone(), sock.clone(), *port))
+            .collect();
+        distributed_database(&nodes, DB).await?;
         let coord = connect(&configs[0].1).await?;
         let version: String = coord
             .query_one("SELECT citus_version()", &[])
             .await
             .map_err(|e| format!("citus_version(): {e}"))?
             .get(0);
-        sql(
-            &coord,
-            &format!(
-                "SELECT citus_set_coordinator_host('{}', {})",
-                configs[0].2, configs[0].3
-            ),
-        )
-        .await?;
-        for (_, _, sock, port) in &configs[1..] {
-            sql(&coord, &format!("SELECT citus_add_node('{sock}', {port})")).await?;
-        }
         let mut coord = coord;
         let started = std::time::Instant::now();
         schema::citus::migrate(&mut coord, &policy(), "tenantguard_provisioner")
@@ -171,6 +192,7 @@ fn init_nodes(nodes: Vec<Cluster>) -> Result<Citus, String> {
             coordinator: configs[0].1.clone(),
             coordinator_url,
             workers: configs[1..].iter().map(|c| c.1.clone()).collect(),
+            nodes,
         })
     })
 }
@@ -204,6 +226,20 @@ impl Citus {
         let mut c = self.coordinator.clone();
         c.user(role);
         connect(&c).await.expect("coordinator as role")
+    }
+
+    /// A new distributed database of a test's own (coordinator and both workers), for
+    /// tests that change database-wide objects; returns its coordinator URL and config.
+    pub async fn own_database(&self, name: &str) -> (String, Config) {
+        distributed_database(&self.nodes, name)
+            .await
+            .unwrap_or_else(|e| panic!("database {name}: {e}"));
+        let mut cfg = self.coordinator.clone();
+        cfg.dbname(name);
+        let url = self
+            .coordinator_url
+            .replace(&format!("/{DB}"), &format!("/{name}"));
+        (url, cfg)
     }
 
     /// Worker `i` as the superuser.
@@ -291,11 +327,9 @@ pub async fn run(c: &Client, sql: &str) -> Outcome {
             Ok(msgs) => {
                 for m in msgs {
                     match m {
-                        SimpleQueryMessage::Row(r) => rows.push(
-                            (0..r.len())
-                                .map(|i| r.get(i).map(str::to_string))
-                                .collect(),
-                        ),
+                        SimpleQueryMessage::Row(r) => {
+                            rows.push((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+                        }
                         SimpleQueryMessage::CommandComplete(n) => count = count.max(n),
                         _ => {}
                     }
@@ -303,7 +337,9 @@ pub async fn run(c: &Client, sql: &str) -> Outcome {
             }
             Err(e) => {
                 let msg = tenantguard::error_chain(&e);
-                c.batch_execute("ROLLBACK").await.expect("rollback after error");
+                c.batch_execute("ROLLBACK")
+                    .await
+                    .expect("rollback after error");
                 return Err(msg);
             }
         }
