@@ -159,7 +159,7 @@ fn init_nodes(nodes: Vec<Cluster>) -> Result<Citus, String> {
         .build()
         .map_err(|e| e.to_string())?;
     rt.block_on(async {
-        for (admin_cfg, db_cfg, sock, _) in &configs {
+        for (admin_cfg, _, sock, _) in &configs {
             let admin = connect(admin_cfg).await?;
             sql(
                 &admin,
