@@ -351,3 +351,41 @@ async fn rls_apply_on_citus_uses_the_citus_form() {
     .await;
     assert_eq!(scalar(&n), "1");
 }
+
+#[tokio::test]
+async fn deleting_a_tenant_cascades_through_the_unlink_trigger() {
+    let Some(c) = citus("deleting_a_tenant_cascades_through_the_unlink_trigger") else {
+        return;
+    };
+    let su = c.superuser().await;
+    let a = tenant(&su).await;
+    let b = tenant(&su).await;
+    // The cascade deletes the member (firing the trigger on its shard) and the tasks and
+    // comments the trigger updates, in one statement.
+    let n = su
+        .execute("DELETE FROM tenants WHERE id = $1", &[&a.id])
+        .await
+        .unwrap_or_else(|e| panic!("delete tenant: {}", tenantguard::error_chain(&e)));
+    assert_eq!(n, 1);
+    let left: i64 = su
+        .query_one(
+            "SELECT (SELECT count(*) FROM team_members WHERE tenant_id = $1)
+                  + (SELECT count(*) FROM tasks WHERE tenant_id = $1)
+                  + (SELECT count(*) FROM comments WHERE tenant_id = $1)
+                  + (SELECT count(*) FROM projects WHERE tenant_id = $1)",
+            &[&a.id],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(left, 0);
+    let b_rows: i64 = su
+        .query_one(
+            "SELECT count(*) FROM tasks WHERE tenant_id = $1 AND assignee_id = $2",
+            &[&b.id, &b.member],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(b_rows, 1, "the other tenant lost its assignment");
+}
