@@ -7,8 +7,9 @@
 //! nodes, `migrate --citus`ed once), and per-test tenants: every test makes tenants with
 //! fresh ids and only looks at those, so tests share the database and still run in
 //! parallel (`rls apply`, which manages database-wide objects, gets a distributed database
-//! of its own). `plain.rs` always runs, on the suite's plain PostgreSQL. (The API harness's template clone cannot work here: a Citus database's shards
-//! live on the workers, and `CREATE DATABASE … TEMPLATE` copies only the coordinator.)
+//! of its own). The API harness's template clone cannot work here: a Citus database's
+//! shards live on the workers, and `CREATE DATABASE … TEMPLATE` copies only the
+//! coordinator. `plain.rs` always runs, on the suite's plain PostgreSQL.
 
 mod context;
 mod isolation;
