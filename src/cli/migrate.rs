@@ -17,6 +17,12 @@ pub struct MigrateArgs {
     /// Change nothing: print every difference from the declaration and exit 1 if any.
     #[arg(long)]
     pub check: bool,
+    /// The database is a Citus coordinator: the Citus form (policies without subquery,
+    /// tables distributed and colocated by tenant, DDL as the connecting superuser, the app
+    /// role's `citus.propagate_set_commands = 'local'`). Chosen by itself when the database
+    /// has the citus extension.
+    #[arg(long)]
+    pub citus: bool,
     #[command(flatten)]
     pub roles: RoleArgs,
 }
@@ -25,8 +31,21 @@ pub(crate) async fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     let set = args.roles.policy();
     set.validate()?;
     let mut client = connect(&args.database_url).await?;
+    let citus = schema::citus::is_citus(&client).await?;
+    if args.citus && !citus {
+        anyhow::bail!(
+            "--citus: this database has no citus extension (CREATE EXTENSION citus on the              coordinator and every worker, add the workers, then run again)"
+        );
+    }
+    if citus && !args.citus {
+        println!("the database has the citus extension: using the Citus form (--citus)");
+    }
     if args.check {
-        let diffs = schema::check_with(&mut client, &set, &args.roles.provisioner_role).await?;
+        let diffs = if citus {
+            schema::citus::check(&mut client, &set, &args.roles.provisioner_role).await?
+        } else {
+            schema::check_with(&mut client, &set, &args.roles.provisioner_role).await?
+        };
         if diffs.is_empty() {
             println!("in sync: schema, roles, RLS, policies and grants match the declaration");
             return Ok(ExitCode::SUCCESS);
@@ -40,7 +59,11 @@ pub(crate) async fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(1));
     }
-    let report = schema::migrate_with(&mut client, &set, &args.roles.provisioner_role).await?;
+    let report = if citus {
+        schema::citus::migrate(&mut client, &set, &args.roles.provisioner_role).await?
+    } else {
+        schema::migrate_with(&mut client, &set, &args.roles.provisioner_role).await?
+    };
     for m in &report.migrations {
         println!("applied migration {m}");
     }

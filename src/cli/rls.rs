@@ -41,8 +41,24 @@ pub(crate) async fn run(args: RlsArgs) -> anyhow::Result<ExitCode> {
     let set =
         PolicySet::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
     let mut client = connect(&database_url).await?;
+    // On Citus: the policy form Citus accepts, and the checks that matter there.
+    let citus = crate::schema::citus::is_citus(&client).await?;
+    let set = if citus {
+        println!("the database has the citus extension: policies without subquery (Citus form)");
+        let (set, notes) =
+            crate::schema::citus::without_defaults_on_distributed(&client, &set).await?;
+        for n in notes {
+            println!("note: {n}");
+        }
+        crate::schema::citus::citus_policy(&set)
+    } else {
+        set
+    };
     if check {
-        let changes = policy::check(&mut client, &set).await?;
+        let mut changes = policy::check(&mut client, &set).await?;
+        if citus {
+            changes.extend(crate::schema::citus::rls_check(&mut client, &set).await?);
+        }
         for c in &changes {
             if c.sql.is_empty() {
                 println!("cannot apply {c}");
@@ -56,7 +72,14 @@ pub(crate) async fn run(args: RlsArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::from(1));
     }
-    let changes = policy::apply(&mut client, &set).await?;
+    let mut changes = policy::apply(&mut client, &set).await?;
+    if citus {
+        let (applied, left) = crate::schema::citus::rls_apply(&mut client, &set).await?;
+        changes.extend(applied);
+        for c in &left {
+            println!("not changed (distribute it yourself) {c}");
+        }
+    }
     for c in &changes {
         println!("changed {c}");
     }

@@ -3,8 +3,9 @@
 //! the database (the context carrier). `audit` judges policies against the model, `probe`
 //! sets up its callers the way the model does.
 //!
-//! Every variation point is a type. The predicate form and the context carrier have one
-//! variant today (the ones `migrate` installs); the tenancy model has the five common ones
+//! Every variation point is a type. The predicate form has the InitPlan form `migrate`
+//! installs and the inline form `migrate --citus` installs; the context carrier has one
+//! variant today; the tenancy model has the five common ones
 //! found in real multi-tenant schemas, declared with `--tenancy` or [`detect`]ed.
 
 pub mod detect;
@@ -227,9 +228,25 @@ impl TenancyModel {
 #[serde(rename_all = "snake_case")]
 pub enum PredicateForm {
     /// `tenant_id = (SELECT current_tenant_fn())`: one InitPlan per query (what `migrate`
-    /// installs). An inline form (Citus) comes later.
+    /// installs on plain PostgreSQL).
     #[default]
     InitPlan,
+    /// `tenant_id = current_tenant_fn()`, no subquery: what `migrate --citus` installs,
+    /// because Citus refuses any subquery in a policy on a distributed table. On a shard the
+    /// STABLE SQL function is inlined to `NULLIF(current_setting(…, true), '')::uuid`, which
+    /// is still an index condition on the tenant column.
+    Inline,
+}
+
+impl PredicateForm {
+    /// The policy expression comparing `column` (already quoted) with `context` (an SQL
+    /// expression yielding the current tenant, e.g. `tenantguard.current_tenant_id()`).
+    pub fn compare(self, column: &str, context: &str) -> String {
+        match self {
+            PredicateForm::InitPlan => format!("({column} = (SELECT {context}))"),
+            PredicateForm::Inline => format!("({column} = {context})"),
+        }
+    }
 }
 
 /// The context-carrier variation point: how the context reaches the database.
@@ -284,5 +301,18 @@ mod tests {
         };
         assert_eq!(r.role_name("7").as_deref(), Some("tenant_7"));
         assert!(r.settings().is_empty() && r.identity_is_context());
+    }
+
+    #[test]
+    fn predicate_forms_render() {
+        let f = "tenantguard.current_tenant_id()";
+        assert_eq!(
+            PredicateForm::InitPlan.compare("\"tenant_id\"", f),
+            "(\"tenant_id\" = (SELECT tenantguard.current_tenant_id()))"
+        );
+        assert_eq!(
+            PredicateForm::Inline.compare("\"tenant_id\"", f),
+            "(\"tenant_id\" = tenantguard.current_tenant_id())"
+        );
     }
 }

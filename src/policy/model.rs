@@ -185,6 +185,11 @@ pub struct PolicySet {
     /// The tenant tables.
     #[serde(default, rename = "table")]
     pub tables: Vec<TenantTable>,
+    /// How policies compare the tenant column with the context: the InitPlan form by
+    /// default, the inline form on Citus (chosen by `migrate --citus` and `rls apply` on a
+    /// Citus database, never by the TOML).
+    #[serde(skip)]
+    pub predicate_form: crate::isolation::PredicateForm,
 }
 
 fn default_setting() -> String {
@@ -277,13 +282,13 @@ impl PolicySet {
         )
     }
 
-    /// The tenant predicate for `column`. `(SELECT …)` makes PostgreSQL evaluate the
-    /// function once per statement (an InitPlan), so the comparison is an index condition.
+    /// The tenant predicate for `column`, in [`PolicySet::predicate_form`]. The default
+    /// `(SELECT …)` makes PostgreSQL evaluate the function once per statement (an
+    /// InitPlan), so the comparison is an index condition.
     pub fn predicate(&self, column: &str) -> String {
-        format!(
-            "({} = (SELECT {}.current_tenant_id()))",
-            ident(column),
-            FUNCTION_SCHEMA
+        self.predicate_form.compare(
+            &ident(column),
+            &format!("{FUNCTION_SCHEMA}.current_tenant_id()"),
         )
     }
 }
@@ -365,6 +370,7 @@ mod tests {
             tenant_setting: "app.tenant_id".into(),
             tenant_column: "tenant_id".into(),
             tables: vec![TenantTable::new("t")],
+            predicate_form: Default::default(),
         };
         assert_eq!(
             set.current_tenant_body(),

@@ -10,6 +10,7 @@ use tokio_postgres::Client;
 
 use crate::policy::{self, Change, Command, PolicyError, PolicySet, Roles, TenantTable};
 
+pub mod citus;
 pub mod provisioning;
 
 mod embedded {
@@ -82,6 +83,7 @@ pub fn reference_policy(roles: Roles, tenant_setting: &str) -> PolicySet {
         tenant_setting: tenant_setting.into(),
         tenant_column: "tenant_id".into(),
         tables,
+        predicate_form: Default::default(),
     }
 }
 
@@ -156,21 +158,12 @@ pub async fn migrate_with(
         .batch_execute(&format!("SET ROLE {}", policy::ident(&owner)))
         .await
         .map_err(db("switching to the owner role"))?;
-    let mut runner = embedded::migrations::runner()
-        .set_abort_divergent(true)
-        .set_abort_missing(true);
-    runner.set_migration_table_name(HISTORY_TABLE);
-    let result = runner.run_async(client).await;
+    let result = run_migrations(client).await;
     client
         .batch_execute("RESET ROLE")
         .await
         .map_err(db("leaving the owner role"))?;
-    let applied = result?;
-    report.migrations = applied
-        .applied_migrations()
-        .iter()
-        .map(|m| m.to_string())
-        .collect();
+    report.migrations = result?;
 
     report.changes.extend(policy::apply(client, set).await?);
 
@@ -202,6 +195,51 @@ pub async fn check_with(
     set: &PolicySet,
     provisioner: &str,
 ) -> Result<Vec<String>, SchemaError> {
+    let mut out = pending_migrations(client).await?;
+    if !out.is_empty() {
+        out.push(
+            "(tables, RLS, policies and grants are checked once migrations are applied)".into(),
+        );
+        return Ok(out);
+    }
+    out.extend(
+        policy::check(client, set)
+            .await?
+            .into_iter()
+            .map(|c| c.to_string()),
+    );
+    let tx = client
+        .transaction()
+        .await
+        .map_err(db("starting a transaction"))?;
+    out.extend(
+        provisioning::plan(&tx, set, provisioner)
+            .await
+            .map_err(db("checking the provisioning function"))?
+            .into_iter()
+            .map(|c| c.to_string()),
+    );
+    tx.rollback().await.map_err(db("rolling back"))?;
+    Ok(out)
+}
+
+/// Runs the pending migrations on `client` as whoever it is connected as (the caller sets
+/// the role) and returns them as `V<n>__<name>`.
+async fn run_migrations(client: &mut Client) -> Result<Vec<String>, SchemaError> {
+    let mut runner = embedded::migrations::runner()
+        .set_abort_divergent(true)
+        .set_abort_missing(true);
+    runner.set_migration_table_name(HISTORY_TABLE);
+    let applied = runner.run_async(client).await?;
+    Ok(applied
+        .applied_migrations()
+        .iter()
+        .map(|m| m.to_string())
+        .collect())
+}
+
+/// Pending or altered migrations, one line each (empty: all applied as the code has them).
+async fn pending_migrations(client: &mut Client) -> Result<Vec<String>, SchemaError> {
     let mut runner = embedded::migrations::runner();
     runner.set_migration_table_name(HISTORY_TABLE);
     let history_exists: bool = client
@@ -229,29 +267,5 @@ pub async fn check_with(
             Some(_) => {}
         }
     }
-    if !out.is_empty() {
-        out.push(
-            "(tables, RLS, policies and grants are checked once migrations are applied)".into(),
-        );
-        return Ok(out);
-    }
-    out.extend(
-        policy::check(client, set)
-            .await?
-            .into_iter()
-            .map(|c| c.to_string()),
-    );
-    let tx = client
-        .transaction()
-        .await
-        .map_err(db("starting a transaction"))?;
-    out.extend(
-        provisioning::plan(&tx, set, provisioner)
-            .await
-            .map_err(db("checking the provisioning function"))?
-            .into_iter()
-            .map(|c| c.to_string()),
-    );
-    tx.rollback().await.map_err(db("rolling back"))?;
     Ok(out)
 }

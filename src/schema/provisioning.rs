@@ -102,8 +102,26 @@ BEGIN
 END
 "#;
 
+/// On Citus the provisioner must be able to log in (on the workers): Citus runs a SECURITY
+/// DEFINER function's distributed statements over connections as the function's owner
+/// (a NOLOGIN owner fails with "role … is not permitted to log in", Citus issue #7719). It
+/// still has no password: only the node-to-node authentication the operator sets up
+/// (`pg_dist_authinfo`, certificates, hba from the coordinator) lets it in.
+const CITUS_PROVISIONER: RoleSpec = RoleSpec {
+    login: true,
+    bypassrls: true,
+};
+
+fn spec(citus: bool) -> RoleSpec {
+    if citus {
+        CITUS_PROVISIONER
+    } else {
+        PROVISIONER
+    }
+}
+
 /// The statements that create or repair everything (each idempotent).
-fn script(set: &PolicySet, provisioner: &str) -> Vec<String> {
+fn script(set: &PolicySet, provisioner: &str, citus: bool) -> Vec<String> {
     let p = ident(provisioner);
     let s = FUNCTION_SCHEMA;
     let tables = TABLES
@@ -117,7 +135,7 @@ fn script(set: &PolicySet, provisioner: &str) -> Vec<String> {
              CREATE ROLE {p}; END IF; END $tg$",
             crate::policy::literal(provisioner)
         ),
-        format!("ALTER ROLE {p} {}", PROVISIONER.attributes()),
+        format!("ALTER ROLE {p} {}", spec(citus).attributes()),
         format!("GRANT USAGE ON SCHEMA public TO {p}"),
         format!("GRANT USAGE ON SCHEMA {s} TO {p}"),
         format!("GRANT EXECUTE ON FUNCTION {s}.uuid_v7() TO {p}"),
@@ -151,8 +169,18 @@ pub async fn plan(
     set: &PolicySet,
     provisioner: &str,
 ) -> Result<Vec<Change>, tokio_postgres::Error> {
+    plan_for(tx, set, provisioner, false).await
+}
+
+/// [`plan`] for plain PostgreSQL (`citus = false`) or Citus (the provisioner can log in).
+pub async fn plan_for(
+    tx: &Transaction<'_>,
+    set: &PolicySet,
+    provisioner: &str,
+    citus: bool,
+) -> Result<Vec<Change>, tokio_postgres::Error> {
     let mut diffs = Vec::new();
-    match role_drift(tx, provisioner, PROVISIONER).await? {
+    match role_drift(tx, provisioner, spec(citus)).await? {
         Some(RoleDrift::Missing) => diffs.push(format!("role {provisioner} is missing")),
         drift => {
             if let Some(RoleDrift::Attributes(what)) = drift {
@@ -235,7 +263,7 @@ pub async fn plan(
             "provisioning ({FUNCTION_SCHEMA}.provision_tenant, {FUNCTION_SCHEMA}.issue_api_key, role {provisioner})"
         ),
         difference: diffs.join("; "),
-        sql: script(set, provisioner),
+        sql: script(set, provisioner, citus),
     }])
 }
 
@@ -245,7 +273,17 @@ pub async fn apply(
     set: &PolicySet,
     provisioner: &str,
 ) -> Result<Vec<Change>, tokio_postgres::Error> {
-    let changes = plan(tx, set, provisioner).await?;
+    apply_for(tx, set, provisioner, false).await
+}
+
+/// [`apply`] for plain PostgreSQL or Citus (see [`plan_for`]).
+pub async fn apply_for(
+    tx: &Transaction<'_>,
+    set: &PolicySet,
+    provisioner: &str,
+    citus: bool,
+) -> Result<Vec<Change>, tokio_postgres::Error> {
+    let changes = plan_for(tx, set, provisioner, citus).await?;
     for c in &changes {
         for stmt in &c.sql {
             tx.batch_execute(stmt).await?;
