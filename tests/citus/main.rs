@@ -12,6 +12,7 @@
 //! coordinator. `plain.rs` always runs, on the suite's plain PostgreSQL.
 
 mod context;
+mod diagnose;
 mod isolation;
 mod migrate;
 mod plain;
