@@ -1,6 +1,7 @@
 //! HTTP tests of the reference API: the real server on a random port, a fresh real
 //! PostgreSQL database per test, requests over HTTP only.
 
+mod carrier;
 mod data_safety;
 mod dev_restart;
 mod helpers;
