@@ -14,7 +14,7 @@
 //! options): no `BEGIN`, no `COMMIT`. Every statement is sent as
 //! `SELECT set_config(<setting>, $1, true), set_config('transaction_read_only', 'on', true)`
 //! plus the statement, both bound and executed under ONE protocol Sync
-//! (`Client::query_after` of the vendored tokio-postgres, see
+//! (`Client::query_in_sync` of the vendored tokio-postgres, see
 //! `vendor/tokio-postgres/PATCHES.md`). Everything up to a Sync is one implicit
 //! transaction, so the tenant and read-only mode apply to that statement and end at its
 //! Sync, on success, on error and if the future is dropped in flight (the server runs to
@@ -37,9 +37,10 @@
 //! while it authenticates, validates or serializes.
 //!
 //! **Read-write, or without the statement cache**: a real transaction. `BEGIN [READ ONLY]`,
-//! the `set_config` and the first statement are sent together (tokio-postgres pipelines
-//! requests whose futures are polled together), so a request costs no more round trips than
-//! the same queries without RLS. A read-only transaction's `COMMIT` (uncached mode) is sent
+//! the `set_config` and the first statement are sent together (with the statement cache
+//! under one Sync; without it as requests tokio-postgres pipelines because their futures
+//! are polled together), so a request costs no more round trips than the same queries
+//! without RLS. A read-only transaction's `COMMIT` (uncached mode) is sent
 //! without waiting for its reply: it reaches the server ahead of whatever the connection's
 //! next user sends, and nothing is lost if it failed. The uncached mode (pgbouncer before
 //! 1.21) prepares statements inside the transaction, which the one-Sync path cannot do.

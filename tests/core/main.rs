@@ -4,6 +4,7 @@
 //! refusals, migrate and rls apply.
 
 mod carrier;
+mod citus;
 mod cluster;
 mod cluster_restart;
 mod context;
