@@ -14,11 +14,16 @@
 //! - `tenanttx-query-commit`: `TenantPool::begin` → `query_commit` (the path of a request
 //!   whose one statement is a write: set_config and the statement under one Sync, committed
 //!   there; one round trip).
+//! - `…-set-local`: the three `tenanttx` scenarios with the `SET LOCAL` context carrier
+//!   (Citus's: `BEGIN [READ ONLY]; SET LOCAL …; SELECT; COMMIT` under one Sync for read and
+//!   query-commit). After each concurrency level, the ratio of each to its `set_config`
+//!   twin is printed.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tenantguard::cluster::{Cluster, ClusterOptions, Durability, SUPERUSER};
+use tenantguard::pool::ContextCarrier;
 use tenantguard::{PoolOptions, TenantPool};
 use tokio_postgres::NoTls;
 use uuid::Uuid;
@@ -31,19 +36,25 @@ const Q_RLS: &str = "SELECT id, name, description, created_at FROM projects WHER
 enum Scenario {
     Explicit,
     Naive,
-    TxRead,
-    TxWrite,
-    TxCommit,
+    TxRead(ContextCarrier),
+    TxWrite(ContextCarrier),
+    TxCommit(ContextCarrier),
 }
+
+const SC: ContextCarrier = ContextCarrier::SetConfigLocal;
+const SL: ContextCarrier = ContextCarrier::SetLocal;
 
 impl Scenario {
     fn name(self) -> &'static str {
         match self {
             Scenario::Explicit => "explicit-filter",
             Scenario::Naive => "naive-rls",
-            Scenario::TxRead => "tenanttx-read",
-            Scenario::TxWrite => "tenanttx-write",
-            Scenario::TxCommit => "tenanttx-query-commit",
+            Scenario::TxRead(SC) => "tenanttx-read",
+            Scenario::TxWrite(SC) => "tenanttx-write",
+            Scenario::TxCommit(SC) => "tenanttx-query-commit",
+            Scenario::TxRead(_) => "tenanttx-read-set-local",
+            Scenario::TxWrite(_) => "tenanttx-write-set-local",
+            Scenario::TxCommit(_) => "tenanttx-query-commit-set-local",
         }
     }
 }
@@ -114,17 +125,21 @@ async fn run(cluster: &Cluster, dur: Duration, concurrency: &[usize]) {
         dur.as_secs()
     );
     println!(
-        "{:<6} {:<22} {:>10} {:>9} {:>9} {:>9}",
+        "{:<6} {:<32} {:>10} {:>9} {:>9} {:>9}",
         "conc", "scenario", "req/s", "p50 µs", "p99 µs", "ratio"
     );
     for &c in concurrency {
         let mut base = None;
+        let mut by_name = Vec::new();
         for s in [
             Scenario::Explicit,
             Scenario::Naive,
-            Scenario::TxRead,
-            Scenario::TxWrite,
-            Scenario::TxCommit,
+            Scenario::TxRead(SC),
+            Scenario::TxRead(SL),
+            Scenario::TxWrite(SC),
+            Scenario::TxWrite(SL),
+            Scenario::TxCommit(SC),
+            Scenario::TxCommit(SL),
         ] {
             let r = scenario(cluster, s, c, dur, targets.clone()).await;
             let ratio = base.map(|b: f64| r.ops / b).unwrap_or(1.0);
@@ -132,7 +147,7 @@ async fn run(cluster: &Cluster, dur: Duration, concurrency: &[usize]) {
                 base = Some(r.ops);
             }
             println!(
-                "{:<6} {:<22} {:>10.0} {:>9} {:>9} {:>8.2}x",
+                "{:<6} {:<32} {:>10.0} {:>9} {:>9} {:>8.2}x",
                 c,
                 s.name(),
                 r.ops,
@@ -140,6 +155,23 @@ async fn run(cluster: &Cluster, dur: Duration, concurrency: &[usize]) {
                 r.p99.as_micros(),
                 ratio
             );
+            by_name.push((s, r.ops));
+        }
+        for (s, ops) in &by_name {
+            let twin = match s {
+                Scenario::TxRead(SL) => Scenario::TxRead(SC),
+                Scenario::TxWrite(SL) => Scenario::TxWrite(SC),
+                Scenario::TxCommit(SL) => Scenario::TxCommit(SC),
+                _ => continue,
+            };
+            if let Some((_, t)) = by_name.iter().find(|(n, _)| *n == twin) {
+                println!(
+                    "{:<6} {:<32} set-local / set-config req/s: {:.2}x",
+                    c,
+                    s.name(),
+                    ops / t
+                );
+            }
         }
     }
 }
@@ -152,17 +184,20 @@ async fn scenario(
     targets: Arc<Vec<(Uuid, Uuid)>>,
 ) -> Result {
     let pool = match s {
-        Scenario::TxRead | Scenario::TxWrite | Scenario::TxCommit => Some(
-            TenantPool::connect(
-                cluster.config("tenantguard_app", "postgres"),
-                PoolOptions {
-                    max_size: c,
-                    ..PoolOptions::default()
-                },
+        Scenario::TxRead(carrier) | Scenario::TxWrite(carrier) | Scenario::TxCommit(carrier) => {
+            Some(
+                TenantPool::connect(
+                    cluster.config("tenantguard_app", "postgres"),
+                    PoolOptions {
+                        max_size: c,
+                        context_carrier: carrier,
+                        ..PoolOptions::default()
+                    },
+                )
+                .await
+                .expect("pool"),
             )
-            .await
-            .expect("pool"),
-        ),
+        }
         _ => None,
     };
     let deadline = Instant::now() + dur;
@@ -206,16 +241,16 @@ async fn scenario(
                         client.batch_execute("COMMIT").await.expect("commit");
                         rows
                     }
-                    Scenario::TxCommit => {
+                    Scenario::TxCommit(_) => {
                         let pool = pool.as_ref().expect("pool");
                         let mut tx = pool.begin(tenant.into()).await.expect("begin");
                         tx.query_commit(Q_RLS, &[&project])
                             .await
                             .expect("query_commit")
                     }
-                    Scenario::TxRead | Scenario::TxWrite => {
+                    Scenario::TxRead(_) | Scenario::TxWrite(_) => {
                         let pool = pool.as_ref().expect("pool");
-                        let mut tx = if s == Scenario::TxRead {
+                        let mut tx = if matches!(s, Scenario::TxRead(_)) {
                             pool.begin_read_only(tenant.into()).await
                         } else {
                             pool.begin(tenant.into()).await

@@ -21,6 +21,25 @@ pub enum LogFormat {
     Json,
 }
 
+/// How the tenant context reaches the database ([`crate::pool::ContextCarrier`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CarrierArg {
+    /// `set_config(<setting>, <tenant>, true)`, no BEGIN/COMMIT on the one-Sync paths (the
+    /// default; refused on Citus).
+    SetConfig,
+    /// `BEGIN; SET LOCAL <setting> = '<tenant>'; …; COMMIT` under one Sync (Citus).
+    SetLocal,
+}
+
+impl From<CarrierArg> for crate::pool::ContextCarrier {
+    fn from(c: CarrierArg) -> Self {
+        match c {
+            CarrierArg::SetConfig => crate::pool::ContextCarrier::SetConfigLocal,
+            CarrierArg::SetLocal => crate::pool::ContextCarrier::SetLocal,
+        }
+    }
+}
+
 /// JWT signature algorithms accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum JwtAlgorithm {
@@ -120,6 +139,16 @@ pub struct ServerArgs {
         action = clap::ArgAction::Set
     )]
     pub statement_cache: bool,
+    /// How the tenant context is carried: `set-config` (the default) or `set-local`, which
+    /// Citus needs (with `citus.propagate_set_commands = 'local'` for the app role). The
+    /// server refuses `set-config` on a database with the citus extension.
+    #[arg(
+        long,
+        env = "TENANTGUARD_CONTEXT_CARRIER",
+        value_enum,
+        default_value = "set-config"
+    )]
+    pub context_carrier: CarrierArg,
 }
 
 impl ServerArgs {
@@ -212,6 +241,7 @@ pub(crate) async fn connect_pools(
         max_size: server.pool_size.max(1),
         tenant_setting: tenant_setting.to_string(),
         statement_cache: server.statement_cache,
+        context_carrier: server.context_carrier.into(),
         ..PoolOptions::default()
     };
     let pool = TenantPool::connect(app, opts.clone())
@@ -272,6 +302,9 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     if !args.server.statement_cache {
         tracing::info!("statement cache off: statements are prepared inside each transaction (for a transaction-mode pooler)");
+    }
+    if args.server.context_carrier == CarrierArg::SetLocal {
+        tracing::info!("context carrier: SET LOCAL inside BEGIN … COMMIT (for Citus)");
     }
     let (pool, admin) =
         connect_pools(app_cfg, admin_cfg, &args.server, &args.tenant_setting).await?;
@@ -337,5 +370,25 @@ mod tests {
             assert!(a.server.statement_cache, "{on}");
         }
         assert!(Cmd::try_parse_from(["t", "--statement-cache", "maybe"]).is_err());
+    }
+
+    #[test]
+    fn the_context_carrier_is_a_setting() {
+        use super::CarrierArg;
+        use crate::pool::ContextCarrier;
+        let d = Cmd::try_parse_from(["t"]).unwrap().server;
+        assert_eq!(d.context_carrier, CarrierArg::SetConfig);
+        assert_eq!(
+            ContextCarrier::from(d.context_carrier),
+            ContextCarrier::SetConfigLocal
+        );
+        let a = Cmd::try_parse_from(["t", "--context-carrier", "set-local"])
+            .unwrap()
+            .server;
+        assert_eq!(
+            ContextCarrier::from(a.context_carrier),
+            ContextCarrier::SetLocal
+        );
+        assert!(Cmd::try_parse_from(["t", "--context-carrier", "set_local"]).is_err());
     }
 }

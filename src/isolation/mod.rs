@@ -4,9 +4,11 @@
 //! sets up its callers the way the model does.
 //!
 //! Every variation point is a type. The predicate form has the InitPlan form `migrate`
-//! installs and the inline form `migrate --citus` installs; the context carrier has one
-//! variant today; the tenancy model has the five common ones
-//! found in real multi-tenant schemas, declared with `--tenancy` or [`detect`]ed.
+//! installs and the inline form `migrate --citus` installs; the context carrier has
+//! `set_config` and Citus's `SET LOCAL` (the pool's
+//! [`PoolOptions`](crate::PoolOptions)`::context_carrier`); the tenancy model has the five
+//! common ones found in real multi-tenant schemas, declared with `--tenancy` or
+//! [`detect`]ed.
 
 pub mod detect;
 
@@ -254,9 +256,22 @@ impl PredicateForm {
 #[serde(rename_all = "snake_case")]
 pub enum ContextCarrier {
     /// `set_config(setting, value, true)` inside the request transaction (gone at its end).
-    /// `SET LOCAL` inside BEGIN…COMMIT (Citus) comes later.
     #[default]
     SetConfigLocal,
+    /// `SET LOCAL setting = '<value>'` inside an explicit `BEGIN … COMMIT` (gone at its
+    /// end), the value a literal: the only form Citus propagates to its workers (with
+    /// `citus.propagate_set_commands = 'local'`).
+    SetLocal,
+}
+
+impl ContextCarrier {
+    /// The setting word (`set-config`, `set-local`).
+    pub fn word(&self) -> &'static str {
+        match self {
+            ContextCarrier::SetConfigLocal => "set-config",
+            ContextCarrier::SetLocal => "set-local",
+        }
+    }
 }
 
 /// An isolation contract: the three variation points.

@@ -44,7 +44,7 @@ async fn server_version_num(client: &Client) -> Result<i32, PoolError> {
         .into_iter()
         .next()
         .map(|r| r.get(0))
-        .ok_or_else(|| PoolError::Unavailable("the version query returned no row".into()))
+        .ok_or_else(|| PoolError::missing_row("the version query"))
 }
 
 /// Why a role must not back the app pool: superuser or BYPASSRLS (its own or one it can
@@ -88,7 +88,7 @@ pub(crate) async fn app_role_problems(
         .map_err(PoolError::db("checking the pool role"))?
         .into_iter()
         .next()
-        .ok_or_else(|| PoolError::Unavailable("the role check returned no row".into()))?;
+        .ok_or_else(|| PoolError::missing_row("the role check"))?;
     let role: String = row.get(0);
     // "name true|false": whether `SET ROLE name` works.
     let split = |v: Vec<String>| -> Vec<(String, bool)> {
@@ -178,7 +178,7 @@ pub(crate) async fn admin_role_problems(
         .map_err(PoolError::db("checking the admin role"))?
         .into_iter()
         .next()
-        .ok_or_else(|| PoolError::Unavailable("the role check returned no row".into()))?;
+        .ok_or_else(|| PoolError::missing_row("the role check"))?;
     let role: String = row.get(0);
     let bypass: bool = row.get::<_, Option<bool>>(1).unwrap_or(false);
     let supers: Vec<String> = row.get(2);

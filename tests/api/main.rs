@@ -5,6 +5,7 @@ mod admin;
 mod audit;
 mod auth;
 mod baseline;
+mod carrier;
 mod data_safety;
 mod dev;
 mod dev_restart;

@@ -60,7 +60,7 @@ async fn created(s: &Server, path: &str, token: &str, body: Value) -> String {
 /// The API's main flows for one tenant: every resource created, listed, read, patched
 /// and deleted, the errors a client can cause (422, 409, 404, 403, 401), keys, JWTs and
 /// the audit log, with another tenant's ids looking absent.
-async fn main_flows(s: &Server, t: &Tenant, other: &Tenant, tag: &str) {
+pub(crate) async fn main_flows(s: &Server, t: &Tenant, other: &Tenant, tag: &str) {
     let k = &t.key;
     let project = created(s, "/v1/projects", k, json!({ "name": format!("{tag} p") })).await;
     let member = created(

@@ -16,12 +16,12 @@ async fn backend(tx: &mut TenantTx) -> i32 {
         .get(0)
 }
 
-#[tokio::test]
-async fn context_dies_with_commit_rollback_error_and_drop() {
+per_carrier!(context_dies_with_commit_rollback_error_and_drop);
+async fn context_dies_with_commit_rollback_error_and_drop(carrier: ContextCarrier) {
     let db = TestDb::new().await;
     let su = db.superuser().await;
     let a = graph(&su, "a").await;
-    let pool = db.app_pool(1).await;
+    let pool = app_pool(&db, 1, carrier).await;
 
     // Commit.
     let mut tx = pool.begin(a.tenant_id()).await.unwrap();
@@ -97,12 +97,16 @@ async fn context_dies_with_commit_rollback_error_and_drop() {
     assert_clean(&pool, pid, "read-only commit").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn context_dies_with_a_panic_and_a_cancelled_query() {
+per_carrier!(
+    context_dies_with_a_panic_and_a_cancelled_query,
+    flavor = "multi_thread",
+    worker_threads = 2
+);
+async fn context_dies_with_a_panic_and_a_cancelled_query(carrier: ContextCarrier) {
     let db = TestDb::new().await;
     let su = db.superuser().await;
     let a = graph(&su, "a").await;
-    let pool = db.app_pool(1).await;
+    let pool = app_pool(&db, 1, carrier).await;
 
     // A panic in a task holding the TenantTx: unwinding drops it.
     let p = pool.clone();
@@ -149,11 +153,15 @@ async fn context_dies_with_a_panic_and_a_cancelled_query() {
     assert_eq!(n, 0, "the panicking transaction was rolled back");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_tenants_on_a_small_pool_see_only_their_own_rows() {
+per_carrier!(
+    concurrent_tenants_on_a_small_pool_see_only_their_own_rows,
+    flavor = "multi_thread",
+    worker_threads = 2
+);
+async fn concurrent_tenants_on_a_small_pool_see_only_their_own_rows(carrier: ContextCarrier) {
     let db = TestDb::new().await;
     let su = db.superuser().await;
     let tenants = tenants(&su, 24).await;
-    let pool = db.app_pool(3).await;
+    let pool = app_pool(&db, 3, carrier).await;
     concurrent_isolation(&su, &pool, &tenants, 8).await;
 }

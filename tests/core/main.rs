@@ -3,9 +3,12 @@
 //! context's lifetime in the scoped pool (and its one-Sync read and write paths), pool start-up
 //! refusals, migrate and rls apply.
 
+mod carrier;
+mod citus;
 mod cluster;
 mod cluster_restart;
 mod context;
+mod errors;
 mod isolation;
 mod migrate;
 mod pgbouncer;

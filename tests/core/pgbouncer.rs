@@ -1,8 +1,9 @@
 //! Behind a transaction-mode pooler (pgbouncer), server connections are shared by many
 //! clients between transactions. A session-level tenant setting leaks to whoever gets the
 //! server connection next (shown here as a control: this is the seed's flaw); the
-//! transaction-local context of `TenantPool` does not, with the statement cache off as
-//! pgbouncer before 1.21 requires.
+//! transaction-local context of `TenantPool` does not, with either context carrier
+//! (`set_config` or `SET LOCAL`) and the statement cache off as pgbouncer before 1.21
+//! requires.
 
 use tenantguard::testing::Pgbouncer;
 use tenantguard::{PoolOptions, TenantPool};
@@ -63,36 +64,44 @@ async fn session_level_context_leaks_behind_pgbouncer_transaction_local_does_not
         Some("0")
     );
 
-    // tenantguard's way: transaction-local. Inside the transaction A sees its row; the
-    // next client on the same server connection sees nothing.
-    let inside = alice
-        .simple_query(&format!(
-            "BEGIN; SELECT set_config('app.tenant_id', '{}', true); SELECT count(*) FROM projects; COMMIT",
-            a.tenant
-        ))
-        .await
-        .unwrap();
-    let counts: Vec<String> = inside
-        .iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(counts.last().map(String::as_str), Some("1"));
-    assert_eq!(
-        scalar(&mallory, "SELECT count(*) FROM projects")
+    // tenantguard's way: transaction-local, with either carrier. Inside the transaction A
+    // sees its row; the next client on the same server connection sees nothing.
+    for prelude in [
+        format!("SELECT set_config('app.tenant_id', '{}', true)", a.tenant),
+        format!("SET LOCAL app.tenant_id = '{}'", a.tenant),
+    ] {
+        let inside = alice
+            .simple_query(&format!(
+                "BEGIN; {prelude}; SELECT count(*) FROM projects; COMMIT"
+            ))
             .await
-            .as_deref(),
-        Some("0"),
-        "transaction-local context did not survive COMMIT"
-    );
-    let setting = scalar(&mallory, "SELECT current_setting('app.tenant_id', true)").await;
-    assert!(setting.unwrap_or_default().is_empty());
+            .unwrap();
+        let counts: Vec<String> = inside
+            .iter()
+            .filter_map(|m| match m {
+                SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(counts.last().map(String::as_str), Some("1"), "{prelude}");
+        assert_eq!(
+            scalar(&mallory, "SELECT count(*) FROM projects")
+                .await
+                .as_deref(),
+            Some("0"),
+            "transaction-local context did not survive COMMIT: {prelude}"
+        );
+        let setting = scalar(&mallory, "SELECT current_setting('app.tenant_id', true)").await;
+        assert!(setting.unwrap_or_default().is_empty(), "{prelude}");
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tenant_pool_behind_pgbouncer_keeps_tenants_apart() {
+per_carrier!(
+    tenant_pool_behind_pgbouncer_keeps_tenants_apart,
+    flavor = "multi_thread",
+    worker_threads = 2
+);
+async fn tenant_pool_behind_pgbouncer_keeps_tenants_apart(carrier: ContextCarrier) {
     let db = TestDb::new().await;
     let su = db.superuser().await;
     let tenants = tenants(&su, 16).await;
@@ -105,6 +114,7 @@ async fn tenant_pool_behind_pgbouncer_keeps_tenants_apart() {
         PoolOptions {
             max_size: 8,
             statement_cache: false,
+            context_carrier: carrier,
             ..PoolOptions::default()
         },
     )

@@ -11,13 +11,13 @@ use uuid::Uuid;
 
 use crate::support::*;
 
-#[tokio::test]
-async fn reads_see_their_tenant_only_and_each_statement_ends_clean() {
+per_carrier!(reads_see_their_tenant_only_and_each_statement_ends_clean);
+async fn reads_see_their_tenant_only_and_each_statement_ends_clean(carrier: ContextCarrier) {
     let db = TestDb::new().await;
     let su = db.superuser().await;
     let a = graph(&su, "a").await;
     let b = graph(&su, "b").await;
-    let pool = db.app_pool(1).await;
+    let pool = app_pool(&db, 1, carrier).await;
     let pid = pool.inspect_idle(None).await.unwrap().backend_pid;
 
     // The row is visible, with the tenant and read-only mode in effect inside.
@@ -89,12 +89,12 @@ async fn reads_see_their_tenant_only_and_each_statement_ends_clean() {
     assert_clean(&pool, pid, "unused").await;
 }
 
-#[tokio::test]
-async fn writes_fail_and_read_only_cannot_be_turned_off() {
+per_carrier!(writes_fail_and_read_only_cannot_be_turned_off);
+async fn writes_fail_and_read_only_cannot_be_turned_off(carrier: ContextCarrier) {
     let db = TestDb::new().await;
     let su = db.superuser().await;
     let a = graph(&su, "a").await;
-    let pool = db.app_pool(1).await;
+    let pool = app_pool(&db, 1, carrier).await;
     let pid = pool.inspect_idle(None).await.unwrap().backend_pid;
     let before = digest(&su, "projects", a.tenant).await;
 
@@ -135,12 +135,14 @@ async fn writes_fail_and_read_only_cannot_be_turned_off() {
     assert_eq!(digest(&su, "projects", a.tenant).await, before, "unchanged");
 }
 
-#[tokio::test]
-async fn an_error_poisons_neither_the_next_statement_nor_the_next_checkout() {
+per_carrier!(an_error_poisons_neither_the_next_statement_nor_the_next_checkout);
+async fn an_error_poisons_neither_the_next_statement_nor_the_next_checkout(
+    carrier: ContextCarrier,
+) {
     let db = TestDb::new().await;
     let su = db.superuser().await;
     let a = graph(&su, "a").await;
-    let pool = db.app_pool(1).await;
+    let pool = app_pool(&db, 1, carrier).await;
     let pid = pool.inspect_idle(None).await.unwrap().backend_pid;
 
     let mut tx = pool.begin_read_only(a.tenant_id()).await.unwrap();
@@ -191,12 +193,16 @@ async fn an_error_poisons_neither_the_next_statement_nor_the_next_checkout() {
     assert_clean(&pool, pid, "next checkout").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cancelled_read_leaves_the_connection_clean() {
+per_carrier!(
+    a_cancelled_read_leaves_the_connection_clean,
+    flavor = "multi_thread",
+    worker_threads = 2
+);
+async fn a_cancelled_read_leaves_the_connection_clean(carrier: ContextCarrier) {
     let db = TestDb::new().await;
     let su = db.superuser().await;
     let a = graph(&su, "a").await;
-    let pool = db.app_pool(1).await;
+    let pool = app_pool(&db, 1, carrier).await;
     let pid = pool.inspect_idle(None).await.unwrap().backend_pid;
 
     let tx = pool.begin_read_only(a.tenant_id()).await.unwrap();
@@ -219,8 +225,12 @@ async fn a_cancelled_read_leaves_the_connection_clean() {
     assert_clean(&pool, pid, "cancelled second read").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn many_tenants_on_a_small_pool_read_only_their_own_rows() {
+per_carrier!(
+    many_tenants_on_a_small_pool_read_only_their_own_rows,
+    flavor = "multi_thread",
+    worker_threads = 2
+);
+async fn many_tenants_on_a_small_pool_read_only_their_own_rows(carrier: ContextCarrier) {
     let db = TestDb::new().await;
     let su = db.superuser().await;
     let tenants = tenants(&su, 24).await;
@@ -234,7 +244,7 @@ async fn many_tenants_on_a_small_pool_read_only_their_own_rows() {
         .await
         .unwrap();
     }
-    let pool = db.app_pool(3).await;
+    let pool = app_pool(&db, 3, carrier).await;
     let mut handles = Vec::new();
     for round in 0..8 {
         for (i, &t) in tenants.iter().enumerate() {
@@ -276,8 +286,10 @@ async fn many_tenants_on_a_small_pool_read_only_their_own_rows() {
     }
 }
 
-#[tokio::test]
-async fn without_the_statement_cache_read_only_is_still_one_real_transaction() {
+per_carrier!(without_the_statement_cache_read_only_is_still_one_real_transaction);
+async fn without_the_statement_cache_read_only_is_still_one_real_transaction(
+    carrier: ContextCarrier,
+) {
     let db = TestDb::new().await;
     let su = db.superuser().await;
     let a = graph(&su, "a").await;
@@ -286,6 +298,7 @@ async fn without_the_statement_cache_read_only_is_still_one_real_transaction() {
         PoolOptions {
             max_size: 1,
             statement_cache: false,
+            context_carrier: carrier,
             ..PoolOptions::default()
         },
     )

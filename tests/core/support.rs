@@ -274,3 +274,61 @@ pub async fn cancel_in_flight(
     );
     drop(tx);
 }
+
+pub use tenantguard::pool::ContextCarrier;
+
+/// Both context carriers: every contract test of the pool runs once per carrier.
+pub const CARRIERS: [ContextCarrier; 2] =
+    [ContextCarrier::SetConfigLocal, ContextCarrier::SetLocal];
+
+/// The app pool of the reference roles with `max_size` connections and `carrier`.
+pub async fn app_pool(
+    db: &TestDb,
+    max_size: usize,
+    carrier: ContextCarrier,
+) -> tenantguard::TenantPool {
+    pool_with(
+        db,
+        tenantguard::PoolOptions {
+            max_size,
+            ..tenantguard::PoolOptions::default()
+        },
+        carrier,
+    )
+    .await
+}
+
+/// The app pool of the reference roles with `opts` and `carrier`.
+pub async fn pool_with(
+    db: &TestDb,
+    opts: tenantguard::PoolOptions,
+    carrier: ContextCarrier,
+) -> tenantguard::TenantPool {
+    tenantguard::TenantPool::connect(
+        db.config_as("tenantguard_app"),
+        tenantguard::PoolOptions {
+            context_carrier: carrier,
+            ..opts
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("app pool ({carrier:?}): {e}"))
+}
+
+/// Declares the test `async fn $name(carrier: ContextCarrier)` once per context carrier,
+/// as `$name::set_config` and `$name::set_local`, with `#[tokio::test($args)]`.
+macro_rules! per_carrier {
+    ($name:ident $(, $($arg:tt)*)?) => {
+        mod $name {
+            #[tokio::test$(($($arg)*))?]
+            async fn set_config() {
+                super::$name(tenantguard::pool::ContextCarrier::SetConfigLocal).await
+            }
+            #[tokio::test$(($($arg)*))?]
+            async fn set_local() {
+                super::$name(tenantguard::pool::ContextCarrier::SetLocal).await
+            }
+        }
+    };
+}
+pub(crate) use per_carrier;

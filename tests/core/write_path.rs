@@ -137,7 +137,7 @@ async fn contract(pool: &TenantPool, su: &tokio_postgres::Client, a: &Graph, b: 
 }
 
 /// A fresh database with tenants a and b, and the contract on a one-connection pool.
-async fn run_contract(statement_cache: bool) {
+async fn run_contract(statement_cache: bool, carrier: ContextCarrier) {
     let db = TestDb::new().await;
     let su = db.superuser().await;
     let a = graph(&su, "a").await;
@@ -147,6 +147,7 @@ async fn run_contract(statement_cache: bool) {
         PoolOptions {
             max_size: 1,
             statement_cache,
+            context_carrier: carrier,
             ..PoolOptions::default()
         },
     )
@@ -155,22 +156,22 @@ async fn run_contract(statement_cache: bool) {
     contract(&pool, &su, &a, &b).await;
 }
 
-#[tokio::test]
-async fn the_last_statement_commits_with_the_transaction() {
-    run_contract(true).await;
+per_carrier!(the_last_statement_commits_with_the_transaction);
+async fn the_last_statement_commits_with_the_transaction(carrier: ContextCarrier) {
+    run_contract(true, carrier).await;
 }
 
-#[tokio::test]
-async fn without_the_statement_cache_too() {
-    run_contract(false).await;
+per_carrier!(without_the_statement_cache_too);
+async fn without_the_statement_cache_too(carrier: ContextCarrier) {
+    run_contract(false, carrier).await;
 }
 
-#[tokio::test]
-async fn a_connection_is_held_only_while_it_is_needed() {
+per_carrier!(a_connection_is_held_only_while_it_is_needed);
+async fn a_connection_is_held_only_while_it_is_needed(carrier: ContextCarrier) {
     let db = TestDb::new().await;
     let su = db.superuser().await;
     let a = graph(&su, "a").await;
-    let pool = db.app_pool(1).await;
+    let pool = app_pool(&db, 1, carrier).await;
     let idle = |pool: &TenantPool| pool.status().available;
     pool.inspect_idle(None).await.unwrap();
     assert_eq!(idle(&pool), 1);

@@ -6,7 +6,7 @@ use crate::connection::{Request, RequestMessages};
 use crate::copy_out::CopyOutStream;
 #[cfg(feature = "runtime")]
 use crate::keepalive::KeepaliveConfig;
-use crate::query::RowStream;
+use crate::query::{RowStream, SyncStep};
 use crate::simple_query::SimpleQueryStream;
 #[cfg(feature = "runtime")]
 use crate::tls::MakeTlsConnect;
@@ -262,30 +262,27 @@ impl Client {
             .await
     }
 
-    /// Executes `first`, discarding its rows, then `statement`, returning its rows, in one
-    /// request that ends with a single Sync.
+    /// Executes the statements of `before`, then `statement`, then those of `after`, in one
+    /// request that ends with a single Sync, and returns the rows of `statement` (the rows
+    /// of the others are discarded).
     ///
     /// Everything up to a Sync is one implicit transaction (unless a transaction block is
-    /// already open), so a transaction-local setting made by `first`, e.g.
-    /// `SELECT set_config(name, value, true)`, applies to `statement` and ends with it.
-    /// If either statement fails the server skips to the Sync and that error is returned.
+    /// open or opened by one of the statements), so a transaction-local setting made
+    /// before `statement`, e.g. by `SELECT set_config(name, value, true)`, applies to it
+    /// and ends at the Sync; `BEGIN` … `COMMIT` steps make it an explicit transaction
+    /// block. If any statement fails the server skips to the Sync and that error is
+    /// returned (inside a block opened here, the block is then left failed: the caller
+    /// owes a `ROLLBACK`).
     ///
-    /// Both statements must already be prepared.
-    pub async fn query_after(
+    /// `statement` and the [`SyncStep::Prepared`] steps must already be prepared.
+    pub async fn query_in_sync(
         &self,
-        first: &Statement,
-        first_params: &[&(dyn ToSql + Sync)],
+        before: &[SyncStep<'_>],
         statement: &Statement,
         params: &[&(dyn ToSql + Sync)],
+        after: &[SyncStep<'_>],
     ) -> Result<Vec<Row>, Error> {
-        query::query_after(
-            &self.inner,
-            first,
-            slice_iter(first_params),
-            statement,
-            slice_iter(params),
-        )
-        .await
+        query::query_in_sync(&self.inner, before, statement, params, after).await
     }
 
     /// Returns a vector of scalars.

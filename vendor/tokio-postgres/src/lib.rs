@@ -134,7 +134,7 @@ use crate::error::DbError;
 pub use crate::error::Error;
 pub use crate::generic_client::GenericClient;
 pub use crate::portal::Portal;
-pub use crate::query::RowStream;
+pub use crate::query::{RowStream, SyncStep};
 pub use crate::row::{Row, SimpleQueryRow};
 pub use crate::simple_query::{SimpleColumn, SimpleQueryStream};
 #[cfg(feature = "runtime")]

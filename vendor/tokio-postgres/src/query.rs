@@ -2,7 +2,7 @@ use crate::client::{InnerClient, Responses};
 use crate::codec::FrontendMessage;
 use crate::connection::RequestMessages;
 use crate::prepare::get_type;
-use crate::types::{BorrowToSql, IsNull};
+use crate::types::{BorrowToSql, IsNull, ToSql};
 use crate::{Column, Error, Portal, Row, Statement};
 use bytes::{Bytes, BytesMut};
 use fallible_iterator::FallibleIterator;
@@ -242,27 +242,23 @@ where
     }
 }
 
-// tenantguard patch (see PATCHES.md): two bound statements under one Sync.
-pub async fn query_after<P1, I1, P2, I2>(
+// tenantguard patch (see PATCHES.md): several statements under one Sync.
+pub async fn query_in_sync(
     client: &InnerClient,
-    first: &Statement,
-    first_params: I1,
+    before: &[SyncStep<'_>],
     statement: &Statement,
-    params: I2,
-) -> Result<Vec<Row>, Error>
-where
-    P1: BorrowToSql,
-    I1: IntoIterator<Item = P1>,
-    I1::IntoIter: ExactSizeIterator,
-    P2: BorrowToSql,
-    I2: IntoIterator<Item = P2>,
-    I2::IntoIter: ExactSizeIterator,
-{
+    params: &[&(dyn ToSql + Sync)],
+    after: &[SyncStep<'_>],
+) -> Result<Vec<Row>, Error> {
     let buf = client.with_buf(|buf| {
-        encode_bind(first, first_params, "", buf)?;
+        for step in before {
+            encode_step(step, buf)?;
+        }
+        encode_bind(statement, params.iter().copied(), "", buf)?;
         frontend::execute("", 0, buf).map_err(Error::encode)?;
-        encode_bind(statement, params, "", buf)?;
-        frontend::execute("", 0, buf).map_err(Error::encode)?;
+        for step in after {
+            encode_step(step, buf)?;
+        }
         frontend::sync(buf);
         Ok(buf.split().freeze())
     })?;
@@ -270,18 +266,9 @@ where
     // ReadyForQuery here, and keeps paging it if this future is dropped.
     let mut responses = client.send(RequestMessages::Single(FrontendMessage::Raw(buf)))?;
 
-    match responses.next().await? {
-        Message::BindComplete => {}
-        _ => return Err(Error::unexpected_message()),
+    for step in before {
+        discard_step(step, &mut responses).await?;
     }
-    loop {
-        match responses.next().await? {
-            Message::DataRow(_) => {}
-            Message::CommandComplete(_) | Message::EmptyQueryResponse => break,
-            _ => return Err(Error::unexpected_message()),
-        }
-    }
-
     match responses.next().await? {
         Message::BindComplete => {}
         _ => return Err(Error::unexpected_message()),
@@ -290,8 +277,56 @@ where
     loop {
         match responses.next().await? {
             Message::DataRow(body) => rows.push(Row::new(statement.clone(), body)?),
-            Message::CommandComplete(_) | Message::EmptyQueryResponse => {}
-            Message::ReadyForQuery(_) => return Ok(rows),
+            Message::CommandComplete(_) | Message::EmptyQueryResponse => break,
+            _ => return Err(Error::unexpected_message()),
+        }
+    }
+    for step in after {
+        discard_step(step, &mut responses).await?;
+    }
+    match responses.next().await? {
+        Message::ReadyForQuery(_) => Ok(rows),
+        _ => Err(Error::unexpected_message()),
+    }
+}
+
+/// A statement of [`query_in_sync`] whose rows are discarded.
+pub enum SyncStep<'a> {
+    /// A prepared statement and its parameters.
+    Prepared(&'a Statement, &'a [&'a (dyn ToSql + Sync)]),
+    /// SQL without parameters, parsed as the unnamed statement: nothing stays prepared on
+    /// the connection.
+    Unnamed(&'a str),
+}
+
+fn encode_step(step: &SyncStep<'_>, buf: &mut BytesMut) -> Result<(), Error> {
+    match step {
+        SyncStep::Prepared(statement, params) => {
+            encode_bind(statement, params.iter().copied(), "", buf)?
+        }
+        SyncStep::Unnamed(sql) => {
+            frontend::parse("", sql, std::iter::empty(), buf).map_err(Error::encode)?;
+            encode_bind_raw("", std::iter::empty::<(&(dyn ToSql + Sync), Type)>(), "", buf)?;
+        }
+    }
+    frontend::execute("", 0, buf).map_err(Error::encode)
+}
+
+async fn discard_step(step: &SyncStep<'_>, responses: &mut Responses) -> Result<(), Error> {
+    if let SyncStep::Unnamed(_) = step {
+        match responses.next().await? {
+            Message::ParseComplete => {}
+            _ => return Err(Error::unexpected_message()),
+        }
+    }
+    match responses.next().await? {
+        Message::BindComplete => {}
+        _ => return Err(Error::unexpected_message()),
+    }
+    loop {
+        match responses.next().await? {
+            Message::DataRow(_) => {}
+            Message::CommandComplete(_) | Message::EmptyQueryResponse => return Ok(()),
             _ => return Err(Error::unexpected_message()),
         }
     }

@@ -429,6 +429,16 @@ impl Error {
         self.0.kind == Kind::Closed
     }
 
+    /// Determines if the error came from the transport: communicating with the server,
+    /// connecting to it, or a connect timeout (tenantguard patch, see PATCHES.md).
+    pub fn is_io(&self) -> bool {
+        #[cfg(feature = "runtime")]
+        if self.0.kind == Kind::Connect {
+            return true;
+        }
+        matches!(self.0.kind, Kind::Io | Kind::Timeout)
+    }
+
     /// Returns the SQLSTATE error code associated with the error.
     ///
     /// This is a convenience method that downcasts the cause to a `DbError` and returns its code.
