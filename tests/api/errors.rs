@@ -234,6 +234,8 @@ async fn a_programming_error_is_a_500_not_a_503() {
     assert!(wrong_type.code().is_none(), "{wrong_type}");
     assert_eq!(ApiError::from(wrong_type).status().as_u16(), 500);
     // The pool's own outage stays a 503.
-    let gone = tenantguard::pool::PoolError::Unavailable("pool timed out".into());
+    let gone = tenantguard::pool::PoolError::from(deadpool_postgres::PoolError::Timeout(
+        deadpool_postgres::TimeoutType::Wait,
+    ));
     assert_eq!(ApiError::from(gone).status().as_u16(), 503);
 }
