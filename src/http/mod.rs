@@ -26,6 +26,7 @@ pub mod invoices;
 pub mod json;
 pub mod limits;
 pub mod members;
+pub mod openapi;
 pub mod ops;
 pub mod projects;
 pub mod request_id;
@@ -264,7 +265,7 @@ pub fn router(state: AppState) -> Router {
     } else {
         tenant_router(&state)
     };
-    let admin = admin::router().route_layer(middleware::from_fn_with_state(
+    let admin = openapi::admin_routes().route_layer(middleware::from_fn_with_state(
         state.clone(),
         auth::admin_guard,
     ));
@@ -320,16 +321,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 fn tenant_router(state: &AppState) -> Router<AppState> {
-    Router::new()
-        .merge(projects::router())
-        .merge(tasks::router())
-        .merge(documents::router())
-        .merge(comments::router())
-        .merge(invoices::router())
-        .merge(members::router())
-        .merge(api_keys::router())
-        .merge(webhooks::router())
-        .merge(audit_log::router())
+    Router::from(openapi::tenant_routes())
         // Inside tenant_scope: it needs the principal and the request's transaction.
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

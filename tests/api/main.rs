@@ -5,6 +5,9 @@ mod data_safety;
 mod dev_restart;
 mod helpers;
 mod idempotency;
+mod openapi_location;
+mod openapi_roles;
+mod openapi_schemathesis;
 mod pgbouncer;
 mod rollback_noise;
 mod service;
@@ -1238,87 +1241,6 @@ mod ops {
             }
         }
         app.stop().await;
-    }
-
-    /// The other direction: every route the tenant and admin routers declare (read from
-    /// their source, since an axum Router cannot list its routes) is in the OpenAPI
-    /// document with the same methods. The operational endpoints (`ops.rs`) and the
-    /// bench-only baseline (`compare.rs`) are not part of the API document.
-    #[tokio::test]
-    async fn every_route_is_documented() {
-        let app = spawn_app().await;
-        let doc = app.send("GET", "/openapi.json", None, None).await;
-        let paths = doc.ok(200)["paths"].as_object().unwrap().clone();
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http");
-        let mut routes = 0;
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let file = entry.unwrap().path();
-            let name = file.file_name().unwrap().to_string_lossy().to_string();
-            if matches!(name.as_str(), "ops.rs" | "compare.rs") {
-                continue;
-            }
-            let src = std::fs::read_to_string(&file).unwrap();
-            for (path, methods) in declared_routes(&src) {
-                routes += 1;
-                let documented = paths
-                    .get(&path)
-                    .unwrap_or_else(|| panic!("{name}: {path} is routed but not documented"));
-                let mut want: Vec<&str> = documented
-                    .as_object()
-                    .unwrap()
-                    .keys()
-                    .map(String::as_str)
-                    .collect();
-                want.sort_unstable();
-                let mut got: Vec<&str> = methods.iter().map(String::as_str).collect();
-                got.sort_unstable();
-                assert_eq!(got, want, "{name}: methods of {path}");
-            }
-        }
-        assert_eq!(
-            routes,
-            paths.len(),
-            "every documented path is declared once"
-        );
-        app.stop().await;
-    }
-
-    /// `(path, methods)` of each `.route("<path>", get(..).post(..))` call in `src`.
-    fn declared_routes(src: &str) -> Vec<(String, Vec<String>)> {
-        let mut out = Vec::new();
-        let mut rest = src;
-        while let Some(at) = rest.find(".route(") {
-            let call = &rest[at + ".route(".len()..];
-            // The call's arguments: up to the parenthesis that closes `.route(`.
-            let mut depth = 1;
-            let end = call
-                .char_indices()
-                .find_map(|(i, c)| {
-                    match c {
-                        '(' => depth += 1,
-                        ')' => depth -= 1,
-                        _ => {}
-                    }
-                    (depth == 0).then_some(i)
-                })
-                .expect("balanced .route(");
-            let args = &call[..end];
-            let path = args.split('"').nth(1).expect("a path literal").to_string();
-            let methods = ["get", "post", "put", "patch", "delete"]
-                .iter()
-                .filter(|m| {
-                    args.match_indices(&format!("{m}(")).any(|(i, _)| {
-                        i == 0
-                            || !args.as_bytes()[i - 1].is_ascii_alphanumeric()
-                                && args.as_bytes()[i - 1] != b'_'
-                    })
-                })
-                .map(|m| m.to_string())
-                .collect();
-            out.push((path, methods));
-            rest = &call[end..];
-        }
-        out
     }
 }
 
