@@ -32,6 +32,7 @@ pub mod projects;
 pub mod request_id;
 pub mod tasks;
 pub mod webhooks;
+pub mod wire;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -500,7 +501,9 @@ impl Application {
             let service = hyper_util::service::TowerToHyperService::new(app.clone().map_request(
                 |req: axum::http::Request<hyper::body::Incoming>| req.map(axum::body::Body::new),
             ));
-            let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            // hyper's own 400/414/431 heads become problem+json (see `wire`).
+            let io = hyper_util::rt::TokioIo::new(wire::ProblemIo::new(stream));
+            let conn = http.serve_connection(io, service);
             let conn = graceful.watch(conn);
             tokio::spawn(async move {
                 if let Err(e) = conn.await {

@@ -290,6 +290,13 @@ impl Modify for Exact {
                         );
                     }
                 }
+                // hyper's own answers, problem+json through `wire::ProblemIo`.
+                add(
+                    op,
+                    "414",
+                    "the request target is longer than hyper's limit (64 KiB)",
+                );
+                add(op, "431", "the request's header section is larger than hyper's read buffer (about 400 KiB), or has more than 100 fields");
                 add(op, "503", "the database is unreachable, the request took longer than the request timeout (rolled back), or the server is overloaded");
                 // Every error, whoever declared it, is problem+json.
                 for (status, r) in op.responses.responses.iter_mut() {
@@ -477,7 +484,10 @@ mod tests {
                 }
             }
             let has = |s: &str| op["responses"].get(s).is_some();
-            assert!(has("401") && has("503"), "{m} {p}");
+            assert!(
+                has("401") && has("503") && has("414") && has("431"),
+                "{m} {p}"
+            );
             if p.starts_with("/v1/") {
                 assert!(has("429"), "{m} {p}");
                 let role = op["x-min-role"]

@@ -8,6 +8,7 @@ mod idempotency;
 mod openapi_location;
 mod openapi_roles;
 mod openapi_schemathesis;
+mod openapi_wire;
 mod pgbouncer;
 mod rollback_noise;
 mod service;
