@@ -246,6 +246,18 @@ impl Modify for Exact {
                         "no such resource in this tenant (another tenant's id looks the same)",
                     );
                 }
+                let query = op.parameters.as_ref().is_some_and(|ps| {
+                    ps.iter().any(|p| {
+                        matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Query)
+                    })
+                });
+                if query {
+                    add(
+                        op,
+                        "422",
+                        "a query parameter is out of its range, length or values",
+                    );
+                }
                 if body || params {
                     add(
                         op,
