@@ -246,6 +246,16 @@ impl Modify for Exact {
                         "no such resource in this tenant (another tenant's id looks the same)",
                     );
                 }
+                // The Idempotency-Key's characters, as `idempotency` checks them.
+                for p in op.parameters.iter_mut().flatten() {
+                    if p.name == "Idempotency-Key" {
+                        if let Some(RefOr::T(utoipa::openapi::schema::Schema::Object(o))) =
+                            p.schema.as_mut()
+                        {
+                            o.pattern = Some("^[\\x21-\\x7e]+$".into());
+                        }
+                    }
+                }
                 let query = op.parameters.as_ref().is_some_and(|ps| {
                     ps.iter().any(|p| {
                         matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Query)
@@ -517,6 +527,12 @@ mod tests {
             }
         }
         assert!(doc["components"]["schemas"]["Problem"].is_object());
+        let post = &doc["paths"]["/v1/projects"]["post"]["parameters"];
+        let key = post
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == "Idempotency-Key"))
+            .expect("the header is documented");
+        assert_eq!(key["schema"]["pattern"], "^[\\x21-\\x7e]+$");
     }
 
     #[test]
