@@ -21,13 +21,14 @@ fn venv() -> PathBuf {
 }
 
 /// Ignored until the last failure classes are gone (run it with `--ignored`). At the last
-/// run (seed 20261201, 120 s, 5,698 cases, before 422 was documented on lists) 42 failures
-/// remained, of kinds the document cannot yet express or the server answers by design:
-/// random `cursor` strings (opaque cursors: 400), bodies naming a random parent id (422), an
-/// `Idempotency-Key` value reused with another body (422), a PATCH whose fields are all
-/// `null` (422), integers sent as `1.0` (422; JSON Schema calls them integers), a revoked
-/// API key that stays readable after its DELETE (ST301), and one task read back as 404
-/// right after its create (ST302, not yet analysed).
+/// run (seed 20261201, 120 s, 6,837 cases) 27 failures remained, of kinds the document cannot
+/// yet express or the server answers by design: 12 an `Idempotency-Key` value reused with
+/// another body (422), 10 random `cursor` strings (opaque cursors: 400), 1 a body naming a
+/// random parent id (422), 1 a PATCH whose fields are all `null` (422), 1 an integer sent as
+/// `66060676.0` (422; JSON Schema calls it an integer), 1 a revoked API key that stays
+/// readable after its DELETE (ST301), 1 a task read back as 404 right after its create
+/// (ST302, not yet analysed); and one schemathesis-internal error (hypothesis' lambda source
+/// cache) on `GET /admin/v1/tenants`.
 #[tokio::test]
 #[ignore = "schemathesis still finds failures; see the comment"]
 async fn schemathesis_finds_nothing_with_every_check_on() {
