@@ -10,10 +10,10 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::api_keys::{ApiKey, CreatedApiKey, NewApiKey};
@@ -82,9 +82,11 @@ pub struct ProvisionedTenant {
 #[serde(deny_unknown_fields)]
 pub struct NewTenant {
     /// Name, 1–200 characters.
+    #[schema(min_length = 1, max_length = 200, pattern = "^[^\\u0000]*$")]
     pub name: String,
     /// Optionally, the first owner's email (added as a team member).
     #[serde(default)]
+    #[schema(min_length = 3, max_length = 320, pattern = "^[^@\\s]+@\\S+$")]
     pub owner_email: Option<String>,
 }
 
@@ -108,15 +110,14 @@ pub struct ProjectStatsReport {
     pub tenants: Vec<ProjectStats>,
 }
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/admin/v1/tenants", get(list_tenants).post(create_tenant))
-        .route("/admin/v1/tenants/{id}", get(get_tenant))
-        .route(
-            "/admin/v1/tenants/{id}/api-keys",
-            axum::routing::post(issue_api_key),
-        )
-        .route("/admin/v1/stats/projects", get(project_stats))
+/// The routes and their OpenAPI operations, from one declaration: each handler's
+/// `#[utoipa::path]` gives both its route and its document entry.
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_tenants, create_tenant))
+        .routes(routes!(get_tenant))
+        .routes(routes!(issue_api_key))
+        .routes(routes!(project_stats))
 }
 
 fn db_err(context: &'static str) -> impl Fn(tokio_postgres::Error) -> ApiError {
@@ -129,7 +130,7 @@ async fn admin_client(state: &AppState) -> Result<deadpool_postgres::Object, Api
 }
 
 /// Lists tenants, newest first.
-#[utoipa::path(get, path = "/admin/v1/tenants", tag = "admin", params(PageParams),
+#[utoipa::path(get, path = "/admin/v1/tenants", tag = "admin", operation_id = "admin_tenants_list", params(PageParams),
     responses((status = 200, body = Page<Tenant>), (status = 401, body = Problem)))]
 pub(crate) async fn list_tenants(
     State(state): State<AppState>,
@@ -177,7 +178,7 @@ pub(crate) async fn list_tenants(
 }
 
 /// One tenant with its usage counts.
-#[utoipa::path(get, path = "/admin/v1/tenants/{id}", tag = "admin", params(("id" = Uuid, Path)),
+#[utoipa::path(get, path = "/admin/v1/tenants/{id}", tag = "admin", operation_id = "admin_tenants_get", params(("id" = Uuid, Path)),
     responses((status = 200, body = TenantDetail), (status = 404, body = Problem)))]
 pub(crate) async fn get_tenant(
     State(state): State<AppState>,
@@ -221,7 +222,7 @@ pub(crate) async fn get_tenant(
 }
 
 /// Creates a tenant and its first owner key.
-#[utoipa::path(post, path = "/admin/v1/tenants", tag = "admin", request_body = NewTenant,
+#[utoipa::path(post, path = "/admin/v1/tenants", tag = "admin", operation_id = "admin_tenants_create", request_body = NewTenant,
     responses((status = 201, body = ProvisionedTenant), (status = 401, body = Problem), (status = 422, body = Problem)))]
 pub(crate) async fn create_tenant(
     State(state): State<AppState>,
@@ -275,7 +276,7 @@ pub(crate) async fn create_tenant(
 
 /// Issues an API key of any role (also `owner`) for an existing tenant, shown once. The
 /// tenant's audit log records it (actor `admin`, action `issue`).
-#[utoipa::path(post, path = "/admin/v1/tenants/{id}/api-keys", tag = "admin",
+#[utoipa::path(post, path = "/admin/v1/tenants/{id}/api-keys", tag = "admin", operation_id = "admin_tenant_api_keys_create",
     params(("id" = Uuid, Path)), request_body = NewApiKey,
     responses((status = 201, body = CreatedApiKey), (status = 401, body = Problem),
               (status = 404, body = Problem), (status = 422, body = Problem)))]
@@ -323,7 +324,7 @@ pub(crate) async fn issue_api_key(
 }
 
 /// The seed's cross-tenant report: projects and last activity per tenant.
-#[utoipa::path(get, path = "/admin/v1/stats/projects", tag = "admin",
+#[utoipa::path(get, path = "/admin/v1/stats/projects", tag = "admin", operation_id = "admin_stats_projects",
     responses((status = 200, body = ProjectStatsReport), (status = 401, body = Problem)))]
 pub(crate) async fn project_stats(
     State(state): State<AppState>,

@@ -7,10 +7,10 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::{new_api_key, Admin, Db, Need, Role};
@@ -58,19 +58,22 @@ pub struct CreatedApiKey {
 #[serde(deny_unknown_fields)]
 pub struct NewApiKey {
     /// Label.
+    #[schema(min_length = 1, max_length = 200, pattern = "^[^\\u0000]*$")]
     pub name: String,
     /// Role (at most the caller's).
     pub role: Role,
 }
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/api-keys", get(list).post(create))
-        .route("/v1/api-keys/{id}", get(get_one).delete(revoke))
+/// The routes and their OpenAPI operations, from one declaration: each handler's
+/// `#[utoipa::path]` gives both its route and its document entry.
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(get_one, revoke))
 }
 
 /// Lists keys, newest first.
-#[utoipa::path(get, path = "/v1/api-keys", tag = "api-keys", params(PageParams),
+#[utoipa::path(get, path = "/v1/api-keys", tag = "api-keys", operation_id = "api_keys_list", extensions(("x-min-role" = json!("admin"))), params(PageParams),
     responses((status = 200, body = Page<ApiKey>), (status = 403, body = Problem)))]
 pub(crate) async fn list(
     _: Need<Admin>,
@@ -82,7 +85,7 @@ pub(crate) async fn list(
 
 /// Creates a key and shows it once (a replay of an `Idempotency-Key` request answers with
 /// `api_key` empty: the secret is never stored).
-#[utoipa::path(post, path = "/v1/api-keys", tag = "api-keys", request_body = NewApiKey,
+#[utoipa::path(post, path = "/v1/api-keys", tag = "api-keys", operation_id = "api_keys_create", extensions(("x-min-role" = json!("admin"))), request_body = NewApiKey,
     responses((status = 201, body = CreatedApiKey), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub(crate) async fn create(
     Need(p, ..): Need<Admin>,
@@ -118,7 +121,7 @@ pub(crate) async fn create(
 }
 
 /// Gets one key's metadata.
-#[utoipa::path(get, path = "/v1/api-keys/{id}", tag = "api-keys", params(("id" = Uuid, Path)),
+#[utoipa::path(get, path = "/v1/api-keys/{id}", tag = "api-keys", operation_id = "api_keys_get", extensions(("x-min-role" = json!("admin"))), params(("id" = Uuid, Path)),
     responses((status = 200, body = ApiKey), (status = 404, body = Problem)))]
 pub(crate) async fn get_one(
     _: Need<Admin>,
@@ -131,7 +134,7 @@ pub(crate) async fn get_one(
 /// Revokes a key: it stops working at once on this server, within the cache TTL elsewhere.
 /// An owner key can only be revoked by an owner (403), and never the tenant's last active
 /// owner key (409).
-#[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "api-keys", params(("id" = Uuid, Path)),
+#[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "api-keys", operation_id = "api_keys_revoke", extensions(("x-min-role" = json!("admin"))), params(("id" = Uuid, Path)),
     responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub(crate) async fn revoke(
     State(state): State<AppState>,

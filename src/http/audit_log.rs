@@ -2,10 +2,10 @@
 //! transaction; the app role has SELECT and INSERT only, so rows cannot be changed or
 //! removed through the API or the database. Admins read.
 
-use axum::routing::get;
-use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::{Admin, Db, Need};
@@ -41,25 +41,31 @@ pub struct AuditEntry {
 #[serde(deny_unknown_fields)]
 pub struct AuditFilter {
     /// Only this resource type.
+    #[param(min_length = 1, max_length = 100, pattern = "^[^\\u0000]*$")]
     pub resource_type: Option<String>,
     /// Only this resource.
     pub resource_id: Option<Uuid>,
     /// Only this actor.
+    #[param(min_length = 1, max_length = 300, pattern = "^[^\\u0000]*$")]
     pub actor: Option<String>,
     /// Page size.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// Cursor.
+    #[param(max_length = 128)]
     pub cursor: Option<String>,
 }
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/audit-log", get(list))
-        .route("/v1/audit-log/{id}", get(get_one))
+/// The routes and their OpenAPI operations, from one declaration: each handler's
+/// `#[utoipa::path]` gives both its route and its document entry.
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(get_one))
 }
 
 /// Lists audit rows, newest first.
-#[utoipa::path(get, path = "/v1/audit-log", tag = "audit-log", params(AuditFilter),
+#[utoipa::path(get, path = "/v1/audit-log", tag = "audit-log", operation_id = "audit_log_list", extensions(("x-min-role" = json!("admin"))), params(AuditFilter),
     responses((status = 200, body = Page<AuditEntry>), (status = 403, body = Problem)))]
 pub(crate) async fn list(
     _: Need<Admin>,
@@ -82,7 +88,7 @@ pub(crate) async fn list(
 }
 
 /// Gets one audit row.
-#[utoipa::path(get, path = "/v1/audit-log/{id}", tag = "audit-log", params(("id" = Uuid, Path)),
+#[utoipa::path(get, path = "/v1/audit-log/{id}", tag = "audit-log", operation_id = "audit_log_get", extensions(("x-min-role" = json!("admin"))), params(("id" = Uuid, Path)),
     responses((status = 200, body = AuditEntry), (status = 404, body = Problem)))]
 pub(crate) async fn get_one(
     _: Need<Admin>,

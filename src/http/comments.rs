@@ -2,10 +2,10 @@
 //! write.
 
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::{Db, Member, Need, Viewer};
@@ -51,6 +51,7 @@ pub struct NewComment {
     #[serde(default)]
     pub author_id: Option<Uuid>,
     /// Text.
+    #[schema(min_length = 1, max_length = 20000, pattern = "^[^\\u0000]*$")]
     pub body: String,
 }
 
@@ -60,6 +61,7 @@ pub struct NewComment {
 pub struct CommentPatch {
     /// New text.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 20000, pattern = "^[^\\u0000]*$")]
     pub body: Option<String>,
 }
 
@@ -72,22 +74,23 @@ pub struct CommentFilter {
     /// Only comments on this document.
     pub document_id: Option<Uuid>,
     /// Page size.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// Cursor.
+    #[param(max_length = 128)]
     pub cursor: Option<String>,
 }
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/comments", get(list).post(create))
-        .route(
-            "/v1/comments/{id}",
-            get(get_one).patch(update).delete(remove),
-        )
+/// The routes and their OpenAPI operations, from one declaration: each handler's
+/// `#[utoipa::path]` gives both its route and its document entry.
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(get_one, update, remove))
 }
 
 /// Lists comments, newest first.
-#[utoipa::path(get, path = "/v1/comments", tag = "comments", params(CommentFilter),
+#[utoipa::path(get, path = "/v1/comments", tag = "comments", operation_id = "comments_list", extensions(("x-min-role" = json!("viewer"))), params(CommentFilter),
     responses((status = 200, body = Page<Comment>), (status = 400, body = Problem)))]
 pub(crate) async fn list(
     _: Need<Viewer>,
@@ -104,7 +107,7 @@ pub(crate) async fn list(
 }
 
 /// Creates a comment.
-#[utoipa::path(post, path = "/v1/comments", tag = "comments", request_body = NewComment,
+#[utoipa::path(post, path = "/v1/comments", tag = "comments", operation_id = "comments_create", extensions(("x-min-role" = json!("member"))), request_body = NewComment,
     responses((status = 201, body = Comment), (status = 422, body = Problem)))]
 pub(crate) async fn create(
     Need(p, ..): Need<Member>,
@@ -129,7 +132,7 @@ pub(crate) async fn create(
 }
 
 /// Gets one comment.
-#[utoipa::path(get, path = "/v1/comments/{id}", tag = "comments", params(("id" = Uuid, Path)),
+#[utoipa::path(get, path = "/v1/comments/{id}", tag = "comments", operation_id = "comments_get", extensions(("x-min-role" = json!("viewer"))), params(("id" = Uuid, Path)),
     responses((status = 200, body = Comment), (status = 404, body = Problem)))]
 pub(crate) async fn get_one(
     _: Need<Viewer>,
@@ -140,7 +143,7 @@ pub(crate) async fn get_one(
 }
 
 /// Changes a comment's text.
-#[utoipa::path(patch, path = "/v1/comments/{id}", tag = "comments", params(("id" = Uuid, Path)),
+#[utoipa::path(patch, path = "/v1/comments/{id}", tag = "comments", operation_id = "comments_update", extensions(("x-min-role" = json!("member"))), params(("id" = Uuid, Path)),
     request_body = CommentPatch,
     responses((status = 200, body = Comment), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub(crate) async fn update(
@@ -158,7 +161,7 @@ pub(crate) async fn update(
 }
 
 /// Deletes a comment.
-#[utoipa::path(delete, path = "/v1/comments/{id}", tag = "comments", params(("id" = Uuid, Path)),
+#[utoipa::path(delete, path = "/v1/comments/{id}", tag = "comments", operation_id = "comments_delete", extensions(("x-min-role" = json!("member"))), params(("id" = Uuid, Path)),
     responses((status = 204), (status = 404, body = Problem)))]
 pub(crate) async fn remove(
     Need(p, ..): Need<Member>,

@@ -2,10 +2,10 @@
 //! write.
 
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::{Db, Member, Need, Viewer};
@@ -43,9 +43,11 @@ pub struct NewDocument {
     /// The project.
     pub project_id: Uuid,
     /// Title.
+    #[schema(min_length = 1, max_length = 500, pattern = "^[^\\u0000]*$")]
     pub title: String,
     /// Body.
     #[serde(default)]
+    #[schema(min_length = 0, max_length = 1000000, pattern = "^[^\\u0000]*$")]
     pub body: String,
 }
 
@@ -55,9 +57,11 @@ pub struct NewDocument {
 pub struct DocumentPatch {
     /// New title.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 500, pattern = "^[^\\u0000]*$")]
     pub title: Option<String>,
     /// New body.
     #[serde(default)]
+    #[schema(min_length = 0, max_length = 1000000, pattern = "^[^\\u0000]*$")]
     pub body: Option<String>,
 }
 
@@ -68,22 +72,23 @@ pub struct DocumentFilter {
     /// Only this project's documents.
     pub project_id: Option<Uuid>,
     /// Page size.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// Cursor.
+    #[param(max_length = 128)]
     pub cursor: Option<String>,
 }
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/documents", get(list).post(create))
-        .route(
-            "/v1/documents/{id}",
-            get(get_one).patch(update).delete(remove),
-        )
+/// The routes and their OpenAPI operations, from one declaration: each handler's
+/// `#[utoipa::path]` gives both its route and its document entry.
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(get_one, update, remove))
 }
 
 /// Lists documents, newest first.
-#[utoipa::path(get, path = "/v1/documents", tag = "documents", params(DocumentFilter),
+#[utoipa::path(get, path = "/v1/documents", tag = "documents", operation_id = "documents_list", extensions(("x-min-role" = json!("viewer"))), params(DocumentFilter),
     responses((status = 200, body = Page<Document>), (status = 400, body = Problem)))]
 pub(crate) async fn list(
     _: Need<Viewer>,
@@ -100,7 +105,7 @@ pub(crate) async fn list(
 }
 
 /// Creates a document.
-#[utoipa::path(post, path = "/v1/documents", tag = "documents", request_body = NewDocument,
+#[utoipa::path(post, path = "/v1/documents", tag = "documents", operation_id = "documents_create", extensions(("x-min-role" = json!("member"))), request_body = NewDocument,
     responses((status = 201, body = Document), (status = 422, body = Problem)))]
 pub(crate) async fn create(
     Need(p, ..): Need<Member>,
@@ -120,7 +125,7 @@ pub(crate) async fn create(
 }
 
 /// Gets one document.
-#[utoipa::path(get, path = "/v1/documents/{id}", tag = "documents", params(("id" = Uuid, Path)),
+#[utoipa::path(get, path = "/v1/documents/{id}", tag = "documents", operation_id = "documents_get", extensions(("x-min-role" = json!("viewer"))), params(("id" = Uuid, Path)),
     responses((status = 200, body = Document), (status = 404, body = Problem)))]
 pub(crate) async fn get_one(
     _: Need<Viewer>,
@@ -131,7 +136,7 @@ pub(crate) async fn get_one(
 }
 
 /// Changes a document.
-#[utoipa::path(patch, path = "/v1/documents/{id}", tag = "documents", params(("id" = Uuid, Path)),
+#[utoipa::path(patch, path = "/v1/documents/{id}", tag = "documents", operation_id = "documents_update", extensions(("x-min-role" = json!("member"))), params(("id" = Uuid, Path)),
     request_body = DocumentPatch,
     responses((status = 200, body = Document), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub(crate) async fn update(
@@ -150,7 +155,7 @@ pub(crate) async fn update(
 }
 
 /// Deletes a document and its comments; its audit row lists them (`details.cascade`).
-#[utoipa::path(delete, path = "/v1/documents/{id}", tag = "documents", params(("id" = Uuid, Path)),
+#[utoipa::path(delete, path = "/v1/documents/{id}", tag = "documents", operation_id = "documents_delete", extensions(("x-min-role" = json!("member"))), params(("id" = Uuid, Path)),
     responses((status = 204), (status = 404, body = Problem)))]
 pub(crate) async fn remove(
     Need(p, ..): Need<Member>,

@@ -2,10 +2,10 @@
 //! (a duplicate is a 409).
 
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::Router;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::{Admin, Db, Need, Viewer};
@@ -16,7 +16,19 @@ use super::extract::{
 };
 use super::AppState;
 
-const STATUSES: [&str; 4] = ["draft", "issued", "paid", "void"];
+pub(crate) const STATUSES: [&str; 4] = ["draft", "issued", "paid", "void"];
+
+/// An invoice's status: the OpenAPI schema of [`STATUSES`] (the document's test checks they
+/// agree).
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)] // Only its schema is used.
+enum InvoiceStatus {
+    Draft,
+    Issued,
+    Paid,
+    Void,
+}
 
 record! {
 table = "invoices", resource = "invoice", time = created_at;
@@ -51,15 +63,20 @@ pub struct Invoice {
 #[serde(deny_unknown_fields)]
 pub struct NewInvoice {
     /// Number.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[^\\u0000]*$")]
     pub number: String,
     /// Customer.
+    #[schema(min_length = 1, max_length = 255, pattern = "^[^\\u0000]*$")]
     pub customer_name: String,
     /// Amount in minor units, ≥ 0.
+    #[schema(minimum = 0)]
     pub amount_minor: i64,
     /// Currency, three capital letters.
+    #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: String,
     /// Status (default `draft`).
     #[serde(default)]
+    #[schema(value_type = Option<InvoiceStatus>)]
     pub status: Option<String>,
     /// Issue date.
     #[serde(default)]
@@ -75,15 +92,19 @@ pub struct NewInvoice {
 pub struct InvoicePatch {
     /// New customer.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 255, pattern = "^[^\\u0000]*$")]
     pub customer_name: Option<String>,
     /// New amount.
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub amount_minor: Option<i64>,
     /// New currency.
     #[serde(default)]
+    #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: Option<String>,
     /// New status.
     #[serde(default)]
+    #[schema(value_type = Option<InvoiceStatus>)]
     pub status: Option<String>,
     /// New issue date (`null` clears).
     #[serde(default, deserialize_with = "nullable")]
@@ -100,10 +121,13 @@ pub struct InvoicePatch {
 #[serde(deny_unknown_fields)]
 pub struct InvoiceFilter {
     /// Only invoices with this status.
+    #[param(value_type = InvoiceStatus, required = false)]
     pub status: Option<String>,
     /// Page size.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// Cursor.
+    #[param(max_length = 128)]
     pub cursor: Option<String>,
 }
 
@@ -111,17 +135,16 @@ fn valid_currency(c: &str) -> bool {
     c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase())
 }
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/invoices", get(list).post(create))
-        .route(
-            "/v1/invoices/{id}",
-            get(get_one).patch(update).delete(remove),
-        )
+/// The routes and their OpenAPI operations, from one declaration: each handler's
+/// `#[utoipa::path]` gives both its route and its document entry.
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(get_one, update, remove))
 }
 
 /// Lists invoices, newest first.
-#[utoipa::path(get, path = "/v1/invoices", tag = "invoices", params(InvoiceFilter),
+#[utoipa::path(get, path = "/v1/invoices", tag = "invoices", operation_id = "invoices_list", extensions(("x-min-role" = json!("viewer"))), params(InvoiceFilter),
     responses((status = 200, body = Page<Invoice>), (status = 400, body = Problem)))]
 pub(crate) async fn list(
     _: Need<Viewer>,
@@ -141,7 +164,7 @@ pub(crate) async fn list(
 }
 
 /// Creates an invoice.
-#[utoipa::path(post, path = "/v1/invoices", tag = "invoices", request_body = NewInvoice,
+#[utoipa::path(post, path = "/v1/invoices", tag = "invoices", operation_id = "invoices_create", extensions(("x-min-role" = json!("admin"))), request_body = NewInvoice,
     responses((status = 201, body = Invoice), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub(crate) async fn create(
     Need(p, ..): Need<Admin>,
@@ -177,7 +200,7 @@ pub(crate) async fn create(
 }
 
 /// Gets one invoice.
-#[utoipa::path(get, path = "/v1/invoices/{id}", tag = "invoices", params(("id" = Uuid, Path)),
+#[utoipa::path(get, path = "/v1/invoices/{id}", tag = "invoices", operation_id = "invoices_get", extensions(("x-min-role" = json!("viewer"))), params(("id" = Uuid, Path)),
     responses((status = 200, body = Invoice), (status = 404, body = Problem)))]
 pub(crate) async fn get_one(
     _: Need<Viewer>,
@@ -188,7 +211,7 @@ pub(crate) async fn get_one(
 }
 
 /// Changes an invoice (its number is fixed).
-#[utoipa::path(patch, path = "/v1/invoices/{id}", tag = "invoices", params(("id" = Uuid, Path)),
+#[utoipa::path(patch, path = "/v1/invoices/{id}", tag = "invoices", operation_id = "invoices_update", extensions(("x-min-role" = json!("admin"))), params(("id" = Uuid, Path)),
     request_body = InvoicePatch,
     responses((status = 200, body = Invoice), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub(crate) async fn update(
@@ -223,7 +246,7 @@ pub(crate) async fn update(
 }
 
 /// Deletes an invoice.
-#[utoipa::path(delete, path = "/v1/invoices/{id}", tag = "invoices", params(("id" = Uuid, Path)),
+#[utoipa::path(delete, path = "/v1/invoices/{id}", tag = "invoices", operation_id = "invoices_delete", extensions(("x-min-role" = json!("admin"))), params(("id" = Uuid, Path)),
     responses((status = 204), (status = 404, body = Problem)))]
 pub(crate) async fn remove(
     Need(p, ..): Need<Admin>,

@@ -7,10 +7,10 @@
 //! (a 409). The database checks `email IS NFC NORMALIZED` too (migration V3).
 
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::{Admin, Db, Need, Principal, Role, Viewer};
@@ -47,9 +47,11 @@ pub struct TeamMember {
 #[serde(deny_unknown_fields)]
 pub struct NewMember {
     /// Email.
+    #[schema(min_length = 3, max_length = 320, pattern = "^[^@\\s]+@[^@\\s]+$")]
     pub email: String,
     /// Display name.
     #[serde(default)]
+    #[schema(min_length = 0, max_length = 200, pattern = "^[^\\u0000]*$")]
     pub name: String,
     /// Role.
     pub role: Role,
@@ -61,6 +63,7 @@ pub struct NewMember {
 pub struct MemberPatch {
     /// New display name.
     #[serde(default)]
+    #[schema(min_length = 0, max_length = 200, pattern = "^[^\\u0000]*$")]
     pub name: Option<String>,
     /// New role.
     #[serde(default)]
@@ -102,17 +105,16 @@ async fn guard_target(p: &Principal, db: &mut Db, id: Uuid) -> Result<(), ApiErr
     Ok(())
 }
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/members", get(list).post(create))
-        .route(
-            "/v1/members/{id}",
-            get(get_one).patch(update).delete(remove),
-        )
+/// The routes and their OpenAPI operations, from one declaration: each handler's
+/// `#[utoipa::path]` gives both its route and its document entry.
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(get_one, update, remove))
 }
 
 /// Lists members, newest first.
-#[utoipa::path(get, path = "/v1/members", tag = "members", params(PageParams),
+#[utoipa::path(get, path = "/v1/members", tag = "members", operation_id = "members_list", extensions(("x-min-role" = json!("viewer"))), params(PageParams),
     responses((status = 200, body = Page<TeamMember>), (status = 400, body = Problem)))]
 pub(crate) async fn list(
     _: Need<Viewer>,
@@ -123,7 +125,7 @@ pub(crate) async fn list(
 }
 
 /// Adds a member.
-#[utoipa::path(post, path = "/v1/members", tag = "members", request_body = NewMember,
+#[utoipa::path(post, path = "/v1/members", tag = "members", operation_id = "members_create", extensions(("x-min-role" = json!("admin"))), request_body = NewMember,
     responses((status = 201, body = TeamMember), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub(crate) async fn create(
     Need(p, ..): Need<Admin>,
@@ -146,7 +148,7 @@ pub(crate) async fn create(
 }
 
 /// Gets one member.
-#[utoipa::path(get, path = "/v1/members/{id}", tag = "members", params(("id" = Uuid, Path)),
+#[utoipa::path(get, path = "/v1/members/{id}", tag = "members", operation_id = "members_get", extensions(("x-min-role" = json!("viewer"))), params(("id" = Uuid, Path)),
     responses((status = 200, body = TeamMember), (status = 404, body = Problem)))]
 pub(crate) async fn get_one(
     _: Need<Viewer>,
@@ -157,7 +159,7 @@ pub(crate) async fn get_one(
 }
 
 /// Changes a member's name or role.
-#[utoipa::path(patch, path = "/v1/members/{id}", tag = "members", params(("id" = Uuid, Path)),
+#[utoipa::path(patch, path = "/v1/members/{id}", tag = "members", operation_id = "members_update", extensions(("x-min-role" = json!("admin"))), params(("id" = Uuid, Path)),
     request_body = MemberPatch,
     responses((status = 200, body = TeamMember), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub(crate) async fn update(
@@ -180,7 +182,7 @@ pub(crate) async fn update(
 
 /// Removes a member (their tasks become unassigned, their comments authorless; the audit
 /// row lists both in `details.cascade`).
-#[utoipa::path(delete, path = "/v1/members/{id}", tag = "members", params(("id" = Uuid, Path)),
+#[utoipa::path(delete, path = "/v1/members/{id}", tag = "members", operation_id = "members_delete", extensions(("x-min-role" = json!("admin"))), params(("id" = Uuid, Path)),
     responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub(crate) async fn remove(
     Need(p, ..): Need<Admin>,

@@ -26,11 +26,13 @@ pub mod invoices;
 pub mod json;
 pub mod limits;
 pub mod members;
+pub mod openapi;
 pub mod ops;
 pub mod projects;
 pub mod request_id;
 pub mod tasks;
 pub mod webhooks;
+pub mod wire;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -264,7 +266,7 @@ pub fn router(state: AppState) -> Router {
     } else {
         tenant_router(&state)
     };
-    let admin = admin::router().route_layer(middleware::from_fn_with_state(
+    let admin = openapi::admin_routes().route_layer(middleware::from_fn_with_state(
         state.clone(),
         auth::admin_guard,
     ));
@@ -320,16 +322,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 fn tenant_router(state: &AppState) -> Router<AppState> {
-    Router::new()
-        .merge(projects::router())
-        .merge(tasks::router())
-        .merge(documents::router())
-        .merge(comments::router())
-        .merge(invoices::router())
-        .merge(members::router())
-        .merge(api_keys::router())
-        .merge(webhooks::router())
-        .merge(audit_log::router())
+    Router::from(openapi::tenant_routes())
         // Inside tenant_scope: it needs the principal and the request's transaction.
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -508,7 +501,9 @@ impl Application {
             let service = hyper_util::service::TowerToHyperService::new(app.clone().map_request(
                 |req: axum::http::Request<hyper::body::Incoming>| req.map(axum::body::Body::new),
             ));
-            let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            // hyper's own 400/414/431 heads become problem+json (see `wire`).
+            let io = hyper_util::rt::TokioIo::new(wire::ProblemIo::new(stream));
+            let conn = http.serve_connection(io, service);
             let conn = graceful.watch(conn);
             tokio::spawn(async move {
                 if let Err(e) = conn.await {

@@ -1,6 +1,6 @@
 //! Operational endpoints: `/healthz` (the process answers), `/readyz` (the database is
 //! reachable and the app role is still safe), `/metrics` (Prometheus text) and
-//! `/openapi.json` (generated from the handlers' annotations).
+//! `/openapi.json` ([`super::openapi::document`], from the same declaration as the routes).
 
 use std::sync::OnceLock;
 
@@ -12,15 +12,9 @@ use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::OpenApi;
 
 use super::error::{problem, ApiError};
-use super::idempotency::OpenApiDoc as IdempotencyDoc;
 use super::AppState;
-use super::{
-    admin, api_keys, audit_log, comments, documents, invoices, members, projects, tasks, webhooks,
-};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -118,117 +112,10 @@ async fn metrics_text(State(state): State<AppState>, headers: HeaderMap) -> Resp
         .into_response()
 }
 
-async fn openapi_json() -> Result<Response, ApiError> {
-    let json = ApiDoc::openapi()
-        .to_json()
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
-}
-
-/// The answers every route can give whatever its handler does: the limits of
-/// [`super::limits`] (429 on authenticated routes, 408 and 413 on routes that take a
-/// body), added to each operation of the document.
-struct LimitResponses;
-
-impl utoipa::Modify for LimitResponses {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::path::HttpMethod;
-        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
-        let problem = |desc: &str, retry_after: bool| {
-            let mut b = ResponseBuilder::new().description(desc).content(
-                super::error::PROBLEM_JSON,
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name("Problem")))
-                    .build(),
-            );
-            if retry_after {
-                b = b.header(
-                    "Retry-After",
-                    utoipa::openapi::HeaderBuilder::new()
-                        .schema(
-                            utoipa::openapi::ObjectBuilder::new()
-                                .schema_type(utoipa::openapi::schema::Type::Integer),
-                        )
-                        .description(Some("seconds until a retry can succeed"))
-                        .build(),
-                );
-            }
-            b.build()
-        };
-        for (path, item) in openapi.paths.paths.iter_mut() {
-            let tenant = path.starts_with("/v1/");
-            let ops = [
-                (HttpMethod::Get, &mut item.get),
-                (HttpMethod::Post, &mut item.post),
-                (HttpMethod::Patch, &mut item.patch),
-                (HttpMethod::Put, &mut item.put),
-                (HttpMethod::Delete, &mut item.delete),
-            ];
-            for (method, op) in ops {
-                let Some(op) = op.as_mut() else { continue };
-                let responses = &mut op.responses.responses;
-                if tenant {
-                    responses.entry("429".into()).or_insert_with(|| {
-                        problem(
-                            "the tenant or the credential is at its concurrency or rate limit (per server process)",
-                            true,
-                        )
-                        .into()
-                    });
-                }
-                if matches!(
-                    method,
-                    HttpMethod::Post | HttpMethod::Patch | HttpMethod::Put
-                ) {
-                    responses.entry("413".into()).or_insert_with(|| {
-                        problem(
-                            "the body (or its declared Content-Length) exceeds the body limit; answered before the body is read",
-                            false,
-                        )
-                        .into()
-                    });
-                    responses.entry("408".into()).or_insert_with(|| {
-                        problem(
-                            "the body did not arrive within the body-read timeout",
-                            false,
-                        )
-                        .into()
-                    });
-                }
-            }
-        }
-    }
-}
-
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
-    }
-}
-
-/// The OpenAPI document of the whole API, built from the handlers' `#[utoipa::path]`.
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "tenantguard reference SaaS API", description = "Tenant API (`/v1`, API key or JWT bearer) and admin API (`/admin/v1`, admin token). Errors are RFC 9457 problem+json."),
-    security(("bearer" = [])),
-    modifiers(&BearerAuth, &LimitResponses, &IdempotencyDoc),
-    paths(
-        projects::list, projects::create, projects::get_one, projects::update, projects::remove,
-        tasks::list, tasks::create, tasks::get_one, tasks::update, tasks::remove,
-        documents::list, documents::create, documents::get_one, documents::update, documents::remove,
-        comments::list, comments::create, comments::get_one, comments::update, comments::remove,
-        invoices::list, invoices::create, invoices::get_one, invoices::update, invoices::remove,
-        members::list, members::create, members::get_one, members::update, members::remove,
-        api_keys::list, api_keys::create, api_keys::get_one, api_keys::revoke,
-        webhooks::list, webhooks::create, webhooks::get_one, webhooks::update, webhooks::remove,
-        audit_log::list, audit_log::get_one,
-        admin::list_tenants, admin::create_tenant, admin::get_tenant, admin::issue_api_key, admin::project_stats,
+async fn openapi_json() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        super::openapi::document_json(),
     )
-)]
-pub struct ApiDoc;
+        .into_response()
+}

@@ -1,10 +1,10 @@
 //! `/v1/projects`: the seed's first resource. Viewers read, members write.
 
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::{Db, Member, Need, Viewer};
@@ -42,9 +42,11 @@ pub struct Project {
 #[serde(deny_unknown_fields)]
 pub struct NewProject {
     /// Name, 1–255 characters.
+    #[schema(min_length = 1, max_length = 255, pattern = "^[^\\u0000]*$")]
     pub name: String,
     /// Optional description.
     #[serde(default)]
+    #[schema(min_length = 0, max_length = 10000, pattern = "^[^\\u0000]*$")]
     pub description: Option<String>,
 }
 
@@ -54,10 +56,12 @@ pub struct NewProject {
 pub struct ProjectPatch {
     /// New name.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 255, pattern = "^[^\\u0000]*$")]
     pub name: Option<String>,
     /// New description (`null` clears it).
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
+    #[schema(min_length = 0, max_length = 10000, pattern = "^[^\\u0000]*$")]
     pub description: Option<Option<String>>,
 }
 
@@ -68,17 +72,16 @@ fn check(name: Option<&str>, description: Option<&str>) -> Result<(), ApiError> 
         .done()
 }
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/projects", get(list).post(create))
-        .route(
-            "/v1/projects/{id}",
-            get(get_one).patch(update).delete(remove),
-        )
+/// The routes and their OpenAPI operations, from one declaration: each handler's
+/// `#[utoipa::path]` gives both its route and its document entry.
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(get_one, update, remove))
 }
 
 /// Lists projects, newest first.
-#[utoipa::path(get, path = "/v1/projects", tag = "projects", params(PageParams),
+#[utoipa::path(get, path = "/v1/projects", tag = "projects", operation_id = "projects_list", extensions(("x-min-role" = json!("viewer"))), params(PageParams),
     responses((status = 200, body = Page<Project>), (status = 400, body = super::error::Problem)))]
 pub(crate) async fn list(
     _: Need<Viewer>,
@@ -89,7 +92,7 @@ pub(crate) async fn list(
 }
 
 /// Creates a project.
-#[utoipa::path(post, path = "/v1/projects", tag = "projects", request_body = NewProject,
+#[utoipa::path(post, path = "/v1/projects", tag = "projects", operation_id = "projects_create", extensions(("x-min-role" = json!("member"))), request_body = NewProject,
     responses((status = 201, body = Project), (status = 422, body = super::error::Problem)))]
 pub(crate) async fn create(
     Need(p, ..): Need<Member>,
@@ -105,7 +108,7 @@ pub(crate) async fn create(
 }
 
 /// Gets one project.
-#[utoipa::path(get, path = "/v1/projects/{id}", tag = "projects", params(("id" = Uuid, Path)),
+#[utoipa::path(get, path = "/v1/projects/{id}", tag = "projects", operation_id = "projects_get", extensions(("x-min-role" = json!("viewer"))), params(("id" = Uuid, Path)),
     responses((status = 200, body = Project), (status = 404, body = super::error::Problem)))]
 pub(crate) async fn get_one(
     _: Need<Viewer>,
@@ -116,7 +119,7 @@ pub(crate) async fn get_one(
 }
 
 /// Changes a project.
-#[utoipa::path(patch, path = "/v1/projects/{id}", tag = "projects", params(("id" = Uuid, Path)),
+#[utoipa::path(patch, path = "/v1/projects/{id}", tag = "projects", operation_id = "projects_update", extensions(("x-min-role" = json!("member"))), params(("id" = Uuid, Path)),
     request_body = ProjectPatch,
     responses((status = 200, body = Project), (status = 404, body = super::error::Problem), (status = 422, body = super::error::Problem)))]
 pub(crate) async fn update(
@@ -138,7 +141,7 @@ pub(crate) async fn update(
 
 /// Deletes a project with its tasks, documents and comments; its audit row lists them
 /// (`details.cascade`: count and ids per table).
-#[utoipa::path(delete, path = "/v1/projects/{id}", tag = "projects", params(("id" = Uuid, Path)),
+#[utoipa::path(delete, path = "/v1/projects/{id}", tag = "projects", operation_id = "projects_delete", extensions(("x-min-role" = json!("member"))), params(("id" = Uuid, Path)),
     responses((status = 204), (status = 404, body = super::error::Problem)))]
 pub(crate) async fn remove(
     Need(p, ..): Need<Member>,

@@ -2,10 +2,10 @@
 //! read, members write.
 
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::Router;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::{Db, Member, Need, Viewer};
@@ -19,6 +19,17 @@ use super::AppState;
 pub(crate) const COLS: &str = Task::COLUMNS;
 /// The statuses a task can have.
 pub const STATUSES: [&str; 4] = ["todo", "in_progress", "done", "cancelled"];
+
+/// A task's status: the OpenAPI schema of [`STATUSES`] (the document's test checks they agree).
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)] // Only its schema is used.
+enum TaskStatus {
+    Todo,
+    InProgress,
+    Done,
+    Cancelled,
+}
 
 record! {
 table = "tasks", resource = "task", time = created_at;
@@ -55,12 +66,15 @@ pub struct NewTask {
     /// The project (must exist in this tenant).
     pub project_id: Uuid,
     /// Title.
+    #[schema(min_length = 1, max_length = 500, pattern = "^[^\\u0000]*$")]
     pub title: String,
     /// Description.
     #[serde(default)]
+    #[schema(min_length = 0, max_length = 10000, pattern = "^[^\\u0000]*$")]
     pub description: Option<String>,
     /// Status (default `todo`).
     #[serde(default)]
+    #[schema(value_type = Option<TaskStatus>)]
     pub status: Option<String>,
     /// Assignee (a member of this tenant).
     #[serde(default)]
@@ -76,13 +90,16 @@ pub struct NewTask {
 pub struct TaskPatch {
     /// New title.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 500, pattern = "^[^\\u0000]*$")]
     pub title: Option<String>,
     /// New description (`null` clears).
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
+    #[schema(min_length = 0, max_length = 10000, pattern = "^[^\\u0000]*$")]
     pub description: Option<Option<String>>,
     /// New status.
     #[serde(default)]
+    #[schema(value_type = Option<TaskStatus>)]
     pub status: Option<String>,
     /// New assignee (`null` unassigns).
     #[serde(default, deserialize_with = "nullable")]
@@ -101,23 +118,28 @@ pub struct TaskFilter {
     /// Only this project's tasks.
     pub project_id: Option<Uuid>,
     /// Only tasks with this status.
+    #[param(value_type = TaskStatus, required = false)]
     pub status: Option<String>,
     /// Only tasks assigned to this member.
     pub assignee_id: Option<Uuid>,
     /// Page size.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// Cursor.
+    #[param(max_length = 128)]
     pub cursor: Option<String>,
 }
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/tasks", get(list).post(create))
-        .route("/v1/tasks/{id}", get(get_one).patch(update).delete(remove))
+/// The routes and their OpenAPI operations, from one declaration: each handler's
+/// `#[utoipa::path]` gives both its route and its document entry.
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(get_one, update, remove))
 }
 
 /// Lists tasks, newest first.
-#[utoipa::path(get, path = "/v1/tasks", tag = "tasks", params(TaskFilter),
+#[utoipa::path(get, path = "/v1/tasks", tag = "tasks", operation_id = "tasks_list", extensions(("x-min-role" = json!("viewer"))), params(TaskFilter),
     responses((status = 200, body = Page<Task>), (status = 400, body = Problem)))]
 pub(crate) async fn list(
     _: Need<Viewer>,
@@ -139,7 +161,7 @@ pub(crate) async fn list(
 }
 
 /// Creates a task.
-#[utoipa::path(post, path = "/v1/tasks", tag = "tasks", request_body = NewTask,
+#[utoipa::path(post, path = "/v1/tasks", tag = "tasks", operation_id = "tasks_create", extensions(("x-min-role" = json!("member"))), request_body = NewTask,
     responses((status = 201, body = Task), (status = 422, body = Problem)))]
 pub(crate) async fn create(
     Need(p, ..): Need<Member>,
@@ -163,7 +185,7 @@ pub(crate) async fn create(
 }
 
 /// Gets one task.
-#[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks", params(("id" = Uuid, Path)),
+#[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks", operation_id = "tasks_get", extensions(("x-min-role" = json!("viewer"))), params(("id" = Uuid, Path)),
     responses((status = 200, body = Task), (status = 404, body = Problem)))]
 pub(crate) async fn get_one(
     _: Need<Viewer>,
@@ -174,7 +196,7 @@ pub(crate) async fn get_one(
 }
 
 /// Changes a task.
-#[utoipa::path(patch, path = "/v1/tasks/{id}", tag = "tasks", params(("id" = Uuid, Path)),
+#[utoipa::path(patch, path = "/v1/tasks/{id}", tag = "tasks", operation_id = "tasks_update", extensions(("x-min-role" = json!("member"))), params(("id" = Uuid, Path)),
     request_body = TaskPatch,
     responses((status = 200, body = Task), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub(crate) async fn update(
@@ -204,7 +226,7 @@ pub(crate) async fn update(
 }
 
 /// Deletes a task and its comments; its audit row lists them (`details.cascade`).
-#[utoipa::path(delete, path = "/v1/tasks/{id}", tag = "tasks", params(("id" = Uuid, Path)),
+#[utoipa::path(delete, path = "/v1/tasks/{id}", tag = "tasks", operation_id = "tasks_delete", extensions(("x-min-role" = json!("member"))), params(("id" = Uuid, Path)),
     responses((status = 204), (status = 404, body = Problem)))]
 pub(crate) async fn remove(
     Need(p, ..): Need<Member>,

@@ -2,11 +2,11 @@
 //! generated here and shown once, at creation.
 
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::Router;
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::{Admin, Db, Need};
@@ -51,8 +51,14 @@ pub struct CreatedWebhook {
 #[serde(deny_unknown_fields)]
 pub struct NewWebhook {
     /// Target URL.
+    #[schema(
+        min_length = 1,
+        max_length = 2048,
+        pattern = "^https?://[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*$"
+    )]
     pub url: String,
     /// 1–64 event type names.
+    #[schema(min_items = 1, max_items = 64)]
     pub event_types: Vec<String>,
     /// Default true.
     #[serde(default)]
@@ -65,9 +71,15 @@ pub struct NewWebhook {
 pub struct WebhookPatch {
     /// New URL.
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 2048,
+        pattern = "^https?://[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*$"
+    )]
     pub url: Option<String>,
     /// New event types.
     #[serde(default)]
+    #[schema(min_items = 1, max_items = 64)]
     pub event_types: Option<Vec<String>>,
     /// Turn deliveries on or off.
     #[serde(default)]
@@ -93,7 +105,7 @@ fn check(url: Option<&str>, events: Option<&[String]>) -> Result<(), ApiError> {
         );
         c.that(
             e.iter()
-                .all(|t| (1..=100).contains(&t.len()) && !t.contains('\0')),
+                .all(|t| (1..=100).contains(&t.chars().count()) && !t.contains('\0')),
             "event_types",
             "each event type must be 1 to 100 characters",
         );
@@ -101,17 +113,16 @@ fn check(url: Option<&str>, events: Option<&[String]>) -> Result<(), ApiError> {
     c.done()
 }
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/webhooks", get(list).post(create))
-        .route(
-            "/v1/webhooks/{id}",
-            get(get_one).patch(update).delete(remove),
-        )
+/// The routes and their OpenAPI operations, from one declaration: each handler's
+/// `#[utoipa::path]` gives both its route and its document entry.
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(get_one, update, remove))
 }
 
 /// Lists webhooks, newest first.
-#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", params(PageParams),
+#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", operation_id = "webhooks_list", extensions(("x-min-role" = json!("admin"))), params(PageParams),
     responses((status = 200, body = Page<Webhook>), (status = 403, body = Problem)))]
 pub(crate) async fn list(
     _: Need<Admin>,
@@ -122,7 +133,7 @@ pub(crate) async fn list(
 }
 
 /// Creates a webhook and shows its signing secret once.
-#[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", request_body = NewWebhook,
+#[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", operation_id = "webhooks_create", extensions(("x-min-role" = json!("admin"))), request_body = NewWebhook,
     responses((status = 201, body = CreatedWebhook), (status = 422, body = Problem)))]
 pub(crate) async fn create(
     Need(p, ..): Need<Admin>,
@@ -150,7 +161,7 @@ pub(crate) async fn create(
 }
 
 /// Gets one webhook.
-#[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks", params(("id" = Uuid, Path)),
+#[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks", operation_id = "webhooks_get", extensions(("x-min-role" = json!("admin"))), params(("id" = Uuid, Path)),
     responses((status = 200, body = Webhook), (status = 404, body = Problem)))]
 pub(crate) async fn get_one(
     _: Need<Admin>,
@@ -161,7 +172,7 @@ pub(crate) async fn get_one(
 }
 
 /// Changes a webhook.
-#[utoipa::path(patch, path = "/v1/webhooks/{id}", tag = "webhooks", params(("id" = Uuid, Path)),
+#[utoipa::path(patch, path = "/v1/webhooks/{id}", tag = "webhooks", operation_id = "webhooks_update", extensions(("x-min-role" = json!("admin"))), params(("id" = Uuid, Path)),
     request_body = WebhookPatch,
     responses((status = 200, body = Webhook), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub(crate) async fn update(
@@ -180,7 +191,7 @@ pub(crate) async fn update(
 }
 
 /// Deletes a webhook.
-#[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks", params(("id" = Uuid, Path)),
+#[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks", operation_id = "webhooks_delete", extensions(("x-min-role" = json!("admin"))), params(("id" = Uuid, Path)),
     responses((status = 204), (status = 404, body = Problem)))]
 pub(crate) async fn remove(
     Need(p, ..): Need<Admin>,

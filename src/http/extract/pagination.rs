@@ -153,8 +153,10 @@ impl<T> Page<T> {
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 pub struct PageParams {
     /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// The `next_cursor` of the previous page.
+    #[param(max_length = 128)]
     pub cursor: Option<String>,
 }
 

@@ -2300,11 +2300,17 @@ impl Run<'_> {
             return Some((body, strings));
         }
         let props = properties_of(&schema);
+        // A pattern that a marked free-text value satisfies (`^[^\u0000]*$`, say) keeps a
+        // field plain: it restricts characters, not the kind of value.
+        let free_text =
+            |p: &str| regex::Regex::new(p).is_ok_and(|re| re.is_match(&format!("{marker} name 1")));
         let plain = |s: &Value| {
             type_of(s) == Some("string")
                 && s.get("enum").is_none()
                 && s.get("format").is_none()
-                && s.get("pattern").is_none()
+                && s.get("pattern")
+                    .and_then(Value::as_str)
+                    .is_none_or(free_text)
         };
         let prefer = [
             "name",
