@@ -8,10 +8,15 @@
 //! found in real multi-tenant schemas, declared with `--tenancy` or [`detect`]ed.
 
 pub mod detect;
+pub mod sql;
 
 use serde::Serialize;
 
 pub use detect::{detect, Detection, TableTenancy};
+pub use sql::{
+    context_function_body, context_function_call, ident, literal, setting_read, CONTEXT_FUNCTION,
+    FUNCTION_SCHEMA,
+};
 
 /// The setting PostgREST (and Supabase) put the verified JWT claims in, as JSON.
 pub const JWT_CLAIMS_SETTING: &str = "request.jwt.claims";

@@ -194,8 +194,8 @@ fn default_column() -> String {
     "tenant_id".into()
 }
 
-/// Schema holding the engine's functions (`current_tenant_id()`).
-pub const FUNCTION_SCHEMA: &str = "tenantguard";
+use crate::isolation::{context_function_body, context_function_call, PredicateForm};
+pub use crate::isolation::{ident, literal, FUNCTION_SCHEMA};
 
 impl PolicySet {
     /// Parses and validates a TOML declaration (the `tenantguard.toml` of `rls apply`).
@@ -271,31 +271,15 @@ impl PolicySet {
     /// The SQL body of `tenantguard.current_tenant_id()`: NULL when the setting is unset or
     /// `''` (after RESET or in a later transaction), so every policy fails closed.
     pub fn current_tenant_body(&self) -> String {
-        format!(
-            "SELECT NULLIF(current_setting({}, true), '')::uuid",
-            literal(&self.tenant_setting)
-        )
+        context_function_body(&self.tenant_setting)
     }
 
-    /// The tenant predicate for `column`. `(SELECT …)` makes PostgreSQL evaluate the
-    /// function once per statement (an InitPlan), so the comparison is an index condition.
+    /// The tenant predicate for `column`, in the contract's predicate form (today the
+    /// InitPlan form: the function is evaluated once per statement, so the comparison is
+    /// an index condition).
     pub fn predicate(&self, column: &str) -> String {
-        format!(
-            "({} = (SELECT {}.current_tenant_id()))",
-            ident(column),
-            FUNCTION_SCHEMA
-        )
+        PredicateForm::default().render(column, &context_function_call())
     }
-}
-
-/// Quotes an SQL identifier.
-pub fn ident(s: &str) -> String {
-    postgres_protocol::escape::escape_identifier(s)
-}
-
-/// Quotes an SQL string literal.
-pub fn literal(s: &str) -> String {
-    postgres_protocol::escape::escape_literal(s)
 }
 
 #[cfg(test)]
