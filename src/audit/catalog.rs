@@ -1,11 +1,14 @@
 //! Reads the catalogs into plain structs, in one transaction (so the picture is
-//! consistent) and with read-only queries only. Privileges are resolved for the app role
-//! *and every role it can become* (`pg_has_role(app, r, 'MEMBER')`), because in
-//! PostgreSQL 15 membership always allows `SET ROLE`.
+//! consistent) and with read-only queries only. The roles the app reaches, and whether it
+//! reaches an owner, follow the contract's membership rule (`crate::isolation::roles`, the
+//! one the pool's start-up check uses); privileges are resolved for the app role *and
+//! every role it is a member of* (`pg_has_role(app, r, 'MEMBER')`), because in PostgreSQL
+//! 15 membership always allows `SET ROLE`.
 
 use tokio_postgres::Transaction;
 
 use super::{AuditConfig, AuditError};
+use crate::isolation::roles::{reach_cte, set_role_mode, OWNER_REACHED};
 
 /// A role the app role is, or can become.
 #[derive(Debug, Clone)]
@@ -111,7 +114,7 @@ pub struct Table {
     pub kind: char,
     /// Owner's name.
     pub owner: String,
-    /// The app can become the owner (`pg_has_role(app, relowner, 'MEMBER')`).
+    /// The app reaches the owner through membership (`crate::isolation::roles`).
     pub owner_reachable: bool,
     /// The owner is a superuser or has BYPASSRLS.
     pub owner_bypasses: bool,
@@ -386,18 +389,19 @@ pub async fn load(tx: &Transaction<'_>, config: &AuditConfig) -> Result<Catalog,
         ..Catalog::default()
     };
 
-    // 'SET' as a pg_has_role mode exists from PostgreSQL 16 on.
-    let set_mode = if cat.server_version_num >= 160000 {
-        "SET"
-    } else {
-        "MEMBER"
-    };
+    // The contract's unsafe-role rule reads membership the way the server's version
+    // defines it (crate::isolation::roles); the pool's start-up check reads it the same way.
+    let version = cat.server_version_num;
+    let set_mode = set_role_mode(version);
+    let reach = reach_cte(version, "$1::text");
     let roles = tx
         .query(
-            "SELECT oid, rolname::text, rolsuper, rolbypassrls, pg_has_role($1::text, oid, $2::text),
-                    pg_has_role($1::text, oid, 'USAGE')
-             FROM pg_roles
-             WHERE pg_has_role($1::text, oid, 'MEMBER') ORDER BY rolname <> $1, rolname",
+            &format!(
+                "{reach}
+                 SELECT r.oid, r.rolname::text, r.rolsuper, r.rolbypassrls,
+                        pg_has_role($1::text, r.oid, $2::text), pg_has_role($1::text, r.oid, 'USAGE')
+                 FROM pg_roles r JOIN reach USING (oid) ORDER BY r.rolname <> $1, r.rolname"
+            ),
             &[app, &set_mode],
         )
         .await
@@ -457,8 +461,9 @@ pub async fn load(tx: &Transaction<'_>, config: &AuditConfig) -> Result<Catalog,
         )
     };
     let sql = format!(
-        "SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text, o.rolname::text,
-                pg_has_role($1::text, c.relowner, 'MEMBER'), (o.rolsuper OR o.rolbypassrls),
+        "{reach}
+         SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text, o.rolname::text,
+                {OWNER_REACHED}, (o.rolsuper OR o.rolbypassrls),
                 c.relrowsecurity, c.relforcerowsecurity, c.relispartition,
                 (SELECT i.inhparent FROM pg_inherits i WHERE i.inhrelid = c.oid LIMIT 1),
                 COALESCE(c.reloptions::text[], '{{}}') && ARRAY['security_invoker=true', 'security_invoker=on', 'security_invoker=1'],

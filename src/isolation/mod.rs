@@ -8,7 +8,9 @@
 //! found in real multi-tenant schemas, declared with `--tenancy` or [`detect`]ed.
 
 pub mod detect;
+pub mod roles;
 pub mod sql;
+pub mod tables;
 
 use serde::Serialize;
 
