@@ -134,6 +134,10 @@ pub struct Table {
     pub columns: Vec<Column>,
     /// The definition of a view or materialized view (`pg_get_viewdef`).
     pub view_definition: Option<String>,
+    /// Its privileges as granted, per grantee (`public` for PUBLIC) and privilege type
+    /// (`aclexplode` of the ACL, the owner's default when it has none): what `rls apply`
+    /// compares with the declaration.
+    pub acl: Vec<(String, String)>,
 }
 
 impl Table {
@@ -363,9 +367,16 @@ fn db(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> AuditError
     move |source| AuditError::Db { context, source }
 }
 
-const REL_FILTER: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema')
-    AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
-    AND (cardinality($2::text[]) = 0 OR n.nspname = ANY($2::text[]))";
+/// The relations the catalog covers, on `pg_namespace n`: user schemas (no system, TOAST
+/// or temporary schema), limited to the schemas in the `text[]` parameter `schemas` when
+/// it is not empty. The probe's snapshot counts rows over the same relations.
+pub fn relation_filter(schemas: &str) -> String {
+    format!(
+        "n.nspname NOT IN ('pg_catalog', 'information_schema')
+         AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
+         AND (cardinality({schemas}::text[]) = 0 OR n.nspname = ANY({schemas}::text[]))"
+    )
+}
 
 /// Loads the catalog as seen by `tx` (run it in a read-only, repeatable-read transaction).
 pub async fn load(tx: &Transaction<'_>, config: &AuditConfig) -> Result<Catalog, AuditError> {
@@ -460,6 +471,7 @@ pub async fn load(tx: &Transaction<'_>, config: &AuditConfig) -> Result<Catalog,
              AND {f}(r.oid, c.oid, '{p}'))"
         )
     };
+    let rel_filter = relation_filter("$2");
     let sql = format!(
         "{reach}
          SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text, o.rolname::text,
@@ -468,10 +480,14 @@ pub async fn load(tx: &Transaction<'_>, config: &AuditConfig) -> Result<Catalog,
                 (SELECT i.inhparent FROM pg_inherits i WHERE i.inhrelid = c.oid LIMIT 1),
                 COALESCE(c.reloptions::text[], '{{}}') && ARRAY['security_invoker=true', 'security_invoker=on', 'security_invoker=1'],
                 {}, {}, {}, {}, {}, {}, {},
-                CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END, {}
+                CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END, {},
+                ARRAY(SELECT CASE WHEN x.grantee = 0 THEN 'public' ELSE pg_get_userbyid(x.grantee)::text END
+                      FROM aclexplode(COALESCE(c.relacl, acldefault('r', c.relowner))) x ORDER BY x.grantee, x.privilege_type),
+                ARRAY(SELECT x.privilege_type
+                      FROM aclexplode(COALESCE(c.relacl, acldefault('r', c.relowner))) x ORDER BY x.grantee, x.privilege_type)
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
               JOIN pg_roles o ON o.oid = c.relowner
-         WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {REL_FILTER}
+         WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {rel_filter}
          ORDER BY n.nspname, c.relname",
         priv_expr("has_any_column_privilege", "SELECT"),
         priv_expr("has_any_column_privilege", "INSERT"),
@@ -493,6 +509,7 @@ pub async fn load(tx: &Transaction<'_>, config: &AuditConfig) -> Result<Catalog,
         .map_err(db("tables"))?;
     for r in rows {
         let kind: String = r.get(3);
+        let (grantees, privileges): (Vec<String>, Vec<String>) = (r.get(21), r.get(22));
         cat.tables.push(Table {
             oid: r.get(0),
             schema: r.get(1),
@@ -518,6 +535,7 @@ pub async fn load(tx: &Transaction<'_>, config: &AuditConfig) -> Result<Catalog,
             },
             columns: Vec::new(),
             view_definition: r.get(19),
+            acl: grantees.into_iter().zip(privileges).collect(),
         });
     }
     let oids: Vec<u32> = cat.tables.iter().map(|t| t.oid).collect();

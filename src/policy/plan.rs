@@ -6,6 +6,8 @@ use tokio_postgres::{Client, Transaction};
 
 use super::model::{ident, literal, Command, PolicySet, TenantTable, FUNCTION_SCHEMA};
 use super::PolicyError;
+use crate::audit::catalog::{Catalog, Policy, Table};
+use crate::audit::{AuditConfig, AuditError};
 use crate::isolation::context_function_call;
 use crate::isolation::roles::PER_GRANT_OPTIONS;
 
@@ -79,10 +81,42 @@ pub async fn plan(tx: &Transaction<'_>, set: &PolicySet) -> Result<Vec<Change>, 
     set.validate()?;
     let mut changes = plan_prelude(tx, set).await?;
     let canon = canonical_predicates(tx, set).await?;
+    let catalog = load_catalog(tx, set).await?;
     for table in &set.tables {
-        plan_table(tx, set, table, &canon, &mut changes).await?;
+        plan_table(set, table, &catalog, &canon, &mut changes);
     }
     Ok(changes)
+}
+
+/// The declared tables' schemas, read by the one catalog loader the audit and the probe
+/// use (`audit::catalog`). Privileges there are resolved for a role that must exist, and
+/// the app role may not yet (the plan creates it): they are read for the connecting user,
+/// and the plan compares the tables' ACLs instead.
+async fn load_catalog(tx: &Transaction<'_>, set: &PolicySet) -> Result<Catalog, PolicyError> {
+    let me: String = tx
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .map_err(PolicyError::db("reading the current user"))?
+        .get(0);
+    let mut schemas: Vec<String> = set.tables.iter().map(|t| t.schema.clone()).collect();
+    schemas.sort();
+    schemas.dedup();
+    let config = AuditConfig {
+        app_role: me,
+        tenant_column: set.tenant_column.clone(),
+        tenant_setting: set.tenant_setting.clone(),
+        schemas,
+        tenancy: None,
+    };
+    crate::audit::catalog::load(tx, &config)
+        .await
+        .map_err(|e| match e {
+            AuditError::Db { context, source } => PolicyError::Db {
+                context: format!("reading {context}"),
+                source,
+            },
+            other => PolicyError::Precondition(other.to_string()),
+        })
 }
 
 /// The part of the plan that does not depend on tables: roles, the function schema and
@@ -465,28 +499,6 @@ async fn canonical_predicates(tx: &Transaction<'_>, set: &PolicySet) -> Result<C
     result.map_err(db)
 }
 
-struct LivePolicy {
-    name: String,
-    cmd: String,
-    permissive: bool,
-    roles: Vec<String>,
-    qual: Option<String>,
-    check: Option<String>,
-}
-
-/// What the catalogs say about one declared table and its tenant column.
-struct LiveTable {
-    oid: u32,
-    rls: bool,
-    force: bool,
-    owner: String,
-    has_col: bool,
-    col_type: Option<String>,
-    not_null: bool,
-    default: Option<String>,
-    indexed: bool,
-}
-
 /// One declared table: what `plan_table` hands to each of its parts.
 struct Target<'a> {
     set: &'a PolicySet,
@@ -504,21 +516,17 @@ impl Target<'_> {
     fn change(&self, difference: impl Into<String>, sql: Vec<String>) -> Change {
         change(self.object.clone(), difference, sql)
     }
-
-    fn read_error(&self, what: &str) -> impl FnOnce(tokio_postgres::Error) -> PolicyError {
-        PolicyError::db(format!("reading {what} of {}", self.object))
-    }
 }
 
 /// Plans one declared table: its tenant column, index, owner and RLS flags, then (once the
 /// column can exist) its policies and grants.
-async fn plan_table(
-    tx: &Transaction<'_>,
+fn plan_table(
     set: &PolicySet,
     table: &TenantTable,
+    catalog: &Catalog,
     canon: &Canon,
     out: &mut Vec<Change>,
-) -> Result<(), PolicyError> {
+) {
     let col = set.column_of(table);
     let target = Target {
         set,
@@ -528,56 +536,34 @@ async fn plan_table(
         qcol: ident(col),
         object: format!("table {}.{}", table.schema, table.name),
     };
-    let Some(live) = read_table(tx, &target).await? else {
+    let live = catalog
+        .tables
+        .iter()
+        .find(|t| t.schema == table.schema && t.name == table.name && matches!(t.kind, 'r' | 'p'));
+    let Some(live) = live else {
         out.push(target.change("does not exist (declared as a tenant table)", Vec::new()));
-        return Ok(());
+        return;
     };
-    if !plan_column(&target, &live, out) {
-        return Ok(());
+    if !plan_column(&target, live, catalog, out) {
+        return;
     }
-    plan_flags(&target, &live, out);
-    plan_policies(tx, &target, live.oid, canon, out).await?;
-    plan_grants(tx, &target, live.oid, out).await
-}
-
-async fn read_table(
-    tx: &Transaction<'_>,
-    target: &Target<'_>,
-) -> Result<Option<LiveTable>, PolicyError> {
-    let table = target.table;
-    let row = tx
-        .query_opt(
-            "SELECT c.oid, c.relrowsecurity, c.relforcerowsecurity, pg_get_userbyid(c.relowner),
-                    a.attname IS NOT NULL, format_type(a.atttypid, a.atttypmod), COALESCE(a.attnotnull, false),
-                    pg_get_expr(d.adbin, d.adrelid),
-                    EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indkey[0] = a.attnum)
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = $3 AND NOT a.attisdropped
-             LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
-             WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
-            &[&table.schema, &table.name, &target.col],
-        )
-        .await
-        .map_err(target.read_error("the catalog entry"))?;
-    Ok(row.map(|row| LiveTable {
-        oid: row.get(0),
-        rls: row.get(1),
-        force: row.get(2),
-        owner: row.get(3),
-        has_col: row.get(4),
-        col_type: row.get(5),
-        not_null: row.get(6),
-        default: row.get(7),
-        indexed: row.get(8),
-    }))
+    plan_flags(&target, live, out);
+    plan_policies(&target, live, catalog, canon, out);
+    plan_grants(&target, live, out);
 }
 
 /// The tenant column: added and backfilled (`rls apply` on an existing database), or
 /// tightened; its default and its index. `false` when the table cannot be planned further
 /// (no column and nothing to fill it from, or a column of the wrong type).
-fn plan_column(target: &Target<'_>, live: &LiveTable, out: &mut Vec<Change>) -> bool {
+fn plan_column(
+    target: &Target<'_>,
+    live: &Table,
+    catalog: &Catalog,
+    out: &mut Vec<Change>,
+) -> bool {
     let (table, col, qt, qcol) = (target.table, target.col, &target.qt, &target.qcol);
-    if !live.has_col {
+    let column = live.column(col);
+    if column.is_none() {
         let Some(expr) = &table.backfill else {
             out.push(target.change(
                 format!(
@@ -593,18 +579,15 @@ fn plan_column(target: &Target<'_>, live: &LiveTable, out: &mut Vec<Change>) -> 
             format!("no tenant column {col}; adding it, backfilled from {expr}"),
             backfill_sql(qt, qcol, expr),
         ));
-    } else {
-        if live.col_type.as_deref() != Some("uuid") {
+    } else if let Some(c) = column {
+        if c.type_name != "uuid" {
             out.push(target.change(
-                format!(
-                    "column {col} has type {}, expected uuid",
-                    live.col_type.clone().unwrap_or_default()
-                ),
+                format!("column {col} has type {}, expected uuid", c.type_name),
                 Vec::new(),
             ));
             return false;
         }
-        if !live.not_null {
+        if !c.not_null {
             let sql = match &table.backfill {
                 Some(expr) => backfill_sql(qt, qcol, expr)[1..].to_vec(),
                 None => vec![format!("ALTER TABLE {qt} ALTER COLUMN {qcol} SET NOT NULL")],
@@ -614,7 +597,7 @@ fn plan_column(target: &Target<'_>, live: &LiveTable, out: &mut Vec<Change>) -> 
     }
     if table.default_to_current_tenant {
         let want = context_function_call();
-        if live.default.as_deref() != Some(want.as_str()) {
+        if column.and_then(|c| c.default.as_deref()) != Some(want.as_str()) {
             out.push(target.change(
                 format!("{col} does not default to the current tenant"),
                 vec![format!(
@@ -623,7 +606,12 @@ fn plan_column(target: &Target<'_>, live: &LiveTable, out: &mut Vec<Change>) -> 
             ));
         }
     }
-    if !live.indexed {
+    let indexed = column.is_some()
+        && catalog
+            .indexes
+            .iter()
+            .any(|i| i.table == live.oid && i.columns.first() == Some(&Some(col.to_string())));
+    if !indexed {
         let name = ident(&truncate63(&format!("{}_{}_idx", table.name, col)));
         out.push(target.change(
             format!("no index leads with {col}"),
@@ -634,7 +622,7 @@ fn plan_column(target: &Target<'_>, live: &LiveTable, out: &mut Vec<Change>) -> 
 }
 
 /// The owner, and row-level security enabled and forced.
-fn plan_flags(target: &Target<'_>, live: &LiveTable, out: &mut Vec<Change>) {
+fn plan_flags(target: &Target<'_>, live: &Table, out: &mut Vec<Change>) {
     let qt = &target.qt;
     if let Some(o) = &target.set.roles.owner {
         if &live.owner != o {
@@ -658,45 +646,28 @@ fn plan_flags(target: &Target<'_>, live: &LiveTable, out: &mut Vec<Change>) {
     }
 }
 
-async fn read_policies(
-    tx: &Transaction<'_>,
-    target: &Target<'_>,
-    oid: u32,
-) -> Result<Vec<LivePolicy>, PolicyError> {
-    Ok(tx
-        .query(
-            "SELECT polname, polcmd::text, polpermissive,
-                    ARRAY(SELECT CASE WHEN r = 0 THEN 'public' ELSE pg_get_userbyid(r) END
-                          FROM unnest(polroles) r ORDER BY 1),
-                    pg_get_expr(polqual, polrelid), pg_get_expr(polwithcheck, polrelid)
-             FROM pg_policy WHERE polrelid = $1 ORDER BY polname",
-            &[&oid],
-        )
-        .await
-        .map_err(target.read_error("the policies"))?
-        .into_iter()
-        .map(|r| LivePolicy {
-            name: r.get(0),
-            cmd: r.get(1),
-            permissive: r.get(2),
-            roles: r.get(3),
-            qual: r.get(4),
-            check: r.get(5),
-        })
-        .collect())
-}
-
 /// Policies, matched by content rather than name: one permissive policy per declared
 /// command, to the app alone, with the contract's predicate; every other policy dropped.
-async fn plan_policies(
-    tx: &Transaction<'_>,
+fn plan_policies(
     target: &Target<'_>,
-    oid: u32,
+    table_live: &Table,
+    catalog: &Catalog,
     canon: &Canon,
     out: &mut Vec<Change>,
-) -> Result<(), PolicyError> {
+) {
     let (set, table, col, qt) = (target.set, target.table, target.col, &target.qt);
-    let live = read_policies(tx, target, oid).await?;
+    // In name order, as the messages and the repair list them.
+    let mut live: Vec<&Policy> = catalog
+        .policies
+        .iter()
+        .filter(|p| p.table == table_live.oid)
+        .collect();
+    live.sort_by(|a, b| a.name.cmp(&b.name));
+    let sorted_roles = |p: &Policy| {
+        let mut r = p.roles.clone();
+        r.sort();
+        r
+    };
     // The deparsed predicate of a table that does not have its column yet cannot be read
     // from it; the canonical form is per column name, so it is the same.
     let pred = canon.get(col).cloned().unwrap_or_default();
@@ -707,10 +678,10 @@ async fn plan_policies(
         let want_check = cmd.has_check().then(|| pred.clone());
         let hit = live.iter().enumerate().position(|(i, p)| {
             !matched[i]
-                && p.cmd == cmd.polcmd().to_string()
+                && p.cmd == cmd.polcmd()
                 && p.permissive
                 && p.roles == [set.roles.app.clone()]
-                && p.qual == want_qual
+                && p.using == want_qual
                 && p.check == want_check
         });
         match hit {
@@ -718,14 +689,14 @@ async fn plan_policies(
             None => missing.push(*cmd),
         }
     }
-    let extra: Vec<&LivePolicy> = live
+    let extra: Vec<&Policy> = live
         .iter()
         .zip(&matched)
         .filter(|(_, m)| !**m)
-        .map(|(p, _)| p)
+        .map(|(p, _)| *p)
         .collect();
     if extra.is_empty() && missing.is_empty() {
-        return Ok(());
+        return;
     }
     let mut sql = Vec::new();
     let mut words = Vec::new();
@@ -739,8 +710,8 @@ async fn plan_policies(
             } else {
                 "restrictive"
             },
-            p.roles,
-            p.qual,
+            sorted_roles(p),
+            p.using,
             p.check
         ));
         sql.push(format!("DROP POLICY {} ON {qt}", ident(&p.name)));
@@ -763,7 +734,6 @@ async fn plan_policies(
         sql.push(create_policy(target, *cmd, &name));
     }
     out.push(target.change(words.join("; "), sql));
-    Ok(())
 }
 
 /// `CREATE POLICY` for `cmd`, to the app, with the contract's predicate.
@@ -787,25 +757,13 @@ fn create_policy(target: &Target<'_>, cmd: Command, name: &str) -> String {
 
 /// Grants: exactly the declared commands for the app, SELECT for the admin, nothing for
 /// PUBLIC.
-async fn plan_grants(
-    tx: &Transaction<'_>,
-    target: &Target<'_>,
-    oid: u32,
-    out: &mut Vec<Change>,
-) -> Result<(), PolicyError> {
+fn plan_grants(target: &Target<'_>, live: &Table, out: &mut Vec<Change>) {
     let (set, table, qt) = (target.set, target.table, &target.qt);
-    let grants = tx
-        .query(
-            "SELECT CASE WHEN x.grantee = 0 THEN 'public' ELSE pg_get_userbyid(x.grantee) END, x.privilege_type
-             FROM pg_class c, aclexplode(COALESCE(c.relacl, acldefault('r', c.relowner))) x
-             WHERE c.oid = $1",
-            &[&oid],
-        )
-        .await
-        .map_err(target.read_error("the privileges"))?;
     let mut have: HashMap<String, BTreeSet<String>> = HashMap::new();
-    for g in grants {
-        have.entry(g.get(0)).or_default().insert(g.get(1));
+    for (grantee, privilege) in &live.acl {
+        have.entry(grantee.clone())
+            .or_default()
+            .insert(privilege.clone());
     }
     let mut want: Vec<(String, BTreeSet<String>)> = vec![
         (
@@ -834,7 +792,6 @@ async fn plan_grants(
         }
         out.push(target.change(format!("{grantee} has {current:?}, want {privs:?}"), sql));
     }
-    Ok(())
 }
 
 /// Adds a nullable tenant column, fills it, fails (rolling everything back) if any row is
