@@ -6,6 +6,12 @@
 //! Every variation point is a type. The predicate form and the context carrier have one
 //! variant today (the ones `migrate` installs); the tenancy model has the five common ones
 //! found in real multi-tenant schemas, declared with `--tenancy` or [`detect`]ed.
+//!
+//! The rules themselves live here too, each once: [`sql`] (the tenant predicate in each
+//! form, the context function `migrate` installs, the robust read of a setting),
+//! [`tables`] (what a tenant table is) and [`roles`] (which roles must not be the app).
+//! `policy` installs them, `audit` judges and proposes fixes with them, `probe` attacks
+//! under them, and the pool's start-up check renders the same rules into its one query.
 
 pub mod detect;
 pub mod roles;
