@@ -15,15 +15,28 @@ fn reach_cte(server_version_num: i32) -> String {
     roles::reach_cte(server_version_num, "current_user")
 }
 
-async fn server_version_num(client: &Client) -> Result<i32, PoolError> {
+/// The one row of `sql` (`query_typed`: one unnamed statement, so this works behind a
+/// transaction-mode pooler).
+async fn one_row(
+    client: &Client,
+    sql: &str,
+    params: &[(&(dyn tokio_postgres::types::ToSql + Sync), Type)],
+    doing: &'static str,
+) -> Result<tokio_postgres::Row, PoolError> {
     client
-        .query_typed("SELECT current_setting('server_version_num')::int", &[])
+        .query_typed(sql, params)
         .await
-        .map_err(PoolError::db("reading the server version"))?
+        .map_err(PoolError::db(doing))?
         .into_iter()
         .next()
-        .map(|r| r.get(0))
-        .ok_or_else(|| PoolError::Unavailable("the version query returned no row".into()))
+        .ok_or_else(|| PoolError::Unavailable(format!("{doing} returned no row")))
+}
+
+async fn server_version_num(client: &Client) -> Result<i32, PoolError> {
+    let sql = "SELECT current_setting('server_version_num')::int";
+    Ok(one_row(client, sql, &[], "reading the server version")
+        .await?
+        .get(0))
 }
 
 /// Why a role must not back the app pool: superuser or BYPASSRLS (its own or one it can
@@ -40,7 +53,6 @@ pub(crate) async fn app_role_problems(
     // How a privileged role is reached: `SET ROLE` (PostgreSQL 15: every membership), or on
     // 16+ only through INHERIT / ADMIN OPTION grants.
     let can_set = set_role_mode(version);
-    // query_typed: one unnamed statement, so this works behind a transaction-mode pooler.
     let sql = format!(
         "{reach},
          {tenant_tables}
@@ -63,13 +75,8 @@ pub(crate) async fn app_role_problems(
         tenant_tables = tenant_tables_cte("$1"),
         createrole = createrole_is_unsafe(version),
     );
-    let row = client
-        .query_typed(&sql, &[(&tenant_column, Type::TEXT)])
-        .await
-        .map_err(PoolError::db("checking the pool role"))?
-        .into_iter()
-        .next()
-        .ok_or_else(|| PoolError::Unavailable("the role check returned no row".into()))?;
+    let params = [(&tenant_column as _, Type::TEXT)];
+    let row = one_row(client, &sql, &params, "checking the pool role").await?;
     let role: String = row.get(0);
     // "name true|false": whether `SET ROLE name` works.
     let split = |v: Vec<String>| -> Vec<(String, bool)> {
@@ -153,13 +160,7 @@ pub(crate) async fn admin_role_problems(
                           ORDER BY 1 LIMIT 20)",
         reach_cte(version)
     );
-    let row = client
-        .query_typed(&sql, &[])
-        .await
-        .map_err(PoolError::db("checking the admin role"))?
-        .into_iter()
-        .next()
-        .ok_or_else(|| PoolError::Unavailable("the role check returned no row".into()))?;
+    let row = one_row(client, &sql, &[], "checking the admin role").await?;
     let role: String = row.get(0);
     let bypass: bool = row.get::<_, Option<bool>>(1).unwrap_or(false);
     let supers: Vec<String> = row.get(2);
