@@ -3,7 +3,9 @@
 //! [`PredicateForm`]. `policy` installs these strings, `audit` proposes them as fixes, so
 //! what the audit recommends is what `migrate` would install.
 
-use super::{CallerSource, ClaimVia, PredicateForm, TenancyModel, JWT_CLAIMS_SETTING};
+use super::{
+    CallerSource, ClaimVia, ContextCarrier, PredicateForm, TenancyModel, JWT_CLAIMS_SETTING,
+};
 
 /// Schema holding the engine's functions (`current_tenant_id()`).
 pub const FUNCTION_SCHEMA: &str = "tenantguard";
@@ -79,6 +81,23 @@ impl PredicateForm {
     }
 }
 
+impl ContextCarrier {
+    /// The statement that gives `setting` the value `value` until the end of the current
+    /// transaction (and no longer: behind a transaction pooler the next transaction on the
+    /// connection may be another tenant's). The one place a new carrier adds its arm.
+    pub fn set_statement(self, setting: &str, value: &str) -> String {
+        match self {
+            ContextCarrier::SetConfigLocal => {
+                format!(
+                    "SELECT set_config({}, {}, true)",
+                    literal(setting),
+                    literal(value)
+                )
+            }
+        }
+    }
+}
+
 /// The expression for a JWT claim (`claim` may be a dotted path), cast to `ty`.
 fn claim_read(claim: &str, via: &ClaimVia, ty: &str) -> String {
     let path: Vec<String> = claim.split('.').map(literal).collect();
@@ -136,6 +155,15 @@ impl TenancyModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_carrier_scopes_the_setting_to_the_transaction() {
+        assert_eq!(
+            ContextCarrier::SetConfigLocal
+                .set_statement("request.jwt.claims", "{\"sub\": \"o'k\"}"),
+            "SELECT set_config('request.jwt.claims', '{\"sub\": \"o''k\"}', true)"
+        );
+    }
 
     #[test]
     fn the_installed_and_the_proposed_predicate_are_one_form() {

@@ -19,7 +19,7 @@ use super::{db, ProbeError};
 use crate::audit::catalog::Table;
 use crate::audit::model::{TenantKind, TenantTable};
 use crate::audit::Model;
-use crate::isolation::{CallerSource, TenancyModel, JWT_CLAIMS_SETTING};
+use crate::isolation::{CallerSource, ContextCarrier, TenancyModel, JWT_CLAIMS_SETTING};
 use crate::outcome::Verdict;
 use crate::policy::{ident, literal};
 
@@ -426,9 +426,11 @@ impl Ctx<'_> {
                 .map(|n| (n, String::new()))
                 .collect(),
         };
+        // The contract's carrier: the context lives until the attack's savepoint ends.
+        let carrier = ContextCarrier::default();
         for (name, v) in values {
             self.tx
-                .execute("SELECT set_config($1, $2, true)", &[&name, &v])
+                .batch_execute(&carrier.set_statement(&name, &v))
                 .await?;
         }
         Ok(())
