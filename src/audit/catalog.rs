@@ -1,11 +1,14 @@
 //! Reads the catalogs into plain structs, in one transaction (so the picture is
-//! consistent) and with read-only queries only. Privileges are resolved for the app role
-//! *and every role it can become* (`pg_has_role(app, r, 'MEMBER')`), because in
-//! PostgreSQL 15 membership always allows `SET ROLE`.
+//! consistent) and with read-only queries only. The roles the app reaches, and whether it
+//! reaches an owner, follow the contract's membership rule (`crate::isolation::roles`, the
+//! one the pool's start-up check uses); privileges are resolved for the app role *and
+//! every role it is a member of* (`pg_has_role(app, r, 'MEMBER')`), because in PostgreSQL
+//! 15 membership always allows `SET ROLE`.
 
 use tokio_postgres::Transaction;
 
 use super::{AuditConfig, AuditError};
+use crate::isolation::roles::{reach_cte, set_role_mode, OWNER_REACHED};
 
 /// A role the app role is, or can become.
 #[derive(Debug, Clone)]
@@ -111,7 +114,7 @@ pub struct Table {
     pub kind: char,
     /// Owner's name.
     pub owner: String,
-    /// The app can become the owner (`pg_has_role(app, relowner, 'MEMBER')`).
+    /// The app reaches the owner through membership (`crate::isolation::roles`).
     pub owner_reachable: bool,
     /// The owner is a superuser or has BYPASSRLS.
     pub owner_bypasses: bool,
@@ -131,6 +134,10 @@ pub struct Table {
     pub columns: Vec<Column>,
     /// The definition of a view or materialized view (`pg_get_viewdef`).
     pub view_definition: Option<String>,
+    /// Its privileges as granted, per grantee (`public` for PUBLIC) and privilege type
+    /// (`aclexplode` of the ACL, the owner's default when it has none): what `rls apply`
+    /// compares with the declaration.
+    pub acl: Vec<(String, String)>,
 }
 
 impl Table {
@@ -362,9 +369,16 @@ fn db(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> AuditError
     move |source| AuditError::Db { context, source }
 }
 
-const REL_FILTER: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema')
-    AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
-    AND (cardinality($2::text[]) = 0 OR n.nspname = ANY($2::text[]))";
+/// The relations the catalog covers, on `pg_namespace n`: user schemas (no system, TOAST
+/// or temporary schema), limited to the schemas in the `text[]` parameter `schemas` when
+/// it is not empty. The probe's snapshot counts rows over the same relations.
+pub fn relation_filter(schemas: &str) -> String {
+    format!(
+        "n.nspname NOT IN ('pg_catalog', 'information_schema')
+         AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
+         AND (cardinality({schemas}::text[]) = 0 OR n.nspname = ANY({schemas}::text[]))"
+    )
+}
 
 /// Loads the catalog as seen by `tx` (run it in a read-only, repeatable-read transaction).
 pub async fn load(tx: &Transaction<'_>, config: &AuditConfig) -> Result<Catalog, AuditError> {
@@ -388,18 +402,19 @@ pub async fn load(tx: &Transaction<'_>, config: &AuditConfig) -> Result<Catalog,
         ..Catalog::default()
     };
 
-    // 'SET' as a pg_has_role mode exists from PostgreSQL 16 on.
-    let set_mode = if cat.server_version_num >= 160000 {
-        "SET"
-    } else {
-        "MEMBER"
-    };
+    // The contract's unsafe-role rule reads membership the way the server's version
+    // defines it (crate::isolation::roles); the pool's start-up check reads it the same way.
+    let version = cat.server_version_num;
+    let set_mode = set_role_mode(version);
+    let reach = reach_cte(version, "$1::text");
     let roles = tx
         .query(
-            "SELECT oid, rolname::text, rolsuper, rolbypassrls, pg_has_role($1::text, oid, $2::text),
-                    pg_has_role($1::text, oid, 'USAGE')
-             FROM pg_roles
-             WHERE pg_has_role($1::text, oid, 'MEMBER') ORDER BY rolname <> $1, rolname",
+            &format!(
+                "{reach}
+                 SELECT r.oid, r.rolname::text, r.rolsuper, r.rolbypassrls,
+                        pg_has_role($1::text, r.oid, $2::text), pg_has_role($1::text, r.oid, 'USAGE')
+                 FROM pg_roles r JOIN reach USING (oid) ORDER BY r.rolname <> $1, r.rolname"
+            ),
             &[app, &set_mode],
         )
         .await
@@ -458,17 +473,23 @@ pub async fn load(tx: &Transaction<'_>, config: &AuditConfig) -> Result<Catalog,
              AND {f}(r.oid, c.oid, '{p}'))"
         )
     };
+    let rel_filter = relation_filter("$2");
     let sql = format!(
-        "SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text, o.rolname::text,
-                pg_has_role($1::text, c.relowner, 'MEMBER'), (o.rolsuper OR o.rolbypassrls),
+        "{reach}
+         SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text, o.rolname::text,
+                {OWNER_REACHED}, (o.rolsuper OR o.rolbypassrls),
                 c.relrowsecurity, c.relforcerowsecurity, c.relispartition,
                 (SELECT i.inhparent FROM pg_inherits i WHERE i.inhrelid = c.oid LIMIT 1),
                 COALESCE(c.reloptions::text[], '{{}}') && ARRAY['security_invoker=true', 'security_invoker=on', 'security_invoker=1'],
                 {}, {}, {}, {}, {}, {}, {},
-                CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END, {}
+                CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END, {},
+                ARRAY(SELECT CASE WHEN x.grantee = 0 THEN 'public' ELSE pg_get_userbyid(x.grantee)::text END
+                      FROM aclexplode(COALESCE(c.relacl, acldefault('r', c.relowner))) x ORDER BY x.grantee, x.privilege_type),
+                ARRAY(SELECT x.privilege_type
+                      FROM aclexplode(COALESCE(c.relacl, acldefault('r', c.relowner))) x ORDER BY x.grantee, x.privilege_type)
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
               JOIN pg_roles o ON o.oid = c.relowner
-         WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {REL_FILTER}
+         WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {rel_filter}
          ORDER BY n.nspname, c.relname",
         priv_expr("has_any_column_privilege", "SELECT"),
         priv_expr("has_any_column_privilege", "INSERT"),
@@ -490,6 +511,7 @@ pub async fn load(tx: &Transaction<'_>, config: &AuditConfig) -> Result<Catalog,
         .map_err(db("tables"))?;
     for r in rows {
         let kind: String = r.get(3);
+        let (grantees, privileges): (Vec<String>, Vec<String>) = (r.get(21), r.get(22));
         cat.tables.push(Table {
             oid: r.get(0),
             schema: r.get(1),
@@ -515,6 +537,7 @@ pub async fn load(tx: &Transaction<'_>, config: &AuditConfig) -> Result<Catalog,
             },
             columns: Vec::new(),
             view_definition: r.get(19),
+            acl: grantees.into_iter().zip(privileges).collect(),
         });
     }
     let oids: Vec<u32> = cat.tables.iter().map(|t| t.oid).collect();

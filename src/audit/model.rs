@@ -10,27 +10,7 @@ use super::AuditConfig;
 use crate::isolation::{Detection, TenancyModel};
 use crate::policy::Command;
 
-/// Why a table is a tenant table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TenantKind {
-    /// It has the tenant column.
-    Column,
-    /// Other tables' tenant column references it: its key *is* the tenant id.
-    Registry,
-    /// It has no tenant column but reaches a tenant table through foreign keys.
-    Child,
-}
-
-/// A tenant table.
-#[derive(Debug, Clone)]
-pub struct TenantTable {
-    /// Why it is one.
-    pub kind: TenantKind,
-    /// The column holding the tenant id in this table (`None` for a child).
-    pub column: Option<String>,
-    /// Its rows belong to users, not tenants (the owner model): the column holds a user id.
-    pub per_user: bool,
-}
+pub use crate::isolation::tables::{TenantKind, TenantTable};
 
 /// One policy, analysed for one side (USING or WITH CHECK).
 #[derive(Debug, Clone)]
@@ -110,98 +90,22 @@ impl Model {
     pub fn build(catalog: Catalog, config: &AuditConfig) -> Model {
         let detection = crate::isolation::detect(&catalog, config);
         let col = config.tenant_column.as_str();
-        let mut tenant: HashMap<u32, TenantTable> = HashMap::new();
-        for t in &catalog.tables {
-            if !matches!(t.kind, 'r' | 'p' | 'f') {
-                continue;
-            }
+        // The contract's definition of a tenant table; the column is the table's own
+        // model's (detected or declared), else the configured one.
+        let tenant = crate::isolation::tables::classify(&catalog, |t| {
             if let Some(tt) = detection.tables.get(&t.oid) {
-                tenant.insert(
-                    t.oid,
-                    TenantTable {
-                        kind: TenantKind::Column,
-                        column: Some(tt.column.clone()),
-                        per_user: matches!(tt.model, TenancyModel::Owner { .. }),
-                    },
-                );
-            } else if t.column(col).is_some() {
-                tenant.insert(
-                    t.oid,
-                    TenantTable {
-                        kind: TenantKind::Column,
-                        column: Some(col.to_string()),
-                        per_user: matches!(detection.primary, TenancyModel::Owner { .. }),
-                    },
-                );
+                let per_user = matches!(tt.model, TenancyModel::Owner { .. });
+                return Some((tt.column.clone(), per_user));
             }
-        }
-        for fk in &catalog.foreign_keys {
-            let Some(child) = tenant.get(&fk.table).cloned() else {
-                continue;
-            };
-            if child.kind == TenantKind::Column
-                && fk.columns.len() == 1
-                && Some(&fk.columns[0]) == child.column.as_ref()
-                && !tenant.contains_key(&fk.references)
-            {
-                tenant.insert(
-                    fk.references,
-                    TenantTable {
-                        kind: TenantKind::Registry,
-                        column: fk.ref_columns.first().cloned(),
-                        per_user: child.per_user,
-                    },
-                );
-            }
-        }
+            let per_user = matches!(detection.primary, TenancyModel::Owner { .. });
+            t.column(col).map(|_| (col.to_string(), per_user))
+        });
         let index: HashMap<u32, usize> = catalog
             .tables
             .iter()
             .enumerate()
             .map(|(i, t)| (t.oid, i))
             .collect();
-        // Children: reach a tenant table through foreign keys (to a fixpoint).
-        loop {
-            let mut added = false;
-            for fk in &catalog.foreign_keys {
-                if !tenant.contains_key(&fk.table) && tenant.contains_key(&fk.references) {
-                    let is_table = index
-                        .get(&fk.table)
-                        .is_some_and(|&i| matches!(catalog.tables[i].kind, 'r' | 'p' | 'f'));
-                    if is_table {
-                        tenant.insert(
-                            fk.table,
-                            TenantTable {
-                                kind: TenantKind::Child,
-                                column: None,
-                                per_user: false,
-                            },
-                        );
-                        added = true;
-                    }
-                }
-            }
-            if !added {
-                break;
-            }
-        }
-        // Partitions and inheritance children of tenant tables are tenant tables too.
-        loop {
-            let mut added = false;
-            for t in &catalog.tables {
-                if let Some(p) = t.parent {
-                    if !tenant.contains_key(&t.oid) {
-                        if let Some(pt) = tenant.get(&p).cloned() {
-                            tenant.insert(t.oid, pt);
-                            added = true;
-                        }
-                    }
-                }
-            }
-            if !added {
-                break;
-            }
-        }
 
         let setting = predicate::SettingPatterns::new(&config.tenant_setting);
         // Every setting any model here reads, and the platform functions (auth.uid …).

@@ -9,12 +9,25 @@
 //! [`PoolOptions`](crate::PoolOptions)`::context_carrier`); the tenancy model has the five
 //! common ones found in real multi-tenant schemas, declared with `--tenancy` or
 //! [`detect`]ed.
+//!
+//! The rules themselves live here too, each once: [`sql`] (the tenant predicate in each
+//! form, the context function `migrate` installs, the robust read of a setting),
+//! [`tables`] (what a tenant table is) and [`roles`] (which roles must not be the app).
+//! `policy` installs them, `audit` judges and proposes fixes with them, `probe` attacks
+//! under them, and the pool's start-up check renders the same rules into its one query.
 
 pub mod detect;
+pub mod roles;
+pub mod sql;
+pub mod tables;
 
 use serde::Serialize;
 
 pub use detect::{detect, Detection, TableTenancy};
+pub use sql::{
+    context_function_body, context_function_call, ident, literal, setting_read, CONTEXT_FUNCTION,
+    FUNCTION_SCHEMA,
+};
 
 /// The setting PostgREST (and Supabase) put the verified JWT claims in, as JSON.
 pub const JWT_CLAIMS_SETTING: &str = "request.jwt.claims";
@@ -240,17 +253,6 @@ pub enum PredicateForm {
     Inline,
 }
 
-impl PredicateForm {
-    /// The policy expression comparing `column` (already quoted) with `context` (an SQL
-    /// expression yielding the current tenant, e.g. `tenantguard.current_tenant_id()`).
-    pub fn compare(self, column: &str, context: &str) -> String {
-        match self {
-            PredicateForm::InitPlan => format!("({column} = (SELECT {context}))"),
-            PredicateForm::Inline => format!("({column} = {context})"),
-        }
-    }
-}
-
 /// The context-carrier variation point: how the context reaches the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -322,11 +324,11 @@ mod tests {
     fn predicate_forms_render() {
         let f = "tenantguard.current_tenant_id()";
         assert_eq!(
-            PredicateForm::InitPlan.compare("\"tenant_id\"", f),
+            PredicateForm::InitPlan.render("tenant_id", f),
             "(\"tenant_id\" = (SELECT tenantguard.current_tenant_id()))"
         );
         assert_eq!(
-            PredicateForm::Inline.compare("\"tenant_id\"", f),
+            PredicateForm::Inline.render("tenant_id", f),
             "(\"tenant_id\" = tenantguard.current_tenant_id())"
         );
     }

@@ -199,8 +199,8 @@ fn default_column() -> String {
     "tenant_id".into()
 }
 
-/// Schema holding the engine's functions (`current_tenant_id()`).
-pub const FUNCTION_SCHEMA: &str = "tenantguard";
+use crate::isolation::{context_function_body, context_function_call};
+pub use crate::isolation::{ident, literal, FUNCTION_SCHEMA};
 
 impl PolicySet {
     /// Parses and validates a TOML declaration (the `tenantguard.toml` of `rls apply`).
@@ -276,31 +276,15 @@ impl PolicySet {
     /// The SQL body of `tenantguard.current_tenant_id()`: NULL when the setting is unset or
     /// `''` (after RESET or in a later transaction), so every policy fails closed.
     pub fn current_tenant_body(&self) -> String {
-        format!(
-            "SELECT NULLIF(current_setting({}, true), '')::uuid",
-            literal(&self.tenant_setting)
-        )
+        context_function_body(&self.tenant_setting)
     }
 
-    /// The tenant predicate for `column`, in [`PolicySet::predicate_form`]. The default
-    /// `(SELECT …)` makes PostgreSQL evaluate the function once per statement (an
-    /// InitPlan), so the comparison is an index condition.
+    /// The tenant predicate for `column`, in [`PolicySet::predicate_form`] (the contract's
+    /// form: by default the InitPlan form, the function evaluated once per statement so the
+    /// comparison is an index condition; inline on Citus).
     pub fn predicate(&self, column: &str) -> String {
-        self.predicate_form.compare(
-            &ident(column),
-            &format!("{FUNCTION_SCHEMA}.current_tenant_id()"),
-        )
+        self.predicate_form.render(column, &context_function_call())
     }
-}
-
-/// Quotes an SQL identifier.
-pub fn ident(s: &str) -> String {
-    postgres_protocol::escape::escape_identifier(s)
-}
-
-/// Quotes an SQL string literal.
-pub fn literal(s: &str) -> String {
-    postgres_protocol::escape::escape_literal(s)
 }
 
 #[cfg(test)]

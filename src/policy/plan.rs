@@ -6,6 +6,10 @@ use tokio_postgres::{Client, Transaction};
 
 use super::model::{ident, literal, Command, PolicySet, TenantTable, FUNCTION_SCHEMA};
 use super::PolicyError;
+use crate::audit::catalog::{Catalog, Policy, Table};
+use crate::audit::{AuditConfig, AuditError};
+use crate::isolation::context_function_call;
+use crate::isolation::roles::PER_GRANT_OPTIONS;
 
 /// One difference between the database and the declaration, with the SQL that fixes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,10 +81,42 @@ pub async fn plan(tx: &Transaction<'_>, set: &PolicySet) -> Result<Vec<Change>, 
     set.validate()?;
     let mut changes = plan_prelude(tx, set).await?;
     let canon = canonical_predicates(tx, set).await?;
+    let catalog = load_catalog(tx, set).await?;
     for table in &set.tables {
-        plan_table(tx, set, table, &canon, &mut changes).await?;
+        plan_table(set, table, &catalog, &canon, &mut changes);
     }
     Ok(changes)
+}
+
+/// The declared tables' schemas, read by the one catalog loader the audit and the probe
+/// use (`audit::catalog`). Privileges there are resolved for a role that must exist, and
+/// the app role may not yet (the plan creates it): they are read for the connecting user,
+/// and the plan compares the tables' ACLs instead.
+async fn load_catalog(tx: &Transaction<'_>, set: &PolicySet) -> Result<Catalog, PolicyError> {
+    let me: String = tx
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .map_err(PolicyError::db("reading the current user"))?
+        .get(0);
+    let mut schemas: Vec<String> = set.tables.iter().map(|t| t.schema.clone()).collect();
+    schemas.sort();
+    schemas.dedup();
+    let config = AuditConfig {
+        app_role: me,
+        tenant_column: set.tenant_column.clone(),
+        tenant_setting: set.tenant_setting.clone(),
+        schemas,
+        tenancy: None,
+    };
+    crate::audit::catalog::load(tx, &config)
+        .await
+        .map_err(|e| match e {
+            AuditError::Db { context, source } => PolicyError::Db {
+                context: format!("reading {context}"),
+                source,
+            },
+            other => PolicyError::Precondition(other.to_string()),
+        })
 }
 
 /// The part of the plan that does not depend on tables: roles, the function schema and
@@ -234,7 +270,7 @@ async fn plan_roles(
     // repair names the grantor.
     let v16: bool = tx
         .query_one(
-            "SELECT current_setting('server_version_num')::int >= 160000",
+            &format!("SELECT current_setting('server_version_num')::int >= {PER_GRANT_OPTIONS}"),
             &[],
         )
         .await
@@ -336,7 +372,7 @@ async fn plan_function(
         }
     }
 
-    let func = format!("{schema}.current_tenant_id()");
+    let func = context_function_call();
     let create = format!(
         "CREATE OR REPLACE FUNCTION {func} RETURNS uuid LANGUAGE sql STABLE PARALLEL SAFE \
          SECURITY INVOKER AS {}",
@@ -427,8 +463,9 @@ async fn canonical_predicates(tx: &Transaction<'_>, set: &PolicySet) -> Result<C
         tx.batch_execute(&format!(
             "SET LOCAL client_min_messages = warning;
              CREATE SCHEMA IF NOT EXISTS {FUNCTION_SCHEMA};
-             CREATE OR REPLACE FUNCTION {FUNCTION_SCHEMA}.current_tenant_id() RETURNS uuid
+             CREATE OR REPLACE FUNCTION {} RETURNS uuid
              LANGUAGE sql STABLE AS {}",
+            context_function_call(),
             literal(&set.current_tenant_body())
         ))
         .await?;
@@ -462,62 +499,73 @@ async fn canonical_predicates(tx: &Transaction<'_>, set: &PolicySet) -> Result<C
     result.map_err(db)
 }
 
-struct LivePolicy {
-    name: String,
-    cmd: String,
-    permissive: bool,
-    roles: Vec<String>,
-    qual: Option<String>,
-    check: Option<String>,
+/// One declared table: what `plan_table` hands to each of its parts.
+struct Target<'a> {
+    set: &'a PolicySet,
+    table: &'a TenantTable,
+    /// `"schema"."name"`.
+    qt: String,
+    /// The tenant column, and quoted.
+    col: &'a str,
+    qcol: String,
+    /// `table schema.name`, the object of every change.
+    object: String,
 }
 
-async fn plan_table(
-    tx: &Transaction<'_>,
+impl Target<'_> {
+    fn change(&self, difference: impl Into<String>, sql: Vec<String>) -> Change {
+        change(self.object.clone(), difference, sql)
+    }
+}
+
+/// Plans one declared table: its tenant column, index, owner and RLS flags, then (once the
+/// column can exist) its policies and grants.
+fn plan_table(
     set: &PolicySet,
     table: &TenantTable,
+    catalog: &Catalog,
     canon: &Canon,
     out: &mut Vec<Change>,
-) -> Result<(), PolicyError> {
-    let qt = table.qualified();
+) {
     let col = set.column_of(table);
-    let object = format!("table {}.{}", table.schema, table.name);
-    let ctx = |what: &str| PolicyError::db(format!("reading {what} of {object}"));
-
-    let row = tx
-        .query_opt(
-            "SELECT c.oid, c.relrowsecurity, c.relforcerowsecurity, pg_get_userbyid(c.relowner),
-                    a.attname IS NOT NULL, format_type(a.atttypid, a.atttypmod), COALESCE(a.attnotnull, false),
-                    pg_get_expr(d.adbin, d.adrelid),
-                    EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indkey[0] = a.attnum)
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = $3 AND NOT a.attisdropped
-             LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
-             WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
-            &[&table.schema, &table.name, &col],
-        )
-        .await
-        .map_err(ctx("the catalog entry"))?;
-    let Some(row) = row else {
-        out.push(change(
-            object,
-            "does not exist (declared as a tenant table)",
-            Vec::new(),
-        ));
-        return Ok(());
+    let target = Target {
+        set,
+        table,
+        qt: table.qualified(),
+        col,
+        qcol: ident(col),
+        object: format!("table {}.{}", table.schema, table.name),
     };
-    let oid: u32 = row.get(0);
-    let (rls, force, owner): (bool, bool, String) = (row.get(1), row.get(2), row.get(3));
-    let (has_col, col_type, not_null): (bool, Option<String>, bool) =
-        (row.get(4), row.get(5), row.get(6));
-    let default: Option<String> = row.get(7);
-    let indexed: bool = row.get(8);
-    let qcol = ident(col);
+    let live = catalog
+        .tables
+        .iter()
+        .find(|t| t.schema == table.schema && t.name == table.name && matches!(t.kind, 'r' | 'p'));
+    let Some(live) = live else {
+        out.push(target.change("does not exist (declared as a tenant table)", Vec::new()));
+        return;
+    };
+    if !plan_column(&target, live, catalog, out) {
+        return;
+    }
+    plan_flags(&target, live, out);
+    plan_policies(&target, live, catalog, canon, out);
+    plan_grants(&target, live, out);
+}
 
-    // Tenant column: add and backfill (rls apply on an existing database), or tighten.
-    if !has_col {
+/// The tenant column: added and backfilled (`rls apply` on an existing database), or
+/// tightened; its default and its index. `false` when the table cannot be planned further
+/// (no column and nothing to fill it from, or a column of the wrong type).
+fn plan_column(
+    target: &Target<'_>,
+    live: &Table,
+    catalog: &Catalog,
+    out: &mut Vec<Change>,
+) -> bool {
+    let (table, col, qt, qcol) = (target.table, target.col, &target.qt, &target.qcol);
+    let column = live.column(col);
+    if column.is_none() {
         let Some(expr) = &table.backfill else {
-            out.push(change(
-                object,
+            out.push(target.change(
                 format!(
                     "has no column {col:?} and no `backfill` expression to fill it from; add \
                      `backfill = \"<SQL expression yielding the tenant uuid per row>\"` to its \
@@ -525,38 +573,32 @@ async fn plan_table(
                 ),
                 Vec::new(),
             ));
-            return Ok(());
+            return false;
         };
-        out.push(change(
-            object.clone(),
+        out.push(target.change(
             format!("no tenant column {col}; adding it, backfilled from {expr}"),
-            backfill_sql(&qt, &qcol, expr),
+            backfill_sql(qt, qcol, expr),
         ));
-    } else {
-        if col_type.as_deref() != Some("uuid") {
-            out.push(change(
-                object,
-                format!(
-                    "column {col} has type {}, expected uuid",
-                    col_type.unwrap_or_default()
-                ),
+    } else if let Some(c) = column {
+        if c.type_name != "uuid" {
+            out.push(target.change(
+                format!("column {col} has type {}, expected uuid", c.type_name),
                 Vec::new(),
             ));
-            return Ok(());
+            return false;
         }
-        if !not_null {
+        if !c.not_null {
             let sql = match &table.backfill {
-                Some(expr) => backfill_sql(&qt, &qcol, expr)[1..].to_vec(),
+                Some(expr) => backfill_sql(qt, qcol, expr)[1..].to_vec(),
                 None => vec![format!("ALTER TABLE {qt} ALTER COLUMN {qcol} SET NOT NULL")],
             };
-            out.push(change(object.clone(), format!("{col} is nullable"), sql));
+            out.push(target.change(format!("{col} is nullable"), sql));
         }
     }
     if table.default_to_current_tenant {
-        let want = format!("{FUNCTION_SCHEMA}.current_tenant_id()");
-        if default.as_deref() != Some(want.as_str()) {
-            out.push(change(
-                object.clone(),
+        let want = context_function_call();
+        if column.and_then(|c| c.default.as_deref()) != Some(want.as_str()) {
+            out.push(target.change(
                 format!("{col} does not default to the current tenant"),
                 vec![format!(
                     "ALTER TABLE {qt} ALTER COLUMN {qcol} SET DEFAULT {want}"
@@ -564,60 +606,68 @@ async fn plan_table(
             ));
         }
     }
+    let indexed = column.is_some()
+        && catalog
+            .indexes
+            .iter()
+            .any(|i| i.table == live.oid && i.columns.first() == Some(&Some(col.to_string())));
     if !indexed {
         let name = ident(&truncate63(&format!("{}_{}_idx", table.name, col)));
-        out.push(change(
-            object.clone(),
+        out.push(target.change(
             format!("no index leads with {col}"),
             vec![format!("CREATE INDEX {name} ON {qt} ({qcol})")],
         ));
     }
-    if let Some(o) = &set.roles.owner {
-        if &owner != o {
-            out.push(change(
-                object.clone(),
-                format!("owned by {owner}, not {o}"),
+    true
+}
+
+/// The owner, and row-level security enabled and forced.
+fn plan_flags(target: &Target<'_>, live: &Table, out: &mut Vec<Change>) {
+    let qt = &target.qt;
+    if let Some(o) = &target.set.roles.owner {
+        if &live.owner != o {
+            out.push(target.change(
+                format!("owned by {}, not {o}", live.owner),
                 vec![format!("ALTER TABLE {qt} OWNER TO {}", ident(o))],
             ));
         }
     }
-    if !rls {
-        out.push(change(
-            object.clone(),
+    if !live.rls {
+        out.push(target.change(
             "row level security is disabled",
             vec![format!("ALTER TABLE {qt} ENABLE ROW LEVEL SECURITY")],
         ));
     }
-    if !force {
-        out.push(change(
-            object.clone(),
+    if !live.force {
+        out.push(target.change(
             "row level security is not forced for the owner",
             vec![format!("ALTER TABLE {qt} FORCE ROW LEVEL SECURITY")],
         ));
     }
+}
 
-    // Policies, matched by content rather than name.
-    let live: Vec<LivePolicy> = tx
-        .query(
-            "SELECT polname, polcmd::text, polpermissive,
-                    ARRAY(SELECT CASE WHEN r = 0 THEN 'public' ELSE pg_get_userbyid(r) END
-                          FROM unnest(polroles) r ORDER BY 1),
-                    pg_get_expr(polqual, polrelid), pg_get_expr(polwithcheck, polrelid)
-             FROM pg_policy WHERE polrelid = $1 ORDER BY polname",
-            &[&oid],
-        )
-        .await
-        .map_err(ctx("the policies"))?
-        .into_iter()
-        .map(|r| LivePolicy {
-            name: r.get(0),
-            cmd: r.get(1),
-            permissive: r.get(2),
-            roles: r.get(3),
-            qual: r.get(4),
-            check: r.get(5),
-        })
+/// Policies, matched by content rather than name: one permissive policy per declared
+/// command, to the app alone, with the contract's predicate; every other policy dropped.
+fn plan_policies(
+    target: &Target<'_>,
+    table_live: &Table,
+    catalog: &Catalog,
+    canon: &Canon,
+    out: &mut Vec<Change>,
+) {
+    let (set, table, col, qt) = (target.set, target.table, target.col, &target.qt);
+    // In name order, as the messages and the repair list them.
+    let mut live: Vec<&Policy> = catalog
+        .policies
+        .iter()
+        .filter(|p| p.table == table_live.oid)
         .collect();
+    live.sort_by(|a, b| a.name.cmp(&b.name));
+    let sorted_roles = |p: &Policy| {
+        let mut r = p.roles.clone();
+        r.sort();
+        r
+    };
     // The deparsed predicate of a table that does not have its column yet cannot be read
     // from it; the canonical form is per column name, so it is the same.
     let pred = canon.get(col).cloned().unwrap_or_default();
@@ -628,10 +678,10 @@ async fn plan_table(
         let want_check = cmd.has_check().then(|| pred.clone());
         let hit = live.iter().enumerate().position(|(i, p)| {
             !matched[i]
-                && p.cmd == cmd.polcmd().to_string()
+                && p.cmd == cmd.polcmd()
                 && p.permissive
                 && p.roles == [set.roles.app.clone()]
-                && p.qual == want_qual
+                && p.using == want_qual
                 && p.check == want_check
         });
         match hit {
@@ -639,77 +689,81 @@ async fn plan_table(
             None => missing.push(*cmd),
         }
     }
-    let extra: Vec<&LivePolicy> = live
+    let extra: Vec<&Policy> = live
         .iter()
         .zip(&matched)
         .filter(|(_, m)| !**m)
-        .map(|(p, _)| p)
+        .map(|(p, _)| *p)
         .collect();
-    if !extra.is_empty() || !missing.is_empty() {
-        let mut sql = Vec::new();
-        let mut words = Vec::new();
-        for p in &extra {
-            words.push(format!(
-                "policy {:?} (cmd {}, {}, to {:?}, using {:?}, check {:?}) is not declared",
-                p.name,
-                p.cmd,
-                if p.permissive {
-                    "permissive"
-                } else {
-                    "restrictive"
-                },
-                p.roles,
-                p.qual,
-                p.check
-            ));
-            sql.push(format!("DROP POLICY {} ON {qt}", ident(&p.name)));
-        }
-        // A kept policy may already use our name; pick a free one.
-        let kept: BTreeSet<&str> = live
-            .iter()
-            .zip(&matched)
-            .filter(|(_, m)| **m)
-            .map(|(p, _)| p.name.as_str())
-            .collect();
-        for cmd in &missing {
-            words.push(format!("no matching {} policy", cmd.sql()));
-            let mut name = format!("tenantguard_{}", cmd.name());
-            let mut n = 2;
-            while kept.contains(name.as_str()) {
-                name = format!("tenantguard_{}_{n}", cmd.name());
-                n += 1;
-            }
-            let p = set.predicate(col);
-            let mut stmt = format!(
-                "CREATE POLICY {} ON {qt} AS PERMISSIVE FOR {} TO {}",
-                ident(&name),
-                cmd.sql(),
-                ident(&set.roles.app)
-            );
-            if cmd.has_using() {
-                stmt.push_str(&format!(" USING {p}"));
-            }
-            if cmd.has_check() {
-                stmt.push_str(&format!(" WITH CHECK {p}"));
-            }
-            sql.push(stmt);
-        }
-        out.push(change(object.clone(), words.join("; "), sql));
+    if extra.is_empty() && missing.is_empty() {
+        return;
     }
+    let mut sql = Vec::new();
+    let mut words = Vec::new();
+    for p in &extra {
+        words.push(format!(
+            "policy {:?} (cmd {}, {}, to {:?}, using {:?}, check {:?}) is not declared",
+            p.name,
+            p.cmd,
+            if p.permissive {
+                "permissive"
+            } else {
+                "restrictive"
+            },
+            sorted_roles(p),
+            p.using,
+            p.check
+        ));
+        sql.push(format!("DROP POLICY {} ON {qt}", ident(&p.name)));
+    }
+    // A kept policy may already use our name; pick a free one.
+    let kept: BTreeSet<&str> = live
+        .iter()
+        .zip(&matched)
+        .filter(|(_, m)| **m)
+        .map(|(p, _)| p.name.as_str())
+        .collect();
+    for cmd in &missing {
+        words.push(format!("no matching {} policy", cmd.sql()));
+        let mut name = format!("tenantguard_{}", cmd.name());
+        let mut n = 2;
+        while kept.contains(name.as_str()) {
+            name = format!("tenantguard_{}_{n}", cmd.name());
+            n += 1;
+        }
+        sql.push(create_policy(target, *cmd, &name));
+    }
+    out.push(target.change(words.join("; "), sql));
+}
 
-    // Grants: exactly the declared commands for the app, SELECT for the admin, nothing for PUBLIC.
-    let grants = tx
-        .query(
-            "SELECT CASE WHEN x.grantee = 0 THEN 'public' ELSE pg_get_userbyid(x.grantee) END, x.privilege_type
-             FROM pg_class c, aclexplode(COALESCE(c.relacl, acldefault('r', c.relowner))) x
-             WHERE c.oid = $1",
-            &[&oid],
-        )
-        .await
-        .map_err(ctx("the privileges"))?;
+/// `CREATE POLICY` for `cmd`, to the app, with the contract's predicate.
+fn create_policy(target: &Target<'_>, cmd: Command, name: &str) -> String {
+    let p = target.set.predicate(target.col);
+    let mut stmt = format!(
+        "CREATE POLICY {} ON {} AS PERMISSIVE FOR {} TO {}",
+        ident(name),
+        target.qt,
+        cmd.sql(),
+        ident(&target.set.roles.app)
+    );
+    if cmd.has_using() {
+        stmt.push_str(&format!(" USING {p}"));
+    }
+    if cmd.has_check() {
+        stmt.push_str(&format!(" WITH CHECK {p}"));
+    }
+    stmt
+}
+
+/// Grants: exactly the declared commands for the app, SELECT for the admin, nothing for
+/// PUBLIC.
+fn plan_grants(target: &Target<'_>, live: &Table, out: &mut Vec<Change>) {
+    let (set, table, qt) = (target.set, target.table, &target.qt);
     let mut have: HashMap<String, BTreeSet<String>> = HashMap::new();
-    for g in grants {
-        have.entry(g.get(0)).or_default().insert(g.get(1));
+    for (grantee, privilege) in &live.acl {
+        have.entry(grantee.clone())
+            .or_default()
+            .insert(privilege.clone());
     }
     let mut want: Vec<(String, BTreeSet<String>)> = vec![
         (
@@ -723,25 +777,21 @@ async fn plan_table(
     }
     for (grantee, privs) in want {
         let current = have.remove(&grantee).unwrap_or_default();
-        if current != privs {
-            let who = if grantee == "public" {
-                "PUBLIC".to_string()
-            } else {
-                ident(&grantee)
-            };
-            let mut sql = vec![format!("REVOKE ALL ON {qt} FROM {who}")];
-            if !privs.is_empty() {
-                let list: Vec<&str> = privs.iter().map(String::as_str).collect();
-                sql.push(format!("GRANT {} ON {qt} TO {who}", list.join(", ")));
-            }
-            out.push(change(
-                object.clone(),
-                format!("{grantee} has {current:?}, want {privs:?}"),
-                sql,
-            ));
+        if current == privs {
+            continue;
         }
+        let who = if grantee == "public" {
+            "PUBLIC".to_string()
+        } else {
+            ident(&grantee)
+        };
+        let mut sql = vec![format!("REVOKE ALL ON {qt} FROM {who}")];
+        if !privs.is_empty() {
+            let list: Vec<&str> = privs.iter().map(String::as_str).collect();
+            sql.push(format!("GRANT {} ON {qt} TO {who}", list.join(", ")));
+        }
+        out.push(target.change(format!("{grantee} has {current:?}, want {privs:?}"), sql));
     }
-    Ok(())
 }
 
 /// Adds a nullable tenant column, fills it, fails (rolling everything back) if any row is

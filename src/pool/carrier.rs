@@ -20,8 +20,10 @@ pub(crate) const SET_TENANT_READ_ONLY: &str =
 /// `SET LOCAL <setting> = '` for `setting`, each dotted part quoted as an identifier
 /// (`"app"."tenant_id"` names the setting `app.tenant_id`, as the grammar joins them).
 pub(crate) fn set_local_prefix(setting: &str) -> String {
-    let name: Vec<String> = setting.split('.').map(crate::policy::ident).collect();
-    format!("SET LOCAL {} = '", name.join("."))
+    format!(
+        "SET LOCAL {} = '",
+        crate::isolation::sql::setting_name(setting)
+    )
 }
 
 /// `BEGIN` for a transaction block of this access mode.

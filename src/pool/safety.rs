@@ -6,51 +6,44 @@ use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 
 use super::PoolError;
+use crate::isolation::roles::{self, createrole_is_unsafe, set_role_mode, OWNER_REACHED};
+use crate::isolation::tables::tenant_tables_cte;
 
-/// The roles `current_user` can reach through role membership, as a recursive CTE named
-/// `reach(oid)` (`current_user` itself included), for the server's version.
-///
-/// PostgreSQL 15: every membership allows `SET ROLE`, so every grant is a way in.
-/// PostgreSQL 16 split each grant into INHERIT (use the role's privileges, owner rights over
-/// its views and SECURITY DEFINER functions included, which then run with its attributes),
-/// SET (`SET ROLE` to it) and ADMIN (grant it, also to oneself `WITH SET TRUE`). A grant with
-/// none of the three confers nothing, and every chain that does confer something consists of
-/// grants with at least one, so following those grants misses no way in (it may count a
-/// chain that mixes them in an order PostgreSQL would not honour: fail closed).
-/// `pg_has_role(…, 'MEMBER')` would also count grants with none of them.
-/// The database owner is an implicit member of `pg_database_owner` (no `pg_auth_members` row).
+/// The roles `current_user` can reach through role membership (the contract's rule, see
+/// [`roles::reach_cte`]).
 fn reach_cte(server_version_num: i32) -> String {
-    let grant_confers = if server_version_num >= 160000 {
-        "m.set_option OR m.inherit_option OR m.admin_option"
-    } else {
-        "true"
-    };
-    format!(
-        "WITH RECURSIVE reach(oid) AS (
-             SELECT oid FROM pg_roles WHERE rolname = current_user
-                 OR (rolname = 'pg_database_owner' AND pg_has_role(current_user, oid, 'MEMBER'))
-           UNION
-             SELECT m.roleid FROM pg_auth_members m JOIN reach ON m.member = reach.oid
-             WHERE {grant_confers}
-         )"
-    )
+    roles::reach_cte(server_version_num, "current_user")
+}
+
+/// The one row of `sql` (`query_typed`: one unnamed statement, so this works behind a
+/// transaction-mode pooler).
+async fn one_row(
+    client: &Client,
+    sql: &str,
+    params: &[(&(dyn tokio_postgres::types::ToSql + Sync), Type)],
+    doing: &'static str,
+) -> Result<tokio_postgres::Row, PoolError> {
+    client
+        .query_typed(sql, params)
+        .await
+        .map_err(PoolError::db(doing))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| PoolError::missing_row(doing))
 }
 
 async fn server_version_num(client: &Client) -> Result<i32, PoolError> {
-    client
-        .query_typed("SELECT current_setting('server_version_num')::int", &[])
-        .await
-        .map_err(PoolError::db("reading the server version"))?
-        .into_iter()
-        .next()
-        .map(|r| r.get(0))
-        .ok_or_else(|| PoolError::missing_row("the version query"))
+    let sql = "SELECT current_setting('server_version_num')::int";
+    Ok(one_row(client, sql, &[], "reading the server version")
+        .await?
+        .get(0))
 }
 
 /// Why a role must not back the app pool: superuser or BYPASSRLS (its own or one it can
 /// reach through membership, see [`reach_cte`]), CREATEROLE on PostgreSQL 15 (it can grant
 /// itself any non-superuser role there), or it owns (directly or through membership) a
-/// table under RLS or with the tenant column. Owners can `ALTER TABLE … NO FORCE` and drop
+/// table under RLS or a tenant table (the contract's definition,
+/// [`crate::isolation::tables`]: the column, the registry, FK children, partitions). Owners can `ALTER TABLE … NO FORCE` and drop
 /// policies even when FORCE is set.
 pub(crate) async fn app_role_problems(
     client: &Client,
@@ -59,10 +52,10 @@ pub(crate) async fn app_role_problems(
     let version = server_version_num(client).await?;
     // How a privileged role is reached: `SET ROLE` (PostgreSQL 15: every membership), or on
     // 16+ only through INHERIT / ADMIN OPTION grants.
-    let can_set = if version >= 160000 { "SET" } else { "MEMBER" };
-    // query_typed: one unnamed statement, so this works behind a transaction-mode pooler.
+    let can_set = set_role_mode(version);
     let sql = format!(
-        "{reach}
+        "{reach},
+         {tenant_tables}
          SELECT current_user::text,
                 ARRAY(SELECT r.rolname || CASE WHEN pg_has_role(current_user, r.oid, '{can_set}') THEN ' true' ELSE ' false' END
                       FROM pg_roles r JOIN reach USING (oid) WHERE r.rolsuper ORDER BY 1),
@@ -70,25 +63,20 @@ pub(crate) async fn app_role_problems(
                       FROM pg_roles r JOIN reach USING (oid) WHERE r.rolbypassrls ORDER BY 1),
                 ARRAY(SELECT format('%I.%I (owner %s)', n.nspname, c.relname, pg_get_userbyid(c.relowner))
                       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                      WHERE c.relkind IN ('r', 'p')
+                      WHERE c.relkind IN ('r', 'p', 'f')
                         AND n.nspname NOT IN ('pg_catalog', 'information_schema')
                         AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
-                        AND c.relowner IN (SELECT oid FROM reach)
-                        AND (c.relrowsecurity OR EXISTS (
-                              SELECT 1 FROM pg_attribute a
-                              WHERE a.attrelid = c.oid AND a.attname = $1 AND NOT a.attisdropped))
+                        AND {OWNER_REACHED}
+                        AND (c.relrowsecurity OR c.oid IN (SELECT oid FROM tenant_tables))
                       ORDER BY 1 LIMIT 20),
                 ARRAY(SELECT r.rolname::text FROM pg_roles r JOIN reach USING (oid)
-                      WHERE r.rolcreaterole AND {version} < 160000 ORDER BY 1)",
-        reach = reach_cte(version)
+                      WHERE r.rolcreaterole AND {createrole} ORDER BY 1)",
+        reach = reach_cte(version),
+        tenant_tables = tenant_tables_cte("$1"),
+        createrole = createrole_is_unsafe(version),
     );
-    let row = client
-        .query_typed(&sql, &[(&tenant_column, Type::TEXT)])
-        .await
-        .map_err(PoolError::db("checking the pool role"))?
-        .into_iter()
-        .next()
-        .ok_or_else(|| PoolError::missing_row("the role check"))?;
+    let params = [(&tenant_column as _, Type::TEXT)];
+    let row = one_row(client, &sql, &params, "checking the pool role").await?;
     let role: String = row.get(0);
     // "name true|false": whether `SET ROLE name` works.
     let split = |v: Vec<String>| -> Vec<(String, bool)> {
@@ -172,13 +160,7 @@ pub(crate) async fn admin_role_problems(
                           ORDER BY 1 LIMIT 20)",
         reach_cte(version)
     );
-    let row = client
-        .query_typed(&sql, &[])
-        .await
-        .map_err(PoolError::db("checking the admin role"))?
-        .into_iter()
-        .next()
-        .ok_or_else(|| PoolError::missing_row("the role check"))?;
+    let row = one_row(client, &sql, &[], "checking the admin role").await?;
     let role: String = row.get(0);
     let bypass: bool = row.get::<_, Option<bool>>(1).unwrap_or(false);
     let supers: Vec<String> = row.get(2);

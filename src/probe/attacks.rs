@@ -19,7 +19,7 @@ use super::{db, ProbeError};
 use crate::audit::catalog::Table;
 use crate::audit::model::{TenantKind, TenantTable};
 use crate::audit::Model;
-use crate::isolation::{CallerSource, TenancyModel, JWT_CLAIMS_SETTING};
+use crate::isolation::{CallerSource, ContextCarrier, TenancyModel, JWT_CLAIMS_SETTING};
 use crate::outcome::Verdict;
 use crate::policy::{ident, literal};
 
@@ -326,12 +326,74 @@ struct Ctx<'a> {
     roles: Option<[String; 2]>,
 }
 
+/// What the database answered an attack step (an error is evidence, not a failure).
+type Attempt<T> = Result<T, tokio_postgres::Error>;
+
 impl Ctx<'_> {
-    async fn savepoint(&self) -> Result<(), ProbeError> {
+    /// Runs `work` in its own savepoint and rolls it back afterwards, whatever `work`
+    /// returned: nothing an attack does survives it.
+    async fn in_savepoint<R>(
+        &self,
+        work: impl AsyncFnOnce() -> Result<R, ProbeError>,
+    ) -> Result<R, ProbeError> {
         self.tx
             .batch_execute("SAVEPOINT tg_attack")
             .await
-            .map_err(db("opening an attack savepoint"))
+            .map_err(db("opening an attack savepoint"))?;
+        let r = work().await;
+        let ended = self
+            .tx
+            .batch_execute("ROLLBACK TO SAVEPOINT tg_attack; RELEASE SAVEPOINT tg_attack")
+            .await
+            .map_err(db("rolling back an attack"));
+        let r = r?;
+        ended?;
+        Ok(r)
+    }
+
+    /// Becomes `who` for `t` (see [`Ctx::become_caller`]) and runs `act`; failing to become
+    /// the caller is the step's answer. Call it inside [`Ctx::in_savepoint`].
+    async fn as_caller<T>(
+        &self,
+        t: &Table,
+        who: Who,
+        act: impl AsyncFnOnce() -> Result<Attempt<T>, ProbeError>,
+    ) -> Result<Attempt<T>, ProbeError> {
+        match self.become_caller(t, who).await {
+            Ok(()) => act().await,
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    /// The one shape of an attack step: savepoint, become `who`, `act`, roll back.
+    async fn attempt<T>(
+        &self,
+        t: &Table,
+        who: Who,
+        act: impl AsyncFnOnce() -> Result<Attempt<T>, ProbeError>,
+    ) -> Result<Attempt<T>, ProbeError> {
+        self.in_savepoint(async || self.as_caller(t, who, act).await)
+            .await
+    }
+
+    /// Runs `sql` in a nested savepoint as the privileged user; whether it succeeded (a
+    /// failure is rolled back and leaves the attack's savepoint usable).
+    async fn try_privileged(&self, sql: &str) -> Result<bool, ProbeError> {
+        let done = self
+            .tx
+            .batch_execute(&format!("SAVEPOINT tg_clear; {sql}"))
+            .await
+            .is_ok();
+        let end = if done {
+            "RELEASE SAVEPOINT tg_clear"
+        } else {
+            "ROLLBACK TO SAVEPOINT tg_clear; RELEASE SAVEPOINT tg_clear"
+        };
+        self.tx
+            .batch_execute(end)
+            .await
+            .map_err(db("clearing a synthetic row"))?;
+        Ok(done)
     }
 
     fn role_model(&self, t: &Table) -> bool {
@@ -364,55 +426,40 @@ impl Ctx<'_> {
                 .map(|n| (n, String::new()))
                 .collect(),
         };
+        // The contract's carrier: the context lives until the attack's savepoint ends.
+        let carrier = ContextCarrier::default();
         for (name, v) in values {
             self.tx
-                .execute("SELECT set_config($1, $2, true)", &[&name, &v])
+                .batch_execute(&carrier.set_statement(&name, &v))
                 .await?;
         }
         Ok(())
-    }
-
-    async fn end(&self) -> Result<(), ProbeError> {
-        self.tx
-            .batch_execute("ROLLBACK TO SAVEPOINT tg_attack; RELEASE SAVEPOINT tg_attack")
-            .await
-            .map_err(db("rolling back an attack"))
     }
 
     async fn count(&self, sql: &str) -> Result<i64, tokio_postgres::Error> {
         Ok(self.tx.query_one(sql, &[]).await?.get(0))
     }
 
+    /// Leaves the caller's role (`RESET ROLE`, still inside the savepoint) and counts as
+    /// the privileged user: the evidence of what the step did.
+    async fn privileged_count(&self, sql: &str) -> Result<i64, ProbeError> {
+        self.tx
+            .batch_execute("RESET ROLE")
+            .await
+            .map_err(db("RESET ROLE"))?;
+        self.count(sql).await.map_err(db("reading evidence"))
+    }
+
     /// Runs `sql` (a count) as `who` in its own savepoint.
-    async fn count_as(
-        &self,
-        t: &Table,
-        who: Who,
-        sql: &str,
-    ) -> Result<Result<i64, tokio_postgres::Error>, ProbeError> {
-        self.savepoint().await?;
-        let r = match self.become_caller(t, who).await {
-            Ok(()) => self.count(sql).await,
-            Err(e) => Err(e),
-        };
-        self.end().await?;
-        Ok(r)
+    async fn count_as(&self, t: &Table, who: Who, sql: &str) -> Result<Attempt<i64>, ProbeError> {
+        self.attempt(t, who, async || Ok(self.count(sql).await))
+            .await
     }
 
     /// Executes `sql` as `who` in its own savepoint; the number of rows.
-    async fn exec_as(
-        &self,
-        t: &Table,
-        who: Who,
-        sql: &str,
-    ) -> Result<Result<u64, tokio_postgres::Error>, ProbeError> {
-        self.savepoint().await?;
-        let r = match self.become_caller(t, who).await {
-            Ok(()) => self.tx.execute(sql, &[]).await,
-            Err(e) => Err(e),
-        };
-        self.end().await?;
-        Ok(r)
+    async fn exec_as(&self, t: &Table, who: Who, sql: &str) -> Result<Attempt<u64>, ProbeError> {
+        self.attempt(t, who, async || Ok(self.tx.execute(sql, &[]).await))
+            .await
     }
 
     /// Inserts a synthetic row of tenant `tenant` as tenant A's caller, in a savepoint.
@@ -425,50 +472,43 @@ impl Ctx<'_> {
         tenant: usize,
         overrides: &HashMap<String, Option<String>>,
     ) -> Result<Result<(), String>, ProbeError> {
-        self.savepoint().await?;
-        if self.one_row_per_key(t) {
-            if let Some(r) = self.row(t, tenant) {
-                let delete = format!("DELETE FROM {} WHERE {}", t.qualified(), r.locator());
-                // Other synthetic rows reference it; in replica mode (superuser only) no
-                // foreign-key or user trigger fires, and all of it is rolled back anyway.
-                for sql in [
-                    format!(
-                        "SAVEPOINT tg_clear; SET LOCAL session_replication_role = replica; {delete}; SET LOCAL session_replication_role = origin"
-                    ),
-                    format!("SAVEPOINT tg_clear; {delete}"),
-                ] {
-                    let done = self.tx.batch_execute(&sql).await.is_ok();
-                    let end = if done {
-                        "RELEASE SAVEPOINT tg_clear"
-                    } else {
-                        "ROLLBACK TO SAVEPOINT tg_clear; RELEASE SAVEPOINT tg_clear"
-                    };
-                    self.tx
-                        .batch_execute(end)
-                        .await
-                        .map_err(db("clearing a synthetic row"))?;
-                    if done {
-                        break;
+        let r = self
+            .in_savepoint(async || {
+                if self.one_row_per_key(t) {
+                    if let Some(r) = self.row(t, tenant) {
+                        let delete =
+                            format!("DELETE FROM {} WHERE {}", t.qualified(), r.locator());
+                        // Other synthetic rows reference it; in replica mode (superuser
+                        // only) no foreign-key or user trigger fires, and all of it is
+                        // rolled back anyway.
+                        let replica = format!(
+                            "SET LOCAL session_replication_role = replica; {delete}; SET LOCAL session_replication_role = origin"
+                        );
+                        if !self.try_privileged(&replica).await? {
+                            self.try_privileged(&delete).await?;
+                        }
                     }
                 }
-            }
-        }
-        let r = match self.become_caller(t, Who::Tenant(0)).await {
-            Ok(()) => synth::insert(
-                self.tx,
-                self.model,
-                t,
-                &self.seeds,
-                tenant,
-                overrides,
-                false,
-            )
-            .await
-            .map(|_| ()),
+                self.as_caller(t, Who::Tenant(0), async || {
+                    Ok(Ok(synth::insert(
+                        self.tx,
+                        self.model,
+                        t,
+                        &self.seeds,
+                        tenant,
+                        overrides,
+                        false,
+                    )
+                    .await
+                    .map(|_| ())))
+                })
+                .await
+            })
+            .await?;
+        Ok(match r {
+            Ok(inner) => inner,
             Err(e) => Err(err_text(&e)),
-        };
-        self.end().await?;
-        Ok(r)
+        })
     }
 
     /// A unique key made only of the table's tenant (or user) column: one row per key.
@@ -894,32 +934,26 @@ async fn view_count(
         (Who::Tenant(_), false) => format!("{tcol} = {b}"),
         _ => format!("{tcol} IN ({a}, {b})"),
     };
-    cx.savepoint().await?;
-    if v.kind == 'm' {
-        if let Err(e) = cx
-            .tx
-            .batch_execute(&format!("REFRESH MATERIALIZED VIEW {}", v.qualified()))
-            .await
-        {
-            cx.end().await?;
-            return Ok(Err(format!(
-                "cannot refresh the materialized view: {}",
-                err_text(&e)
-            )));
+    let sql = format!("SELECT count(*) FROM {} WHERE {filter}", v.qualified());
+    cx.in_savepoint(async || {
+        if v.kind == 'm' {
+            if let Err(e) = cx
+                .tx
+                .batch_execute(&format!("REFRESH MATERIALIZED VIEW {}", v.qualified()))
+                .await
+            {
+                return Ok(Err(format!(
+                    "cannot refresh the materialized view: {}",
+                    err_text(&e)
+                )));
+            }
         }
-    }
-    let r = match cx.become_caller(v, who).await {
-        Ok(()) => {
-            cx.count(&format!(
-                "SELECT count(*) FROM {} WHERE {filter}",
-                v.qualified()
-            ))
-            .await
-        }
-        Err(e) => Err(e),
-    };
-    cx.end().await?;
-    Ok(r.map_err(|e| err_text(&e)))
+        let r = cx
+            .as_caller(v, who, async || Ok(cx.count(&sql).await))
+            .await?;
+        Ok(r.map_err(|e| err_text(&e)))
+    })
+    .await
 }
 
 async fn view_cells(
@@ -1071,25 +1105,17 @@ async fn read_other(cx: &Ctx<'_>, t: &Table, b: &Row) -> Result<Cell, ProbeError
     );
     let mut first_err = None;
     for role in &roles {
-        cx.savepoint().await?;
-        let r = match cx.become_caller(t, Who::Tenant(0)).await {
-            Ok(()) => {
-                let switch = match role {
-                    None => Ok(()),
-                    Some(r) => {
-                        cx.tx
-                            .batch_execute(&format!("SET LOCAL ROLE {}", ident(r)))
-                            .await
+        let r = cx
+            .attempt(t, Who::Tenant(0), async || {
+                if let Some(r) = role {
+                    let switch = format!("SET LOCAL ROLE {}", ident(r));
+                    if let Err(e) = cx.tx.batch_execute(&switch).await {
+                        return Ok(Err(e));
                     }
-                };
-                match switch {
-                    Ok(()) => cx.count(&sql).await,
-                    Err(e) => Err(e),
                 }
-            }
-            Err(e) => Err(e),
-        };
-        cx.end().await?;
+                Ok(cx.count(&sql).await)
+            })
+            .await?;
         match r {
             Ok(n) if n > 0 => {
                 let how = match role {
@@ -1134,25 +1160,15 @@ async fn write_other(
         return Ok(Cell::na("no updatable column"));
     };
     // Without WHERE: UPDATE/DELETE USING alone decides (SELECT policies are not consulted).
-    cx.savepoint().await?;
-    let r = match cx.become_caller(t, Who::Tenant(0)).await {
-        Ok(()) => match cx.tx.execute(&plain, &[]).await {
-            Ok(_) => {
-                cx.tx
-                    .batch_execute("RESET ROLE")
-                    .await
-                    .map_err(db("RESET ROLE"))?;
-                let left = cx
-                    .count(&format!("SELECT count(*) FROM {qt} WHERE {}", b.locator()))
-                    .await
-                    .map_err(db("reading evidence"))?;
-                Ok(left)
+    let evidence = format!("SELECT count(*) FROM {qt} WHERE {}", b.locator());
+    let r = cx
+        .attempt(t, Who::Tenant(0), async || {
+            if let Err(e) = cx.tx.execute(&plain, &[]).await {
+                return Ok(Err(e));
             }
-            Err(e) => Err(e),
-        },
-        Err(e) => Err(e),
-    };
-    cx.end().await?;
+            Ok(Ok(cx.privileged_count(&evidence).await?))
+        })
+        .await?;
     let first_err = match r {
         Ok(0) => {
             return Ok(Cell::leak(format!(
@@ -1228,28 +1244,21 @@ async fn move_to_other(cx: &Ctx<'_>, t: &Table, a: &Row) -> Result<Cell, ProbeEr
     };
     let b = keys.sql(1);
     let count_b = format!("SELECT count(*) FROM {qt} WHERE {qc} = {b}");
-    cx.savepoint().await?;
-    let before = cx.count(&count_b).await.map_err(db("counting rows"))?;
-    let r = match cx.become_caller(t, Who::Tenant(0)).await {
-        Ok(()) => match cx
-            .tx
-            .execute(&format!("UPDATE {qt} SET {qc} = {b}"), &[])
+    let update = format!("UPDATE {qt} SET {qc} = {b}");
+    let r = cx
+        .in_savepoint(async || {
+            let before = cx.count(&count_b).await.map_err(db("counting rows"))?;
+            cx.as_caller(t, Who::Tenant(0), async || {
+                if let Err(e) = cx.tx.execute(&update, &[]).await {
+                    return Ok(Err(e));
+                }
+                Ok(Ok((before, cx.privileged_count(&count_b).await?)))
+            })
             .await
-        {
-            Ok(_) => {
-                cx.tx
-                    .batch_execute("RESET ROLE")
-                    .await
-                    .map_err(db("RESET ROLE"))?;
-                Ok(cx.count(&count_b).await.map_err(db("reading evidence"))?)
-            }
-            Err(e) => Err(e),
-        },
-        Err(e) => Err(e),
-    };
-    cx.end().await?;
+        })
+        .await?;
     let first_err = match r {
-        Ok(after) if after > before => {
+        Ok((before, after)) if after > before => {
             return Ok(Cell::leak(format!(
                 "UPDATE as tenant A moved {} row(s) into tenant B",
                 after - before
@@ -1358,35 +1367,24 @@ async fn unique_oracle(cx: &Ctx<'_>, t: &Table, a: &Row, b: &Row) -> Result<Cell
             Some(format!("CAST({} AS {})", literal(v), col.type_name)),
         );
     }
-    cx.savepoint().await?;
-    // Remove tenant A's own synthetic row first (inside the savepoint), so that a
-    // duplicate-key error can only come from another tenant's row.
-    cx.tx
-        .batch_execute(&format!(
-            "SAVEPOINT tg_clear; DELETE FROM {} WHERE {}",
-            t.qualified(),
-            a.locator()
-        ))
-        .await
-        .ok();
-    let cleared = cx
-        .tx
-        .batch_execute("RELEASE SAVEPOINT tg_clear")
-        .await
-        .is_ok();
-    if !cleared {
-        cx.tx
-            .batch_execute("ROLLBACK TO SAVEPOINT tg_clear; RELEASE SAVEPOINT tg_clear")
-            .await
-            .map_err(db("restoring after a failed clear"))?;
-    }
-    let r = match cx.become_caller(t, Who::Tenant(0)).await {
-        Ok(()) => synth::insert(cx.tx, cx.model, t, &cx.seeds, 0, &overrides, false)
-            .await
-            .map(|_| ()),
-        Err(e) => Err(err_text(&e)),
-    };
-    cx.end().await?;
+    let clear = format!("DELETE FROM {} WHERE {}", t.qualified(), a.locator());
+    let (cleared, r) = cx
+        .in_savepoint(async || {
+            // Remove tenant A's own synthetic row first (inside the savepoint), so that a
+            // duplicate-key error can only come from another tenant's row.
+            let cleared = cx.try_privileged(&clear).await?;
+            let r = cx
+                .as_caller(t, Who::Tenant(0), async || {
+                    Ok(Ok(synth::insert(
+                        cx.tx, cx.model, t, &cx.seeds, 0, &overrides, false,
+                    )
+                    .await
+                    .map(|_| ())))
+                })
+                .await?;
+            Ok((cleared, r.unwrap_or_else(|e| Err(err_text(&e)))))
+        })
+        .await?;
     Ok(match r {
         Err(e) if e.contains("(23505)") && !cleared => Cell::inconclusive(format!(
             "duplicate-key error, but tenant A's own synthetic row could not be removed to rule it out: {e}"
@@ -1449,12 +1447,11 @@ async fn read_empty(cx: &Ctx<'_>, t: &Table, a: &Row, b: &Row) -> Result<Cell, P
 
 async fn truncate(cx: &Ctx<'_>, t: &Table) -> Result<Cell, ProbeError> {
     let sql = format!("TRUNCATE {}", t.qualified());
-    cx.savepoint().await?;
-    let r = match cx.become_caller(t, Who::Tenant(0)).await {
-        Ok(()) => cx.tx.batch_execute(&sql).await,
-        Err(e) => Err(e),
-    };
-    cx.end().await?;
+    let r = cx
+        .attempt(t, Who::Tenant(0), async || {
+            Ok(cx.tx.batch_execute(&sql).await)
+        })
+        .await?;
     let held = "the app holds TRUNCATE".to_string();
     Ok(match r {
         Ok(()) => Cell::leak("TRUNCATE as the app emptied the table for every tenant"),

@@ -172,7 +172,8 @@ pub async fn check(client: &Client, model: &Model) -> Result<Vec<ConnectionCheck
         },
     });
 
-    // 2. The probe's own carrier, set_config(…, true), ends with the transaction.
+    // 2. The probe's own carrier (the contract's, set_config(…, true) today) ends with the
+    //    transaction.
     let tenants = Tenants::new("uuid");
     let values = carriers.values(&tenants.text[0], &tenants.text[1]);
     let claims = values
@@ -188,8 +189,9 @@ pub async fn check(client: &Client, model: &Model) -> Result<Vec<ConnectionCheck
             .await
             .map_err(db("starting the connection check"))?;
         for (n, v) in &values {
+            let set = crate::isolation::ContextCarrier::default().set_statement(n, v);
             client
-                .execute("SELECT set_config($1, $2, true)", &[n, v])
+                .batch_execute(&set)
                 .await
                 .map_err(db("setting the context"))?;
         }

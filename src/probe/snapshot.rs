@@ -41,14 +41,16 @@ impl Snapshot {
 /// functions, and the connecting user.
 pub async fn take(client: &Client, app: &str, schemas: &[String]) -> Result<Snapshot, ProbeError> {
     let mut facts = BTreeMap::new();
+    // The relations the audit's catalog covers (the one loader's filter).
     let tables = client
         .query(
-            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
-             JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-               AND n.nspname NOT LIKE 'pg\\_%'
-               AND (cardinality($1::text[]) = 0 OR n.nspname = ANY($1::text[]))
-             ORDER BY 1",
+            &format!(
+                "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE c.relkind IN ('r', 'm') AND {}
+                 ORDER BY 1",
+                crate::audit::catalog::relation_filter("$1")
+            ),
             &[&schemas],
         )
         .await

@@ -6,8 +6,10 @@
 mod support;
 
 mod cli;
+mod contract;
 mod fixtures;
 mod models;
 mod predicate;
 mod probe;
 mod reference;
+mod rule_table;

@@ -273,3 +273,27 @@ async fn admin_pool_refuses_unsafe_roles() {
         .expect_err("admin is read-only");
     assert_eq!(sqlstate(&err), "42501");
 }
+
+/// "Tenant table" is the isolation contract's definition (`isolation::tables`): besides a
+/// table with the tenant column, a table that reaches one through a foreign key holds
+/// tenant data too, so a role that owns one (it can switch its row-level security off)
+/// must not back the app pool, even when the table has no tenant column and no RLS yet.
+#[tokio::test]
+async fn app_pool_refuses_the_owner_of_a_table_reached_by_foreign_key() {
+    let db = TestDb::new().await;
+    let su = db.superuser().await;
+    let own = unique_name("own_child");
+    let child = unique_name("notes_of");
+    su.batch_execute(&format!(
+        "CREATE ROLE {own} LOGIN;
+         CREATE TABLE public.{child} (id uuid PRIMARY KEY, owner_tenant uuid REFERENCES tenants (id));
+         ALTER TABLE public.{child} OWNER TO {own};"
+    ))
+    .await
+    .unwrap();
+    let e = app_pool_error(&db, &own).await;
+    assert!(
+        e.contains(&format!("owns tenant table public.{child}")),
+        "{e}"
+    );
+}

@@ -15,10 +15,7 @@ declare_rule!(TG028 "fail-open-context-helper" High "A context helper falls back
 
 pub(super) fn check(model: &Model, sink: &mut Sink) {
     let setting = &model.config.tenant_setting;
-    let robust = format!(
-        "NULLIF(current_setting({}, true), '')::uuid",
-        literal(setting)
-    );
+    let robust = crate::isolation::setting_read(setting, "uuid");
     for (t, tt) in model.tenant_tables() {
         for p in model.app_policies(t.oid) {
             let cx = model.context_for(t, tt);

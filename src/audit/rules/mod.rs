@@ -2,9 +2,11 @@
 //! title, declared once as a typed constant beside its check (`declare_rule!` in the
 //! module that checks it); findings name that constant, so a mistyped id does not compile,
 //! and a finding's severity is the rule's unless the check says why it differs. The
-//! modules below hold the checks, grouped by concern. Severities follow the
-//! research notes in `docs/rls-pitfalls.md`: a finding is high or critical only when a
-//! tenant can read or change another tenant's rows.
+//! modules below hold the checks, grouped by concern. Severities follow the policy stated
+//! with the rule table in `docs/audit-json.md` ("Rules"; the test
+//! `rule_table::the_documented_rule_table_is_the_registry` keeps that table equal to
+//! [`RULES`]): a finding is high or critical only when a tenant can read or change another
+//! tenant's rows.
 
 mod citus;
 mod code;
@@ -203,59 +205,19 @@ pub(crate) fn obj_policy(
     format!("policy {:?} on {}", p.name, t.display())
 }
 
-/// The tenant predicate of `table`'s tenancy model, for fix SQL (the isolation contract's
-/// form: the context read once, robust to a missing or empty setting).
+/// The tenant predicate of `table`'s tenancy model, for fix SQL: the isolation contract's
+/// predicate form (the one `migrate` installs), over the model's robust context read.
 pub(crate) fn tenant_predicate(model: &Model, table: u32, column: &str) -> String {
-    use crate::isolation::{CallerSource, ClaimVia, TenancyModel};
-    use crate::policy::{ident, literal};
-    let col = ident(column);
     let ty = model
         .table(table)
         .and_then(|t| t.column(column))
         .map(|c| c.type_name.clone())
         .unwrap_or_else(|| "uuid".into());
-    let setting =
-        |name: &str| format!("NULLIF(current_setting({}, true), '')::{ty}", literal(name));
-    let claim = |claim: &str, via: &ClaimVia| {
-        let path: Vec<String> = claim.split('.').map(literal).collect();
-        let (last, init) = path
-            .split_last()
-            .map(|(l, i)| (l.clone(), i.to_vec()))
-            .unwrap_or_default();
-        let doc = match via {
-            ClaimVia::AuthFunctions => "(SELECT auth.jwt())".to_string(),
-            ClaimVia::RequestJwtClaims => format!(
-                "NULLIF(current_setting({}, true), '')::jsonb",
-                literal(crate::isolation::JWT_CLAIMS_SETTING)
-            ),
-        };
-        let nested: String = init.iter().map(|k| format!(" -> {k}")).collect();
-        format!("(({doc}{nested}) ->> {last})::{ty}")
-    };
-    let caller = |c: &CallerSource| match c {
-        CallerSource::Setting { name } => setting(name),
-        CallerSource::Claim { claim: c, via } if c == "sub" && *via == ClaimVia::AuthFunctions => {
-            "(SELECT auth.uid())".to_string()
-        }
-        CallerSource::Claim { claim: c, via } => claim(c, via),
-    };
-    match model.detection.model_of(table) {
-        TenancyModel::Setting { name } => format!("({col} = {})", setting(name)),
-        TenancyModel::JwtClaim { claim: c, via } => format!("({col} = {})", claim(c, via)),
-        TenancyModel::Owner { caller: c, .. } => format!("({col} = {})", caller(c)),
-        TenancyModel::Role { .. } => format!("({col} = current_user)"),
-        TenancyModel::Membership {
-            table: mt,
-            user_column,
-            tenant_column,
-            caller: c,
-        } => format!(
-            "({col} IN (SELECT m.{} FROM {mt} m WHERE m.{} = {}))",
-            ident(tenant_column),
-            ident(user_column),
-            caller(c)
-        ),
-    }
+    model.detection.model_of(table).predicate(
+        crate::isolation::PredicateForm::default(),
+        column,
+        &ty,
+    )
 }
 
 #[cfg(test)]

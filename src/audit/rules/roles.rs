@@ -184,50 +184,40 @@ pub(super) fn check(model: &Model, sink: &mut Sink) {
             d.privilege.as_str(),
             "SELECT" | "INSERT" | "UPDATE" | "DELETE"
         );
+        let object = format!(
+            "default privileges of {} in {scope} ({})",
+            d.owner, d.privilege
+        );
+        let revoke = format!(
+            "ALTER DEFAULT PRIVILEGES FOR ROLE {}{} REVOKE {} ON TABLES FROM {qapp};",
+            ident(&d.owner),
+            if d.schema.is_empty() {
+                String::new()
+            } else {
+                format!(" IN SCHEMA {}", ident(&d.schema))
+            },
+            d.privilege
+        );
         if dml {
             sink.add(
                 &TG055,
-                format!(
-                    "default privileges of {} in {scope} ({})",
-                    d.owner, d.privilege
-                ),
+                object,
                 format!(
                     "Every future table {} creates in {scope} is granted {} to the app at once, before anyone enables row-level security on it: a new tenant table is open to every tenant until its policies exist.",
                     d.owner, d.privilege
                 ),
-                format!(
-                    "ALTER DEFAULT PRIVILEGES FOR ROLE {}{} REVOKE {} ON TABLES FROM {qapp};\n-- grant per table, in the migration that also enables RLS",
-                    ident(&d.owner),
-                    if d.schema.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" IN SCHEMA {}", ident(&d.schema))
-                    },
-                    d.privilege
-                ),
+                format!("{revoke}\n-- grant per table, in the migration that also enables RLS"),
             );
             continue;
         }
         sink.add(
             &TG037,
-            format!(
-                "default privileges of {} in {scope} ({})",
-                d.owner, d.privilege
-            ),
+            object,
             format!(
                 "Every future table {} creates in {scope} will grant {} to the app.",
                 d.owner, d.privilege
             ),
-            format!(
-                "ALTER DEFAULT PRIVILEGES FOR ROLE {}{} REVOKE {} ON TABLES FROM {qapp};",
-                ident(&d.owner),
-                if d.schema.is_empty() {
-                    String::new()
-                } else {
-                    format!(" IN SCHEMA {}", ident(&d.schema))
-                },
-                d.privilege
-            ),
+            revoke,
         );
     }
 }

@@ -524,12 +524,14 @@ async fn plan_one(
             tx.batch_execute(&format!("SET LOCAL ROLE {}", crate::policy::ident(&config.app_role)))
                 .await?;
             if citus {
-                // Citus passes only SET LOCAL on to its workers, and only with this on.
-                tx.batch_execute(&format!(
-                    "SET LOCAL citus.propagate_set_commands = 'local'; SET LOCAL {} = {}",
-                    setting_name(&config.tenant_setting),
-                    literal(t)
-                ))
+                // Citus passes only SET LOCAL on to its workers, and only with this on; one
+                // statement per message, since Citus forwards a SET's whole query string.
+                tx.batch_execute("SET LOCAL citus.propagate_set_commands = 'local'")
+                    .await?;
+                tx.batch_execute(
+                    &crate::isolation::ContextCarrier::SetLocal
+                        .set_statement(&config.tenant_setting, t),
+                )
                 .await?;
             } else {
                 tx.execute("SELECT set_config($1, $2, true)", &[&config.tenant_setting, t])
@@ -569,7 +571,7 @@ async fn plan_one(
             };
             let nulls = (1..=n)
                 .map(|i| match tenant {
-                    Some(t) if tenant_params.contains(&i) => literal(t),
+                    Some(t) if tenant_params.contains(&i) => crate::isolation::literal(t),
                     _ => "NULL".to_string(),
                 })
                 .collect::<Vec<_>>()
@@ -604,19 +606,6 @@ async fn plan_one(
         .and_then(|p| p.get("Plan"))
         .cloned()
         .ok_or_else(|| "EXPLAIN returned no plan".to_string())
-}
-
-/// A setting name as SQL (`app.tenant_id` → `"app"."tenant_id"`).
-fn setting_name(name: &str) -> String {
-    name.split('.')
-        .map(crate::policy::ident)
-        .collect::<Vec<_>>()
-        .join(".")
-}
-
-/// A string as a SQL literal (standard_conforming_strings: only `'` needs doubling).
-fn literal(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
 }
 
 /// The `$n` compared with the tenant column (`tenant_id = $1`, `$1 = t.tenant_id`).
@@ -677,8 +666,6 @@ mod tests {
         assert!(
             tenant_params("SELECT * FROM t WHERE other_tenant_id = $1", "tenant_id").is_empty()
         );
-        assert_eq!(setting_name("app.tenant_id"), "\"app\".\"tenant_id\"");
-        assert_eq!(literal("a'b"), "'a''b'");
         let one = serde_json::json!({"Distributed Query": {"Job": {"Task Count": 1}}});
         let q = "SELECT * FROM t WHERE tenant_id = $1 AND id = $2";
         assert!(fan_out_decidable(q, "tenant_id", &one));
