@@ -1756,7 +1756,9 @@ mod rollback {
 }
 
 /// The benchmark's explicit-filter baseline answers exactly like the real server, so the
-/// two are compared on equal work.
+/// two are compared on equal work. Only in builds with the `bench-baseline` feature:
+/// `cargo test --features bench-baseline --test api baseline`.
+#[cfg(feature = "bench-baseline")]
 mod baseline {
     use crate::helpers::*;
     use serde_json::json;
