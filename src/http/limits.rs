@@ -24,8 +24,9 @@ use axum::extract::Request;
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use governor::clock::Clock;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::clock::{Clock, DefaultClock};
+use governor::state::keyed::DashMapStateStore;
+use governor::{Quota, RateLimiter};
 
 use super::error::ApiError;
 use crate::pool::TenantId;
@@ -34,7 +35,8 @@ use crate::pool::TenantId;
 /// tenant and subject.
 pub type CredentialId = u128;
 
-/// FxHash-style mixing for the in-flight map, instead of std's SipHash: its keys are
+/// FxHash-style mixing for the in-flight map and the rate limiters' maps, instead of
+/// std's SipHash (governor's default): its keys are
 /// tenant ids and credential ids that come from verified credentials (server-made UUIDs,
 /// an identity provider's signed tenant, SHA-256 digests of JWT subjects), so no client
 /// can pick colliding keys, and SipHash's DoS resistance would only cost time on every
@@ -57,7 +59,10 @@ impl std::hash::Hasher for IdHasher {
     }
 }
 
-type SlotMap = HashMap<Slot, u32, std::hash::BuildHasherDefault<IdHasher>>;
+type IdHash = std::hash::BuildHasherDefault<IdHasher>;
+type SlotMap = HashMap<Slot, u32, IdHash>;
+/// A keyed GCRA limiter over verified ids (see [`IdHasher`]).
+type KeyedLimiter<K> = RateLimiter<K, DashMapStateStore<K, IdHash>, DefaultClock>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Slot {
@@ -72,8 +77,8 @@ pub struct Limits {
     // Only in-flight requests have an entry, so it stays as small as the load. One lock
     // for both counts: a request takes it twice (admit, release) with two lookups each.
     in_flight: Mutex<SlotMap>,
-    tenant_rate: Option<DefaultKeyedRateLimiter<TenantId>>,
-    credential_rate: Option<DefaultKeyedRateLimiter<CredentialId>>,
+    tenant_rate: Option<KeyedLimiter<TenantId>>,
+    credential_rate: Option<KeyedLimiter<CredentialId>>,
 }
 
 impl std::fmt::Debug for Limits {
@@ -85,8 +90,14 @@ impl std::fmt::Debug for Limits {
     }
 }
 
-fn limiter<K: std::hash::Hash + Eq + Clone>(per_sec: u32) -> Option<DefaultKeyedRateLimiter<K>> {
-    NonZeroU32::new(per_sec).map(|n| RateLimiter::keyed(Quota::per_second(n)))
+fn limiter<K: std::hash::Hash + Eq + Clone>(per_sec: u32) -> Option<KeyedLimiter<K>> {
+    NonZeroU32::new(per_sec).map(|n| {
+        RateLimiter::dashmap_with_clock_and_hasher(
+            Quota::per_second(n),
+            DefaultClock::default(),
+            IdHash::default(),
+        )
+    })
 }
 
 impl Limits {

@@ -258,6 +258,23 @@ impl AppState {
 
 /// The whole API: `/v1` (tenant), `/admin/v1` (admin), and the operational endpoints.
 pub fn router(state: AppState) -> Router {
+    Router::new().fallback_service(service(state))
+}
+
+/// [`router`]'s service itself, as [`Application`] serves it: every request of a
+/// connection goes straight into the layers, without the empty outer router's lookup and
+/// the clone of its boxed fallback per request.
+fn service(
+    state: AppState,
+) -> impl tower::Service<
+    axum::extract::Request,
+    Response = Response,
+    Error = std::convert::Infallible,
+    Future: Send + 'static,
+> + Clone
+       + Send
+       + Sync
+       + 'static {
     #[cfg(feature = "bench-baseline")]
     let tenant = if state.config().explicit_filter_pool.is_some() {
         compare::router().route_layer(middleware::from_fn_with_state(
@@ -293,9 +310,10 @@ pub fn router(state: AppState) -> Router {
     // of a GET, `BoxCloneSyncService::clone_box` was 29 of its 113 allocations). The
     // layers and their order are unchanged; `track` stays inside the router, where the
     // matched route is known.
-    let layered = ServiceBuilder::new()
-        // Outermost, so it also rewrites what the layers below produce themselves.
-        .layer(middleware::map_response(error::ensure_problem))
+    ServiceBuilder::new()
+        // Outermost, so it also rewrites what the layers below produce themselves. A plain
+        // function through tower's `map_response`: axum's boxes a future per request.
+        .map_response(error::ensure_problem_now)
         // The layers below change the body type (TraceLayer wraps it); one axum body, as
         // `Router::layer` made of every layer's response before.
         .map_response(|res: http::Response<_>| res.map(axum::body::Body::new))
@@ -316,8 +334,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(move |req, next| {
             limits::refuse_oversize(body_limit, req, next)
         }))
-        .service(routed);
-    Router::new().fallback_service(layered)
+        .service(routed)
 }
 
 fn tenant_router(state: &AppState) -> Router<AppState> {
@@ -411,7 +428,7 @@ impl Application {
     ) -> std::io::Result<()> {
         let state = self.state.clone();
         let flusher = tokio::spawn(last_used_writer(state.clone()));
-        let app = router(state.clone());
+        let app = service(state.clone());
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(hyper_util::rt::TokioTimer::new())
             .header_read_timeout(state.config().header_read_timeout);
