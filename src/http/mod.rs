@@ -296,10 +296,7 @@ fn service(
         .merge(admin)
         .merge(ops::router())
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            observe::track,
-        ))
+        .layer(observe::TrackLayer(state.clone()))
         .layer(DefaultBodyLimit::max(config.body_limit))
         .with_state(state);
     let body_limit = config.body_limit;
@@ -331,9 +328,7 @@ fn service(
             config.request_timeout,
         ))
         // Innermost: a declared length over the limit is 413 before the router runs.
-        .layer(middleware::from_fn(move |req, next| {
-            limits::refuse_oversize(body_limit, req, next)
-        }))
+        .layer(limits::RefuseOversizeLayer::new(body_limit))
         .service(routed)
 }
 
@@ -348,11 +343,7 @@ fn tenant_router(state: &AppState) -> Router<AppState> {
         .merge(api_keys::router())
         .merge(webhooks::router())
         .merge(audit_log::router())
-        // Inside tenant_scope: it needs the principal and the request's transaction.
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            idempotency::layer,
-        ))
+        // The idempotency layer runs inside tenant_scope, called by it (see there).
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::tenant_scope,
