@@ -5,6 +5,7 @@ mod data_safety;
 mod dev_restart;
 mod helpers;
 mod idempotency;
+mod key_cache;
 mod pgbouncer;
 mod rollback_noise;
 mod service;
@@ -1254,7 +1255,8 @@ mod ops {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let file = entry.unwrap().path();
             let name = file.file_name().unwrap().to_string_lossy().to_string();
-            if matches!(name.as_str(), "ops.rs" | "compare.rs") {
+            // Folders (auth/) declare no routes.
+            if !file.is_file() || matches!(name.as_str(), "ops.rs" | "compare.rs") {
                 continue;
             }
             let src = std::fs::read_to_string(&file).unwrap();
