@@ -34,14 +34,15 @@ use crate::pool::TenantId;
 /// tenant and subject.
 pub type CredentialId = u128;
 
-/// FxHash-style mixing for the in-flight map and the rate limiters' maps, instead of
-/// std's SipHash (governor's default): its keys are
-/// tenant ids and credential ids that come from verified credentials (server-made UUIDs,
-/// an identity provider's signed tenant, SHA-256 digests of JWT subjects), so no client
-/// can pick colliding keys, and SipHash's DoS resistance would only cost time on every
+/// FxHash-style mixing for maps the request path touches on every request (the in-flight
+/// map, the rate limiters' maps, recorded key use, the request metrics' handles) instead
+/// of std's SipHash (governor's default): their keys are tenant ids and credential ids
+/// that come from verified credentials (server-made UUIDs, an identity provider's signed
+/// tenant, SHA-256 digests of JWT subjects) or declared route patterns, so no client can
+/// pick colliding keys, and SipHash's DoS resistance would only cost time on every
 /// request. Hand-written because it is ten lines and the alternatives are new crates.
 #[derive(Default)]
-struct IdHasher(u64);
+pub(crate) struct IdHasher(u64);
 
 impl std::hash::Hasher for IdHasher {
     fn finish(&self) -> u64 {
@@ -58,7 +59,8 @@ impl std::hash::Hasher for IdHasher {
     }
 }
 
-type IdHash = std::hash::BuildHasherDefault<IdHasher>;
+/// [`IdHasher`] as a map's hasher.
+pub(crate) type IdHash = std::hash::BuildHasherDefault<IdHasher>;
 type SlotMap = HashMap<Slot, u32, IdHash>;
 /// A keyed GCRA limiter over verified ids (see [`IdHasher`]).
 type KeyedLimiter<K> = RateLimiter<K, DashMapStateStore<K, IdHash>, DefaultClock>;

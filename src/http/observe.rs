@@ -10,6 +10,7 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request};
 use axum::response::Response;
 
+use super::limits::IdHash;
 use super::AppState;
 
 /// The request's span: method, path and request id on every log line made inside it.
@@ -137,12 +138,14 @@ where
 /// method names, the statuses this server answers with).
 #[derive(Default)]
 pub(super) struct HttpMetrics {
-    routes: std::sync::Mutex<HashMap<String, HashMap<&'static str, RouteMethod>>>,
+    // The keys are declared route patterns, method names and statuses, never a client's
+    // text, so the fast IdHash serves.
+    routes: std::sync::Mutex<HashMap<String, HashMap<&'static str, RouteMethod, IdHash>, IdHash>>,
 }
 
 struct RouteMethod {
     duration: metrics::Histogram,
-    requests: HashMap<u16, metrics::Counter>,
+    requests: HashMap<u16, metrics::Counter, IdHash>,
 }
 
 impl HttpMetrics {
@@ -151,14 +154,14 @@ impl HttpMetrics {
             return;
         };
         if !routes.contains_key(route) {
-            routes.insert(route.to_owned(), HashMap::new());
+            routes.insert(route.to_owned(), HashMap::default());
         }
         let Some(by_method) = routes.get_mut(route) else {
             return;
         };
         let m = by_method.entry(method).or_insert_with(|| RouteMethod {
             duration: metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route.to_owned()),
-            requests: HashMap::new(),
+            requests: HashMap::default(),
         });
         m.requests
             .entry(status)

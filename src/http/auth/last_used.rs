@@ -7,11 +7,13 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::http::limits::IdHash;
 use crate::pool::{TenantId, TenantPool};
 
-/// The last use of each key since the previous flush, per tenant.
+/// The last use of each key since the previous flush, per tenant. Keyed by verified ids
+/// only (a key is recorded after it was found), so the fast [`IdHash`] serves.
 #[derive(Default)]
-pub(super) struct LastUsed(Mutex<HashMap<TenantId, HashMap<Uuid, DateTime<Utc>>>>);
+pub(super) struct LastUsed(Mutex<HashMap<TenantId, HashMap<Uuid, DateTime<Utc>, IdHash>, IdHash>>);
 
 impl LastUsed {
     /// Records a use of `key_id` now.
