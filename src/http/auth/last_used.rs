@@ -13,7 +13,10 @@ use crate::pool::{TenantId, TenantPool};
 /// The last use of each key since the previous flush, per tenant. Keyed by verified ids
 /// only (a key is recorded after it was found), so the fast [`IdHash`] serves.
 #[derive(Default)]
-pub(super) struct LastUsed(Mutex<HashMap<TenantId, HashMap<Uuid, DateTime<Utc>, IdHash>, IdHash>>);
+pub(super) struct LastUsed(Mutex<HashMap<TenantId, KeyTimes, IdHash>>);
+
+/// One tenant's keys and when each was last used.
+type KeyTimes = HashMap<Uuid, DateTime<Utc>, IdHash>;
 
 impl LastUsed {
     /// Records a use of `key_id` now.
