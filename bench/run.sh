@@ -11,4 +11,4 @@ if ! command -v wrk >/dev/null 2>&1; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
 fi
 # The bench profile is release: optimised server, same code as `tenantguard serve`.
-RUST_LOG="${RUST_LOG:-warn}" exec cargo bench --bench api
+RUST_LOG="${RUST_LOG:-warn}" exec cargo bench --features bench-baseline --bench api

@@ -23,7 +23,7 @@ read -r -a versions <<<"$BENCH_VERSIONS"
 [ -n "${BENCH_SUMMARY_ONLY:-}" ] && rounds=0
 
 # Build first, so compilation does not land inside anyone's round.
-((rounds == 0)) || cargo bench --no-run --bench pipeline --bench api >/dev/null 2>&1
+((rounds == 0)) || cargo bench --no-run --features bench-baseline --bench pipeline --bench api >/dev/null 2>&1
 
 for ((r = 1; r <= rounds; r++)); do
   order=("${versions[@]}")

@@ -15,6 +15,7 @@
 //! | [`isolation`] | the isolation contract: tenancy model, predicate form, context carrier |
 //! | [`outcome`] | the one outcome policy (verdicts, exit codes) every probe follows |
 //! | [`http`] | the reference SaaS API server (`serve`, `dev`) |
+//! | [`telemetry`] | logging set-up for `serve` and `dev` |
 //! | [`seed`] | demo data for `dev` |
 //! | [`cli`] | the `tenantguard` command, one module per subcommand |
 //! | `testing` | test support (feature `testing`): a fresh migrated database per test |
@@ -32,6 +33,7 @@ pub mod probe;
 pub mod schema;
 pub mod secrets;
 pub mod seed;
+pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -72,7 +72,7 @@ fn save_state(dir: &Path, state: &DevState) -> anyhow::Result<()> {
 }
 
 pub(crate) async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
-    crate::http::init_tracing(args.server.log_format == LogFormat::Json);
+    crate::telemetry::init_tracing(args.server.log_format == LogFormat::Json);
     let set = args.roles.policy();
     set.validate()?;
     std::fs::create_dir_all(&args.dir)

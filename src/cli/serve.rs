@@ -285,7 +285,7 @@ pub(crate) async fn shutdown_signal() {
 }
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    crate::http::init_tracing(args.server.log_format == LogFormat::Json);
+    crate::telemetry::init_tracing(args.server.log_format == LogFormat::Json);
     let config = args.server.http_config()?;
     let app_cfg: tokio_postgres::Config = args
         .database_url

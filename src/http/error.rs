@@ -550,6 +550,12 @@ impl From<QueryRejection> for ApiError {
 /// Rewrites any error response that is not yet problem+json (timeouts, panics, 404/405
 /// from routing, limits enforced by tower layers) into one, so every error has one shape.
 pub async fn ensure_problem(res: Response) -> Response {
+    ensure_problem_now(res)
+}
+
+/// [`ensure_problem`] as a plain function, for a synchronous `map_response` layer (no
+/// boxed future per request).
+pub fn ensure_problem_now(res: Response) -> Response {
     let status = res.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return res;

@@ -16,7 +16,7 @@ pub mod api_keys;
 pub mod audit_log;
 pub mod auth;
 pub mod comments;
-#[doc(hidden)]
+#[cfg(feature = "bench-baseline")]
 pub mod compare;
 pub mod documents;
 pub mod error;
@@ -26,6 +26,7 @@ pub mod invoices;
 pub mod json;
 pub mod limits;
 pub mod members;
+mod observe;
 pub mod openapi;
 pub mod ops;
 pub mod projects;
@@ -34,16 +35,15 @@ pub mod tasks;
 pub mod webhooks;
 pub mod wire;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::DefaultBodyLimit;
 use axum::http::{header, StatusCode};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::Response;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -97,9 +97,10 @@ pub struct HttpConfig {
     /// How long the answer to a request with an `Idempotency-Key` is kept (see
     /// [`idempotency`]).
     pub idempotency_ttl: Duration,
-    /// Bench only: serve the benchmarked endpoints through this non-RLS pool with explicit
-    /// tenant filters instead (see [`compare`]).
-    #[doc(hidden)]
+    /// Bench only (cargo feature `bench-baseline`, off by default, so a normal build has
+    /// no way to the database but `TenantPool`): serve the benchmarked endpoints through
+    /// this non-RLS pool with explicit tenant filters instead (see [`compare`]).
+    #[cfg(feature = "bench-baseline")]
     pub explicit_filter_pool: Option<compare::ExplicitFilterPool>,
 }
 
@@ -120,6 +121,7 @@ impl Default for HttpConfig {
             admin_token: None,
             jwt: None,
             idempotency_ttl: Duration::from_secs(24 * 60 * 60),
+            #[cfg(feature = "bench-baseline")]
             explicit_filter_pool: None,
         }
     }
@@ -136,7 +138,7 @@ struct Inner {
     metrics_token_hash: Option<[u8; 32]>,
     config: HttpConfig,
     metrics: PrometheusHandle,
-    http_metrics: HttpMetrics,
+    http_metrics: observe::HttpMetrics,
     started: Instant,
 }
 
@@ -186,7 +188,7 @@ impl AppState {
             metrics_token_hash,
             config,
             metrics: ops::metrics_handle(),
-            http_metrics: HttpMetrics::default(),
+            http_metrics: observe::HttpMetrics::default(),
             started: Instant::now(),
         })))
     }
@@ -258,6 +260,24 @@ impl AppState {
 
 /// The whole API: `/v1` (tenant), `/admin/v1` (admin), and the operational endpoints.
 pub fn router(state: AppState) -> Router {
+    Router::new().fallback_service(service(state))
+}
+
+/// [`router`]'s service itself, as [`Application`] serves it: every request of a
+/// connection goes straight into the layers, without the empty outer router's lookup and
+/// the clone of its boxed fallback per request.
+fn service(
+    state: AppState,
+) -> impl tower::Service<
+    axum::extract::Request,
+    Response = Response,
+    Error = std::convert::Infallible,
+    Future: Send + 'static,
+> + Clone
+       + Send
+       + Sync
+       + 'static {
+    #[cfg(feature = "bench-baseline")]
     let tenant = if state.config().explicit_filter_pool.is_some() {
         compare::router().route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -266,6 +286,8 @@ pub fn router(state: AppState) -> Router {
     } else {
         tenant_router(&state)
     };
+    #[cfg(not(feature = "bench-baseline"))]
+    let tenant = tenant_router(&state);
     let admin = openapi::admin_routes().route_layer(middleware::from_fn_with_state(
         state.clone(),
         auth::admin_guard,
@@ -276,7 +298,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin)
         .merge(ops::router())
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(observe::TrackLayer(state.clone()))
         .layer(DefaultBodyLimit::max(config.body_limit))
         .with_state(state);
     let body_limit = config.body_limit;
@@ -287,26 +309,20 @@ pub fn router(state: AppState) -> Router {
     // of a GET, `BoxCloneSyncService::clone_box` was 29 of its 113 allocations). The
     // layers and their order are unchanged; `track` stays inside the router, where the
     // matched route is known.
-    let layered = ServiceBuilder::new()
-        // Outermost, so it also rewrites what the layers below produce themselves.
-        .layer(middleware::map_response(error::ensure_problem))
+    ServiceBuilder::new()
+        // Outermost, so it also rewrites what the layers below produce themselves. A plain
+        // function through tower's `map_response`: axum's boxes a future per request.
+        .map_response(error::ensure_problem_now)
         // The layers below change the body type (TraceLayer wraps it); one axum body, as
         // `Router::layer` made of every layer's response before.
         .map_response(|res: http::Response<_>| res.map(axum::body::Body::new))
-        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+        ]))
         .layer(SetRequestIdLayer::x_request_id(
             request_id::MakeRequestUuidV4,
         ))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                let id = req
-                    .headers()
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-            }),
-        )
+        .layer(TraceLayer::new_for_http().make_span_with(observe::request_span))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(CatchPanicLayer::new())
         .layer(TimeoutLayer::with_status_code(
@@ -314,20 +330,13 @@ pub fn router(state: AppState) -> Router {
             config.request_timeout,
         ))
         // Innermost: a declared length over the limit is 413 before the router runs.
-        .layer(middleware::from_fn(move |req, next| {
-            limits::refuse_oversize(body_limit, req, next)
-        }))
-        .service(routed);
-    Router::new().fallback_service(layered)
+        .layer(limits::RefuseOversizeLayer::new(body_limit))
+        .service(routed)
 }
 
 fn tenant_router(state: &AppState) -> Router<AppState> {
     Router::from(openapi::tenant_routes())
-        // Inside tenant_scope: it needs the principal and the request's transaction.
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            idempotency::layer,
-        ))
+        // The idempotency layer runs inside tenant_scope, called by it (see there).
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::tenant_scope,
@@ -344,80 +353,21 @@ async fn not_found() -> Response {
     )
 }
 
-/// The method as a metrics label: the standard ones by name, any other token (every
-/// token is a valid method) as `other`, so clients cannot add series.
-fn method_label(m: &axum::http::Method) -> &'static str {
-    use axum::http::Method;
-    match *m {
-        Method::GET => "GET",
-        Method::HEAD => "HEAD",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::PATCH => "PATCH",
-        Method::DELETE => "DELETE",
-        Method::OPTIONS => "OPTIONS",
-        Method::TRACE => "TRACE",
-        Method::CONNECT => "CONNECT",
-        _ => "other",
-    }
-}
-
-/// Counts requests and their latency per route for `/metrics`. Every label is bounded:
-/// the route is a declared pattern (or `unmatched`), the method one of nine names or
-/// `other`, the status a three-digit code; no label names a tenant.
-async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    // An Arc clone: the pattern is read after the request is gone.
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let method = method_label(req.method());
-    let res = next.run(req).await;
-    state.note_statements_lost(&res);
-    state.0.http_metrics.record(
-        route.as_ref().map_or("unmatched", MatchedPath::as_str),
-        method,
-        res.status().as_u16(),
-        start.elapsed().as_secs_f64(),
+/// Writes the recorded API key use every [`HttpConfig::last_used_flush`] and forgets idle
+/// limiter entries. A named function (not a closure in [`Application::run_until`]) so
+/// that profiles, and `bench/callgrind.rs`, can tell its cost from the connections'.
+async fn last_used_writer(state: AppState) {
+    let mut tick = tokio::time::interval(
+        state
+            .config()
+            .last_used_flush
+            .max(Duration::from_millis(100)),
     );
-    res
-}
-
-/// The request metrics' handles, made once per (route, method, status) and reused:
-/// `metrics::counter!` with labels builds and hashes an owned label set, and the recorder
-/// looks it up, on every call (in the callgrind profile, five allocations and a registry
-/// lookup per request). The map is bounded like the labels (declared route patterns, ten
-/// method names, the statuses this server answers with).
-#[derive(Default)]
-struct HttpMetrics {
-    routes: std::sync::Mutex<HashMap<String, HashMap<&'static str, RouteMethod>>>,
-}
-
-struct RouteMethod {
-    duration: metrics::Histogram,
-    requests: HashMap<u16, metrics::Counter>,
-}
-
-impl HttpMetrics {
-    fn record(&self, route: &str, method: &'static str, status: u16, secs: f64) {
-        let Ok(mut routes) = self.routes.lock() else {
-            return;
-        };
-        if !routes.contains_key(route) {
-            routes.insert(route.to_owned(), HashMap::new());
-        }
-        let Some(by_method) = routes.get_mut(route) else {
-            return;
-        };
-        let m = by_method.entry(method).or_insert_with(|| RouteMethod {
-            duration: metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route.to_owned()),
-            requests: HashMap::new(),
-        });
-        m.requests
-            .entry(status)
-            .or_insert_with(|| {
-                metrics::counter!("http_requests_total", "method" => method, "route" => route.to_owned(), "status" => status.to_string())
-            })
-            .increment(1);
-        m.duration.record(secs);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        state.auth().flush_last_used(state.pool()).await;
+        state.limits().forget_idle();
     }
 }
 
@@ -461,24 +411,8 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let state = self.state.clone();
-        let flusher = {
-            let state = state.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(
-                    state
-                        .config()
-                        .last_used_flush
-                        .max(Duration::from_millis(100)),
-                );
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tick.tick().await;
-                    state.auth().flush_last_used(state.pool()).await;
-                    state.limits().forget_idle();
-                }
-            })
-        };
-        let app = router(state.clone());
+        let flusher = tokio::spawn(last_used_writer(state.clone()));
+        let app = service(state.clone());
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(hyper_util::rt::TokioTimer::new())
             .header_read_timeout(state.config().header_read_timeout);
@@ -519,18 +453,16 @@ impl Application {
     }
 }
 
-/// Sets up logging once: JSON lines when `json`, else human-readable; filtered by
-/// `RUST_LOG` (default `info`). Logs go to stderr, so what a command prints for people
-/// (dev's keys and curl lines) stays alone on stdout.
-pub fn init_tracing(json: bool) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if json {
-        builder.json().flatten_event(true).try_init()
-    } else {
-        builder.try_init()
-    };
+#[cfg(test)]
+mod tests {
+    /// A normal build has no switch that serves tenant data past RLS: the bench's
+    /// explicit-filter pool exists only with the `bench-baseline` feature, which nothing
+    /// turns on by default (`HttpConfig`'s `Debug` lists every field it has).
+    #[cfg(not(feature = "bench-baseline"))]
+    #[test]
+    fn the_bench_baseline_is_not_in_a_normal_build() {
+        let config = format!("{:?}", super::HttpConfig::default());
+        assert!(config.contains("idempotency_ttl"), "{config}");
+        assert!(!config.contains("explicit_filter_pool"), "{config}");
+    }
 }

@@ -15,6 +15,7 @@ use super::extract::{
 };
 use super::AppState;
 
+#[cfg(feature = "bench-baseline")] // the bench's explicit-filter baseline
 pub(crate) const COLS: &str = Project::COLUMNS;
 
 record! {

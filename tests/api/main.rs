@@ -4,6 +4,9 @@
 mod admin;
 mod audit;
 mod auth;
+// Only in builds with the `bench-baseline` feature:
+// `cargo test --features bench-baseline --test api baseline`.
+#[cfg(feature = "bench-baseline")]
 mod baseline;
 mod carrier;
 mod data_safety;
@@ -14,6 +17,7 @@ mod helpers;
 mod idempotency;
 mod input;
 mod isolation;
+mod key_cache;
 mod openapi_location;
 mod openapi_roles;
 mod openapi_schemathesis;

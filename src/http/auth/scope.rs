@@ -1,0 +1,140 @@
+//! The tenant layer ([`tenant_scope`]: one tenant transaction per request, handed to
+//! the handler as [`Db`]) and the admin layer ([`admin_guard`]).
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tokio::sync::{Mutex, OwnedMappedMutexGuard, OwnedMutexGuard};
+
+use crate::http::error::ApiError;
+use crate::http::AppState;
+use crate::pool::TenantTx;
+
+/// Where the request's transaction waits for its handler.
+#[derive(Clone)]
+struct TxSlot(Arc<Mutex<Option<TenantTx>>>);
+
+/// The request's tenant transaction. Handlers run plain SQL on it, with no tenant filter.
+pub struct Db(OwnedMappedMutexGuard<Option<TenantTx>, TenantTx>);
+
+impl std::ops::Deref for Db {
+    type Target = TenantTx;
+    fn deref(&self) -> &TenantTx {
+        &self.0
+    }
+}
+impl std::ops::DerefMut for Db {
+    fn deref_mut(&mut self) -> &mut TenantTx {
+        &mut self.0
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Db {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let slot = parts
+            .extensions
+            .get::<TxSlot>()
+            .cloned()
+            .ok_or_else(|| ApiError::Internal("route is not behind tenant_scope".into()))?;
+        // Held means a second `Db` of the same request (two in one handler, or one kept
+        // by a layer): fail at once, a logged 500, instead of waiting for the request
+        // timeout (the first is only released when the handler returns).
+        let guard: OwnedMutexGuard<Option<TenantTx>> = slot.0.try_lock_owned().map_err(|_| {
+            ApiError::Internal(
+                "the request's transaction is already extracted (a second Db)".into(),
+            )
+        })?;
+        OwnedMutexGuard::try_map(guard, Option::as_mut)
+            .map(Db)
+            .map_err(|_| ApiError::Internal("the request's transaction was already taken".into()))
+    }
+}
+
+/// The tenant layer, in this order: authenticate (an uncached API key costs one
+/// statement that gives its connection back at once), apply the tenant's and the
+/// credential's limits (429), read the whole body within the body-read timeout (408, 413),
+/// and only then open the request's transaction and run the handler; commit if it
+/// answered with a success status, roll back otherwise. So no database connection is
+/// ever held while the client is still sending.
+pub async fn tenant_scope(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let read_only = matches!(*req.method(), Method::GET | Method::HEAD);
+    let (principal, credential) = match state.auth().authenticate(req.headers(), state.pool()).await
+    {
+        Ok(x) => x,
+        Err(e) => return e.into_response(),
+    };
+    let _permit = match state.limits().admit(principal.tenant, credential) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let config = state.config();
+    let mut req = match crate::http::limits::read_body(
+        req,
+        config.body_limit,
+        config.body_read_timeout,
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    // Takes no connection: the first statement does.
+    let tx = match if read_only {
+        state.pool().begin_read_only(principal.tenant).await
+    } else {
+        state.pool().begin(principal.tenant).await
+    } {
+        Ok(tx) => tx,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let slot = TxSlot(Arc::new(Mutex::new(Some(tx))));
+    req.extensions_mut().insert(slot.clone());
+    req.extensions_mut().insert(principal);
+    // The idempotency layer runs here, inside the scope (it needs the principal and the
+    // transaction), as a call rather than a route layer of its own: each
+    // `from_fn` layer clones its boxed inner service and boxes a future per request.
+    let response = crate::http::idempotency::layer(State(state.clone()), req, next).await;
+    // The handler has returned, so its guard is gone and the lock is free.
+    let tx = slot.0.lock().await.take();
+    let Some(tx) = tx else {
+        return response;
+    };
+    let status = response.status();
+    if status.is_success() || status.is_redirection() {
+        match tx.commit().await {
+            Ok(()) => response,
+            Err(e) => ApiError::from(e).into_response(),
+        }
+    } else {
+        // Dropping queues ROLLBACK on the connection before it returns to the pool.
+        drop(tx);
+        response
+    }
+}
+
+/// The admin layer: only the admin token passes, and every call is logged.
+pub async fn admin_guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    if !state.auth().is_admin(req.headers()) {
+        tracing::warn!(target: "tenantguard::admin", %method, %path, "admin call refused");
+        return ApiError::Unauthorized.into_response();
+    }
+    // As on tenant routes: the whole body first, then the handler's statements.
+    let config = state.config();
+    let req = match crate::http::limits::read_body(req, config.body_limit, config.body_read_timeout)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let response = next.run(req).await;
+    tracing::info!(target: "tenantguard::admin", %method, %path, status = response.status().as_u16(), "admin call");
+    response
+}
