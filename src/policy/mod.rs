@@ -18,7 +18,7 @@ mod plan;
 
 pub use model::{ident, literal, Command, PolicySet, Roles, TenantTable, FUNCTION_SCHEMA};
 pub use plan::{apply, apply_prelude, check, plan, plan_prelude, Change};
-pub(crate) use plan::{role_drift, RoleDrift, RoleSpec};
+pub(crate) use plan::{refuse_blocking, role_drift, RoleDrift, RoleSpec};
 
 /// Errors from planning or applying policies.
 #[derive(Debug, thiserror::Error)]

@@ -59,20 +59,28 @@ pub async fn apply(client: &mut Client, set: &PolicySet) -> Result<Vec<Change>, 
         .await
         .map_err(PolicyError::db("starting a transaction"))?;
     let changes = plan(&tx, set).await?;
+    refuse_blocking(&changes, "nothing was changed; fix these first")?;
+    execute(&tx, &changes).await?;
+    tx.commit().await.map_err(PolicyError::db("committing"))?;
+    Ok(changes)
+}
+
+/// Refuses a plan holding changes it cannot make itself (an empty `sql`: a precondition the
+/// user must fix), naming every one after `why`.
+pub(crate) fn refuse_blocking(changes: &[Change], why: &str) -> Result<(), PolicyError> {
     let blocking: Vec<String> = changes
         .iter()
         .filter(|c| c.sql.is_empty())
         .map(|c| c.to_string())
         .collect();
-    if !blocking.is_empty() {
-        return Err(PolicyError::Precondition(format!(
-            "nothing was changed; fix these first: {}",
+    if blocking.is_empty() {
+        Ok(())
+    } else {
+        Err(PolicyError::Precondition(format!(
+            "{why}: {}",
             blocking.join("; ")
-        )));
+        )))
     }
-    execute(&tx, &changes).await?;
-    tx.commit().await.map_err(PolicyError::db("committing"))?;
-    Ok(changes)
 }
 
 /// Computes the changes inside `tx`. Uses a savepoint (rolled back) to learn how

@@ -118,10 +118,7 @@ pub async fn migrate(
 ) -> Result<MigrateReport, SchemaError> {
     require_citus_superuser(client).await?;
     let set = citus_policy(set);
-    let owner =
-        set.roles.owner.clone().ok_or_else(|| {
-            PolicyError::Config("the reference schema needs an owner role".into())
-        })?;
+    let owner = super::owner_role(&set)?;
     let mut report = MigrateReport::default();
 
     let tx = client
@@ -154,18 +151,7 @@ pub async fn migrate(
     report.changes.extend(policy::apply(client, &set).await?);
 
     let dist = plan_distribution(client, &set).await?;
-    let blocking: Vec<String> = dist
-        .iter()
-        .filter(|c| c.sql.is_empty())
-        .map(|c| c.to_string())
-        .collect();
-    if !blocking.is_empty() {
-        return Err(PolicyError::Precondition(format!(
-            "cannot distribute: {}",
-            blocking.join("; ")
-        ))
-        .into());
-    }
+    crate::policy::refuse_blocking(&dist, "cannot distribute")?;
     if !dist.is_empty() {
         // One table at a time, outside a transaction block: create_distributed_table
         // copies the rows and creates the shards, and a failed one leaves the earlier ones

@@ -112,16 +112,20 @@ pub async fn migrate(client: &mut Client, set: &PolicySet) -> Result<MigrateRepo
     migrate_with(client, set, provisioning::DEFAULT_PROVISIONER).await
 }
 
+/// The owner role the reference schema's objects belong to.
+pub(crate) fn owner_role(set: &PolicySet) -> Result<String, SchemaError> {
+    set.roles.owner.clone().ok_or_else(|| {
+        PolicyError::Config("the reference schema needs an owner role".into()).into()
+    })
+}
+
 /// [`migrate`] with a chosen name for the tenant provisioner role (see [`provisioning`]).
 pub async fn migrate_with(
     client: &mut Client,
     set: &PolicySet,
     provisioner: &str,
 ) -> Result<MigrateReport, SchemaError> {
-    let owner =
-        set.roles.owner.clone().ok_or_else(|| {
-            PolicyError::Config("the reference schema needs an owner role".into())
-        })?;
+    let owner = owner_role(set)?;
     let mut report = MigrateReport::default();
 
     let tx = client
