@@ -14,6 +14,7 @@ mod helpers;
 mod idempotency;
 mod input;
 mod isolation;
+mod openapi_exact;
 mod openapi_location;
 mod openapi_roles;
 mod openapi_schemathesis;
