@@ -86,7 +86,11 @@ pub struct NewTenant {
     pub name: String,
     /// Optionally, the first owner's email (added as a team member).
     #[serde(default)]
-    #[schema(min_length = 3, max_length = 320, pattern = "^[^@\\s]+@\\S+$")]
+    #[schema(
+        min_length = 3,
+        max_length = 320,
+        pattern = "^[^@\\s\\u0000]+@[^\\s\\u0000]+$"
+    )]
     pub owner_email: Option<String>,
 }
 

@@ -120,15 +120,21 @@ pub(crate) async fn create(
     ))
 }
 
-/// Gets one key's metadata.
+/// Gets one active key's metadata. A revoked key is 404, as any resource after its DELETE
+/// (the DELETE revoked it); the list still shows it, with its `revoked_at`.
 #[utoipa::path(get, path = "/v1/api-keys/{id}", tag = "api-keys", operation_id = "api_keys_get", extensions(("x-min-role" = json!("admin"))), params(("id" = Uuid, Path)),
-    responses((status = 200, body = ApiKey), (status = 404, body = Problem)))]
+    responses((status = 200, body = ApiKey),
+        (status = 404, description = "no such key in this tenant, or a revoked one (its DELETE is done; `GET /v1/api-keys` still lists it with its `revoked_at`)", body = Problem)))]
 pub(crate) async fn get_one(
     _: Need<Admin>,
     mut db: Db,
     Path(id): Path<Uuid>,
 ) -> Result<Json<ApiKey>, ApiError> {
-    Ok(Json(get_by_id(&mut db, id).await?))
+    let key: ApiKey = get_by_id(&mut db, id).await?;
+    if key.revoked_at.is_some() {
+        return Err(ApiError::NotFound);
+    }
+    Ok(Json(key))
 }
 
 /// Revokes a key: it stops working at once on this server, within the cache TTL elsewhere.

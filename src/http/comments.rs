@@ -11,7 +11,8 @@ use uuid::Uuid;
 use super::auth::{Db, Member, Need, Viewer};
 use super::error::{ApiError, Problem};
 use super::extract::{
-    delete, get_by_id, record, Check, Insert, Json, ListQuery, Page, PageParams, Patch, Path, Query,
+    delete, get_by_id, not_null, record, Check, Insert, Json, ListQuery, Page, PageParams, Patch,
+    Path, Query,
 };
 use super::AppState;
 
@@ -60,8 +61,13 @@ pub struct NewComment {
 #[serde(deny_unknown_fields)]
 pub struct CommentPatch {
     /// New text.
-    #[serde(default)]
-    #[schema(min_length = 1, max_length = 20000, pattern = "^[^\\u0000]*$")]
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(
+        nullable = false,
+        min_length = 1,
+        max_length = 20000,
+        pattern = "^[^\\u0000]*$"
+    )]
     pub body: Option<String>,
 }
 
@@ -77,7 +83,7 @@ pub struct CommentFilter {
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// Cursor.
-    #[param(max_length = 128)]
+    #[param(max_length = 49, pattern = "^[0-9]{1,16}\\.[0-9a-f]{32}$")]
     pub cursor: Option<String>,
 }
 

@@ -11,8 +11,8 @@ use uuid::Uuid;
 use super::auth::{Db, Member, Need, Viewer};
 use super::error::{ApiError, Problem};
 use super::extract::{
-    delete_cascading, get_by_id, record, Cascade, Check, Insert, Json, ListQuery, Page, PageParams,
-    Patch, Path, Query,
+    delete_cascading, get_by_id, not_null, record, Cascade, Check, Insert, Json, ListQuery, Page,
+    PageParams, Patch, Path, Query,
 };
 use super::AppState;
 
@@ -56,12 +56,22 @@ pub struct NewDocument {
 #[serde(deny_unknown_fields)]
 pub struct DocumentPatch {
     /// New title.
-    #[serde(default)]
-    #[schema(min_length = 1, max_length = 500, pattern = "^[^\\u0000]*$")]
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(
+        nullable = false,
+        min_length = 1,
+        max_length = 500,
+        pattern = "^[^\\u0000]*$"
+    )]
     pub title: Option<String>,
     /// New body.
-    #[serde(default)]
-    #[schema(min_length = 0, max_length = 1000000, pattern = "^[^\\u0000]*$")]
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(
+        nullable = false,
+        min_length = 0,
+        max_length = 1000000,
+        pattern = "^[^\\u0000]*$"
+    )]
     pub body: Option<String>,
 }
 
@@ -75,7 +85,7 @@ pub struct DocumentFilter {
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// Cursor.
-    #[param(max_length = 128)]
+    #[param(max_length = 49, pattern = "^[0-9]{1,16}\\.[0-9a-f]{32}$")]
     pub cursor: Option<String>,
 }
 

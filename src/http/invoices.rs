@@ -11,8 +11,8 @@ use uuid::Uuid;
 use super::auth::{Admin, Db, Need, Viewer};
 use super::error::{ApiError, Problem};
 use super::extract::{
-    delete, get_by_id, nullable, record, Check, Insert, Json, ListQuery, Page, PageParams, Patch,
-    Path, Query,
+    delete, get_by_id, integer, not_null, nullable, record, some_integer, Check, Insert, Json,
+    ListQuery, Page, PageParams, Patch, Path, Query,
 };
 use super::AppState;
 
@@ -58,6 +58,11 @@ pub struct Invoice {
 }
 }
 
+/// The largest amount: 2^53 − 1, the largest integer every JSON client reads exactly (the
+/// document's `maximum`; a bigint column would take more, a JavaScript client would not).
+pub const MAX_AMOUNT: i64 = 9_007_199_254_740_991;
+const AMOUNT_RANGE: &str = "must be between 0 and 9007199254740991";
+
 /// Body of `POST /v1/invoices`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -69,7 +74,8 @@ pub struct NewInvoice {
     #[schema(min_length = 1, max_length = 255, pattern = "^[^\\u0000]*$")]
     pub customer_name: String,
     /// Amount in minor units, ≥ 0.
-    #[schema(minimum = 0)]
+    #[serde(deserialize_with = "integer")]
+    #[schema(minimum = 0, maximum = 9_007_199_254_740_991_i64)]
     pub amount_minor: i64,
     /// Currency, three capital letters.
     #[schema(pattern = "^[A-Z]{3}$")]
@@ -91,20 +97,25 @@ pub struct NewInvoice {
 #[serde(deny_unknown_fields)]
 pub struct InvoicePatch {
     /// New customer.
-    #[serde(default)]
-    #[schema(min_length = 1, max_length = 255, pattern = "^[^\\u0000]*$")]
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(
+        nullable = false,
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\u0000]*$"
+    )]
     pub customer_name: Option<String>,
     /// New amount.
-    #[serde(default)]
-    #[schema(minimum = 0)]
+    #[serde(default, deserialize_with = "some_integer")]
+    #[schema(nullable = false, minimum = 0, maximum = 9_007_199_254_740_991_i64)]
     pub amount_minor: Option<i64>,
     /// New currency.
-    #[serde(default)]
-    #[schema(pattern = "^[A-Z]{3}$")]
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false, pattern = "^[A-Z]{3}$")]
     pub currency: Option<String>,
     /// New status.
-    #[serde(default)]
-    #[schema(value_type = Option<InvoiceStatus>)]
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false, value_type = Option<InvoiceStatus>)]
     pub status: Option<String>,
     /// New issue date (`null` clears).
     #[serde(default, deserialize_with = "nullable")]
@@ -127,7 +138,7 @@ pub struct InvoiceFilter {
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// Cursor.
-    #[param(max_length = 128)]
+    #[param(max_length = 49, pattern = "^[0-9]{1,16}\\.[0-9a-f]{32}$")]
     pub cursor: Option<String>,
 }
 
@@ -174,7 +185,11 @@ pub(crate) async fn create(
     Check::new()
         .len("number", Some(&b.number), 1, 64)
         .len("customer_name", Some(&b.customer_name), 1, 255)
-        .that(b.amount_minor >= 0, "amount_minor", "must not be negative")
+        .that(
+            (0..=MAX_AMOUNT).contains(&b.amount_minor),
+            "amount_minor",
+            AMOUNT_RANGE,
+        )
         .that(
             valid_currency(&b.currency),
             "currency",
@@ -223,9 +238,9 @@ pub(crate) async fn update(
     Check::new()
         .len("customer_name", b.customer_name.as_deref(), 1, 255)
         .that(
-            b.amount_minor.is_none_or(|a| a >= 0),
+            b.amount_minor.is_none_or(|a| (0..=MAX_AMOUNT).contains(&a)),
             "amount_minor",
-            "must not be negative",
+            AMOUNT_RANGE,
         )
         .that(
             b.currency.as_deref().is_none_or(valid_currency),

@@ -16,8 +16,8 @@ use uuid::Uuid;
 use super::auth::{Admin, Db, Need, Principal, Role, Viewer};
 use super::error::{ApiError, Problem};
 use super::extract::{
-    delete_cascading, get_by_id, record, Cascade, Check, Insert, Json, ListQuery, Page, PageParams,
-    Patch, Path, Query,
+    delete_cascading, get_by_id, not_null, record, Cascade, Check, Insert, Json, ListQuery, Page,
+    PageParams, Patch, Path, Query,
 };
 use super::AppState;
 
@@ -47,7 +47,11 @@ pub struct TeamMember {
 #[serde(deny_unknown_fields)]
 pub struct NewMember {
     /// Email.
-    #[schema(min_length = 3, max_length = 320, pattern = "^[^@\\s]+@[^@\\s]+$")]
+    #[schema(
+        min_length = 3,
+        max_length = 320,
+        pattern = "^[^@\\s\\u0000]+@[^@\\s\\u0000]+$"
+    )]
     pub email: String,
     /// Display name.
     #[serde(default)]
@@ -62,11 +66,17 @@ pub struct NewMember {
 #[serde(deny_unknown_fields)]
 pub struct MemberPatch {
     /// New display name.
-    #[serde(default)]
-    #[schema(min_length = 0, max_length = 200, pattern = "^[^\\u0000]*$")]
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(
+        nullable = false,
+        min_length = 0,
+        max_length = 200,
+        pattern = "^[^\\u0000]*$"
+    )]
     pub name: Option<String>,
     /// New role.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     pub role: Option<Role>,
 }
 

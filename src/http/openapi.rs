@@ -21,6 +21,7 @@ use utoipa::{Modify, PartialSchema, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 
 use super::error::{FieldError, Problem, PROBLEM_JSON};
+use super::extract::pagination::{CURSOR_MAX_LEN, CURSOR_PATTERN};
 use super::AppState;
 use super::{
     admin, api_keys, audit_log, comments, documents, invoices, members, projects, tasks, webhooks,
@@ -124,8 +125,26 @@ pub fn document_json() -> &'static str {
         // would show up at once in the tests.
         let mut v = serde_json::to_value(document()).unwrap_or_default();
         fix_link_keys(&mut v);
+        exactly_one_parent(&mut v);
         serde_json::to_string(&v).unwrap_or_else(|_| "{}".into())
     })
+}
+
+/// A comment is on exactly one of a task and a document (a `null` one counts as absent), as
+/// the handler checks: with both set both branches match, and `oneOf` fails. Added to the
+/// JSON because utoipa's `Object` has no `oneOf` of its own.
+fn exactly_one_parent(doc: &mut serde_json::Value) {
+    let branch =
+        |f: &str| serde_json::json!({ "required": [f], "properties": { f: { "type": "string" } } });
+    if let Some(c) = doc
+        .pointer_mut("/components/schemas/NewComment")
+        .and_then(|c| c.as_object_mut())
+    {
+        c.insert(
+            "oneOf".into(),
+            serde_json::json!([branch("task_id"), branch("document_id")]),
+        );
+    }
 }
 
 /// utoipa 5.5 serializes a Link's fields in snake case (`operation_id`, `request_body`),
@@ -248,6 +267,18 @@ impl Modify for Exact {
                 }
                 // The Idempotency-Key's characters, as `idempotency` checks them.
                 for p in op.parameters.iter_mut().flatten() {
+                    if p.name == "cursor" {
+                        if let Some(RefOr::T(utoipa::openapi::schema::Schema::Object(o))) =
+                            p.schema.as_mut()
+                        {
+                            // Exactly what `Cursor::decode` accepts: a cursor is opaque,
+                            // but its syntax is not a secret, and every string that
+                            // matches is a position the server pages from.
+                            o.pattern = Some(CURSOR_PATTERN.into());
+                            o.max_length = Some(CURSOR_MAX_LEN);
+                            o.min_length = None;
+                        }
+                    }
                     if p.name == "Idempotency-Key" {
                         if let Some(RefOr::T(utoipa::openapi::schema::Schema::Object(o))) =
                             p.schema.as_mut()

@@ -10,8 +10,8 @@ use uuid::Uuid;
 use super::auth::{Db, Member, Need, Viewer};
 use super::error::ApiError;
 use super::extract::{
-    delete_cascading, get_by_id, nullable, record, Cascade, Check, Insert, Json, ListQuery, Page,
-    PageParams, Patch, Path, Query,
+    delete_cascading, get_by_id, not_null, nullable, record, Cascade, Check, Insert, Json,
+    ListQuery, Page, PageParams, Patch, Path, Query,
 };
 use super::AppState;
 
@@ -56,8 +56,13 @@ pub struct NewProject {
 #[serde(deny_unknown_fields)]
 pub struct ProjectPatch {
     /// New name.
-    #[serde(default)]
-    #[schema(min_length = 1, max_length = 255, pattern = "^[^\\u0000]*$")]
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(
+        nullable = false,
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\u0000]*$"
+    )]
     pub name: Option<String>,
     /// New description (`null` clears it).
     #[serde(default, deserialize_with = "nullable")]

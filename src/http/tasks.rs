@@ -11,8 +11,8 @@ use uuid::Uuid;
 use super::auth::{Db, Member, Need, Viewer};
 use super::error::{ApiError, Problem};
 use super::extract::{
-    delete_cascading, get_by_id, nullable, record, Cascade, Check, Insert, Json, ListQuery, Page,
-    PageParams, Patch, Path, Query,
+    delete_cascading, get_by_id, not_null, nullable, record, Cascade, Check, Insert, Json,
+    ListQuery, Page, PageParams, Patch, Path, Query,
 };
 use super::AppState;
 
@@ -90,8 +90,13 @@ pub struct NewTask {
 #[serde(deny_unknown_fields)]
 pub struct TaskPatch {
     /// New title.
-    #[serde(default)]
-    #[schema(min_length = 1, max_length = 500, pattern = "^[^\\u0000]*$")]
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(
+        nullable = false,
+        min_length = 1,
+        max_length = 500,
+        pattern = "^[^\\u0000]*$"
+    )]
     pub title: Option<String>,
     /// New description (`null` clears).
     #[serde(default, deserialize_with = "nullable")]
@@ -99,8 +104,8 @@ pub struct TaskPatch {
     #[schema(min_length = 0, max_length = 10000, pattern = "^[^\\u0000]*$")]
     pub description: Option<Option<String>>,
     /// New status.
-    #[serde(default)]
-    #[schema(value_type = Option<TaskStatus>)]
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false, value_type = Option<TaskStatus>)]
     pub status: Option<String>,
     /// New assignee (`null` unassigns).
     #[serde(default, deserialize_with = "nullable")]
@@ -127,7 +132,7 @@ pub struct TaskFilter {
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// Cursor.
-    #[param(max_length = 128)]
+    #[param(max_length = 49, pattern = "^[0-9]{1,16}\\.[0-9a-f]{32}$")]
     pub cursor: Option<String>,
 }
 

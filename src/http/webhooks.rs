@@ -12,7 +12,8 @@ use uuid::Uuid;
 use super::auth::{Admin, Db, Need};
 use super::error::{ApiError, Problem};
 use super::extract::{
-    delete, get_by_id, record, Check, Insert, Json, ListQuery, Page, PageParams, Patch, Path, Query,
+    delete, get_by_id, not_null, record, Check, Insert, Json, ListQuery, Page, PageParams, Patch,
+    Path, Query,
 };
 use super::AppState;
 
@@ -70,19 +71,21 @@ pub struct NewWebhook {
 #[serde(deny_unknown_fields)]
 pub struct WebhookPatch {
     /// New URL.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     #[schema(
+        nullable = false,
         min_length = 1,
         max_length = 2048,
         pattern = "^https?://[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*$"
     )]
     pub url: Option<String>,
     /// New event types.
-    #[serde(default)]
-    #[schema(min_items = 1, max_items = 64)]
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false, min_items = 1, max_items = 64)]
     pub event_types: Option<Vec<String>>,
     /// Turn deliveries on or off.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     pub active: Option<bool>,
 }
 

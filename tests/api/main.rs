@@ -18,6 +18,7 @@ mod idempotency;
 mod input;
 mod isolation;
 mod key_cache;
+mod openapi_exact;
 mod openapi_location;
 mod openapi_roles;
 mod openapi_schemathesis;

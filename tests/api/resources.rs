@@ -75,8 +75,17 @@ async fn every_resource_lists_gets_patches_and_deletes() {
     app.delete(&format!("/v1/api-keys/{key_id}"), &t.key)
         .await
         .ok(204);
-    let revoked = app.get(&format!("/v1/api-keys/{key_id}"), &t.key).await;
-    assert!(revoked.ok(200)["revoked_at"].is_string());
+    // A revoked key is 404 like any resource after its DELETE, still listed with its
+    // `revoked_at`.
+    app.get(&format!("/v1/api-keys/{key_id}"), &t.key)
+        .await
+        .problem(404);
+    let list = app.get("/v1/api-keys?limit=200", &t.key).await;
+    let listed = list.ok(200)["items"]
+        .as_array()
+        .and_then(|ks| ks.iter().find(|k| k["id"] == key_id.as_str()).cloned())
+        .expect("the revoked key is still listed");
+    assert!(listed["revoked_at"].is_string());
     app.stop().await;
 }
 

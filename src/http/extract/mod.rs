@@ -26,7 +26,7 @@ pub mod write;
 pub use pagination::{Cursor, ListQuery, Page, PageParams, DEFAULT_LIMIT, MAX_LIMIT};
 pub(crate) use record::record;
 pub use record::{get_by_id, Record, Table};
-pub use validation::{nullable, Check};
+pub use validation::{integer, not_null, nullable, some_integer, Check};
 pub use write::{audited, delete, delete_cascading, Cascade, Insert, Patch, CASCADE_IDS};
 
 /// `axum::Json` with problem+json rejections (400 syntax, 415, 413, 422 types/unknown fields).

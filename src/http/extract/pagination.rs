@@ -1,8 +1,6 @@
 //! Keyset pagination: opaque cursors, `limit`/`cursor` parameters, and the list query
 //! every collection route runs.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::types::ToSql;
@@ -35,25 +33,36 @@ pub struct Cursor {
     pub id: Uuid,
 }
 
+/// The cursor's syntax, as the OpenAPI document states it: every string that matches is a
+/// cursor the server accepts (a position need not be an item's; it pages from there), so
+/// a client (or a fuzzer) that follows the document never gets a 400 for a matching one.
+pub const CURSOR_PATTERN: &str = "^[0-9]{1,16}\\.[0-9a-f]{32}$";
+/// The longest cursor: 16 digits, a dot, 32 hex digits.
+pub const CURSOR_MAX_LEN: usize = 49;
+
 impl Cursor {
-    /// Encodes as base64url of `<micros>.<id>`.
+    /// Encodes as `<micros>.<id as 32 lowercase hex digits>` (see [`CURSOR_PATTERN`]).
+    /// Clients treat it as opaque; its syntax is documented only so that the document
+    /// says exactly what the server accepts.
     pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(format!(
-            "{}.{}",
-            self.at.timestamp_micros(),
-            self.id.simple()
-        ))
+        format!("{}.{}", self.at.timestamp_micros().max(0), self.id.simple())
     }
 
-    /// Decodes, or 400.
+    /// Decodes exactly what [`CURSOR_PATTERN`] matches, or 400. Checked by hand rather than
+    /// with a regex crate: two fixed-alphabet runs, and `Uuid`'s own parser accepts more
+    /// spellings (hyphens, upper case) than the pattern states.
     pub fn decode(s: &str) -> Result<Self, ApiError> {
         let bad = || ApiError::BadRequest("invalid cursor".into());
-        if s.len() > 128 {
+        let (micros, id) = s.split_once('.').ok_or_else(bad)?;
+        if micros.is_empty()
+            || micros.len() > 16
+            || !micros.bytes().all(|b| b.is_ascii_digit())
+            || id.len() != 32
+            || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
             return Err(bad());
         }
-        let bytes = URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
-        let text = std::str::from_utf8(&bytes).map_err(|_| bad())?;
-        let (micros, id) = text.split_once('.').ok_or_else(bad)?;
+        // At most 16 digits: below 10^16 µs (the year 2286), inside chrono's range.
         let at =
             DateTime::from_timestamp_micros(micros.parse().map_err(|_| bad())?).ok_or_else(bad)?;
         let id = Uuid::try_parse(id).map_err(|_| bad())?;
@@ -156,7 +165,7 @@ pub struct PageParams {
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// The `next_cursor` of the previous page.
-    #[param(max_length = 128)]
+    #[param(max_length = 49, pattern = "^[0-9]{1,16}\\.[0-9a-f]{32}$")]
     pub cursor: Option<String>,
 }
 
@@ -189,8 +198,25 @@ mod tests {
             id: Uuid::now_v7(),
         };
         assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
-        for bad in ["", "!!!", "bm9wZQ", "MTIzLm5vdGF1dWlk"] {
+        let re = regex::Regex::new(CURSOR_PATTERN).unwrap();
+        assert!(re.is_match(&c.encode()), "{}", c.encode());
+        assert!(c.encode().len() <= CURSOR_MAX_LEN);
+        assert!(Cursor::decode(&format!("9999999999999999.{}", "f".repeat(32))).is_ok());
+        assert!(Cursor::decode(&format!("0.{}", "0".repeat(32))).is_ok());
+        for bad in [
+            "",
+            "!!!",
+            "bm9wZQ",
+            "MTIzLm5vdGF1dWlk",
+            "123.notauuid",
+            "12345678901234567.0123456789abcdef0123456789abcdef",
+            "1.0123456789ABCDEF0123456789ABCDEF",
+            "1.01234567-89ab-cdef-0123-456789abcdef",
+            "-1.0123456789abcdef0123456789abcdef",
+            "1.0123456789abcdef0123456789abcdef\n",
+        ] {
             assert!(Cursor::decode(bad).is_err(), "{bad}");
+            assert!(!re.is_match(bad), "{bad}");
         }
     }
 }
