@@ -30,6 +30,15 @@ fn venv() -> PathBuf {
 /// the hooks file, each with why.
 #[tokio::test]
 async fn schemathesis_finds_nothing_with_every_check_on() {
+    // The document and the HTTP layer do not change with the PostgreSQL version: `.ci/run`
+    // runs this once per matrix and says where.
+    if let Some(why) = std::env::var("TENANTGUARD_SCHEMATHESIS_ELSEWHERE")
+        .ok()
+        .filter(|w| !w.is_empty())
+    {
+        eprintln!("skipped here: {why}");
+        return;
+    }
     let st = venv().join("bin/st");
     if !st.exists() {
         let why = format!(
