@@ -88,7 +88,9 @@ async fn schemathesis_finds_nothing_with_every_check_on() {
                     "--max-time",
                     "120",
                 ])
-                .args(["--seed", "20261201", "--workers", "2", "--no-color"])
+                // One worker: with two, hypothesis's shared source cache raced once here
+                // (a KeyError inside schemathesis, not a finding) and failed the run.
+                .args(["--seed", "20261201", "--workers", "1", "--no-color"])
                 .args(["--report", "junit", "--report-dir", "report"])
                 // A fresh Idempotency-Key per request: see the hooks file.
                 .env("SCHEMATHESIS_HOOKS", hooks_file())
