@@ -80,16 +80,37 @@ pub struct MemberPatch {
     pub role: Option<Role>,
 }
 
-/// The stored form of an email: trimmed, NFC, lower case, NFC.
+/// The stored form of an email: NFC, lower case, NFC. Not trimmed: [`valid_email`] has
+/// already refused every character the document calls whitespace, and trimming by Rust's
+/// wider definition (U+0085) would store what the client did not send.
 pub(crate) fn normalize_email(e: &str) -> String {
     use unicode_normalization::UnicodeNormalization;
-    let nfc: String = e.trim().nfc().collect();
+    let nfc: String = e.nfc().collect();
     nfc.to_lowercase().nfc().collect()
 }
 
-fn valid_email(e: &str) -> bool {
+/// What the documented pattern (`^[^@\s\u0000]+@[^@\s\u0000]+$`) says, checked on what the
+/// client sent: one `@` with something on both sides, no NUL, and no whitespace as
+/// ECMAScript's `\s` (JSON Schema's regex dialect) has it, so the document and the server
+/// agree exactly (Rust's `char::is_whitespace` differs: U+0085 in, U+FEFF out).
+pub(crate) fn valid_email(e: &str) -> bool {
     matches!(e.split_once('@'), Some((l, d)) if !l.is_empty() && !d.is_empty() && !d.contains('@'))
-        && !e.chars().any(char::is_whitespace)
+        && !e.chars().any(|c| c == '\0' || is_ecma_space(c))
+}
+
+/// ECMAScript's `\s`: its WhiteSpace and LineTerminator characters.
+fn is_ecma_space(c: char) -> bool {
+    matches!(
+        c,
+        '\t' | '\n' | '\u{b}' | '\u{c}' | '\r' | ' ' | '\u{a0}' | '\u{1680}' | '\u{2000}'
+            ..='\u{200a}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202f}'
+                | '\u{205f}'
+                | '\u{3000}'
+                | '\u{feff}'
+    )
 }
 
 fn may_grant(p: &Principal, role: Role) -> Result<(), ApiError> {
@@ -142,12 +163,13 @@ pub(crate) async fn create(
     db: Db,
     Json(b): Json<NewMember>,
 ) -> Result<(StatusCode, Json<TeamMember>), ApiError> {
-    let email = normalize_email(&b.email);
+    // Judged as sent (what the document describes), stored normalised.
     Check::new()
-        .len("email", Some(&email), 3, 320)
-        .that(valid_email(&email), "email", "must be an email address")
-        .len("name", Some(&b.name), 0, 200)
+        .len("email", Some(&b.email), 3, 320)
+        .that(valid_email(&b.email), "email", "must be an email address")
         .done()?;
+    let email = normalize_email(&b.email);
+    Check::new().len("name", Some(&b.name), 0, 200).done()?;
     may_grant(&p, b.role)?;
     let mut insert = Insert::new();
     insert
@@ -220,4 +242,20 @@ pub(crate) async fn remove(
         },
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_email;
+
+    /// The document's pattern (`^[^@\s\u0000]+@[^@\s\u0000]+$`) in ECMAScript's regex
+    /// dialect, character for character: U+0085 is not `\s` there, U+FEFF is.
+    #[test]
+    fn emails_are_judged_as_the_documented_pattern() {
+        assert!(valid_email("a@b"));
+        assert!(valid_email("9\u{106}\u{85},@\u{85}"));
+        assert!(!valid_email("a@b\u{feff}"));
+        assert!(!valid_email(" a@b") && !valid_email("a@b\u{3000}") && !valid_email("a@\u{0}"));
+        assert!(!valid_email("a@b@c") && !valid_email("@b") && !valid_email("a@"));
+    }
 }
