@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -12,9 +12,12 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Runs `tenantguard dev` in `dir` until it prints `ready:`; returns the child and the
-/// curl lines it printed.
-fn start(dir: &std::path::Path, port: u16) -> (std::process::Child, Vec<String>, Vec<String>) {
+/// Runs `tenantguard dev` in `dir` until it prints `ready:`; returns the child, the curl
+/// lines and the API keys it printed (also used by `dev_restart`).
+pub(crate) fn start(
+    dir: &std::path::Path,
+    port: u16,
+) -> (std::process::Child, Vec<String>, Vec<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tenantguard"))
         .arg("dev")
         .current_dir(dir)
@@ -37,9 +40,13 @@ fn start(dir: &std::path::Path, port: u16) -> (std::process::Child, Vec<String>,
     let deadline = Instant::now() + Duration::from_secs(120);
     let (mut curls, mut keys) = (Vec::new(), Vec::new());
     loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("dev printed ready");
+        let line = match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(l) => l,
+            Err(_) => {
+                let status = child.try_wait().unwrap();
+                panic!("dev did not become ready (exit status {status:?})");
+            }
+        };
         if let Some(c) = line.trim().strip_prefix("curl ") {
             curls.push(format!("curl --fail-with-body {c}"));
         }

@@ -3,59 +3,14 @@
 //! waits for it instead of exiting 2 on the lock file. (The deterministic version, with a
 //! postmaster held stopped, is in tests/core/cluster_restart.rs.)
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-fn start(dir: &std::path::Path, port: u16) -> (Child, Vec<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tenantguard"))
-        .arg("dev")
-        .current_dir(dir)
-        .env("TENANTGUARD_LISTEN", format!("127.0.0.1:{port}"))
-        .env_remove("TENANTGUARD_ADMIN_TOKEN")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut keys = Vec::new();
-    loop {
-        let line = match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(l) => l,
-            Err(_) => {
-                let status = child.try_wait().unwrap();
-                panic!("dev did not become ready (exit status {status:?})");
-            }
-        };
-        if let Some(k) = line.trim().strip_prefix("API key: ") {
-            keys.push(k.to_string());
-        }
-        if line.starts_with("ready:") {
-            return (child, keys);
-        }
-    }
-}
+use crate::dev::{free_port, start};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dev_started_right_after_kill_9_waits_for_the_old_postmaster() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let d = dir.path().to_path_buf();
-    let (mut child, keys) = tokio::task::spawn_blocking(move || start(&d, port))
+    let (mut child, _, keys) = tokio::task::spawn_blocking(move || start(&d, port))
         .await
         .unwrap();
     let client = reqwest::Client::new();
@@ -75,7 +30,7 @@ async fn dev_started_right_after_kill_9_waits_for_the_old_postmaster() {
     child.wait().unwrap();
     // At once: the old postmaster is still shutting down.
     let d = dir.path().to_path_buf();
-    let (mut child, keys2) = tokio::task::spawn_blocking(move || start(&d, port))
+    let (mut child, _, keys2) = tokio::task::spawn_blocking(move || start(&d, port))
         .await
         .unwrap();
     assert_eq!(keys, keys2);
