@@ -53,11 +53,25 @@ pub(crate) async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
     };
     let mut client = super::connect(&args.database_url).await?;
     // On Ctrl-C the probe future (and with it the client) is dropped: the connection
-    // closes and the server aborts the open transaction, so nothing is left behind.
+    // closes and the server aborts the open transaction. What the probe had committed (on
+    // Citus: its synthetic rows) is deleted on a new connection.
+    let leftovers = crate::probe::Leftovers::default();
     let report = tokio::select! {
-        r = crate::probe::probe(&mut client, &config) => r?,
+        r = crate::probe::probe_with(&mut client, &config, &leftovers) => r?,
         _ = tokio::signal::ctrl_c() => {
-            anyhow::bail!("interrupted: the probe transaction was rolled back");
+            drop(client);
+            if leftovers.is_empty() {
+                anyhow::bail!("interrupted: the probe transaction was rolled back");
+            }
+            let fresh = super::connect(&args.database_url).await?;
+            let failed = leftovers.clean(&fresh).await;
+            if failed.is_empty() {
+                anyhow::bail!("interrupted: the probe transaction was rolled back and its committed synthetic rows deleted");
+            }
+            anyhow::bail!(
+                "interrupted: the probe transaction was rolled back, but some committed synthetic rows could not be deleted:\n{}",
+                failed.join("\n")
+            );
         }
     };
     let out = match args.format {

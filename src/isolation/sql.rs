@@ -106,6 +106,22 @@ impl ContextCarrier {
     }
 }
 
+/// What Citus needs before a `SET LOCAL` reaches its workers: with this on (in the
+/// transaction, or as the role's default) Citus passes every later `SET LOCAL` on to the
+/// worker connections of the transaction.
+pub const CITUS_PROPAGATE_LOCAL: &str = "SET LOCAL citus.propagate_set_commands = 'local'";
+
+/// The statements that give `setting` the value `value` for the rest of the current
+/// transaction on a Citus coordinator *and its workers*: [`CITUS_PROPAGATE_LOCAL`], then
+/// [`ContextCarrier::SetLocal`]'s `SET LOCAL`. Send each as its own message: Citus
+/// forwards a `SET`'s whole query string to the workers.
+pub fn citus_context(setting: &str, value: &str) -> [String; 2] {
+    [
+        CITUS_PROPAGATE_LOCAL.to_string(),
+        ContextCarrier::SetLocal.set_statement(setting, value),
+    ]
+}
+
 /// A setting's name as SQL: each dotted part quoted as an identifier (`"app"."tenant_id"`
 /// names `app.tenant_id`, as the grammar joins them), so no name can splice SQL.
 pub fn setting_name(setting: &str) -> String {

@@ -14,7 +14,7 @@ use serde::Serialize;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Transaction;
 
-use super::synth::{self, Row, Seeds, Tenants};
+use super::synth::{self, Row, RowIdentity, Seeds, Tenants};
 use super::{db, ProbeError};
 use crate::audit::catalog::Table;
 use crate::audit::model::{TenantKind, TenantTable};
@@ -324,6 +324,13 @@ struct Ctx<'a> {
     carriers: Carriers,
     /// Per-tenant roles (role model), A and B.
     roles: Option<[String; 2]>,
+    /// On Citus: the context is set with `SET LOCAL` (propagated to the workers), and no
+    /// statement runs as the privileged user once the app has written in the transaction
+    /// (Citus refuses a placement modified by another user: 25001).
+    citus: bool,
+    /// On Citus: the rows of tenant A (or its user) in each table with a tenant column,
+    /// counted when the synthetic rows were committed.
+    own: HashMap<u32, i64>,
 }
 
 /// What the database answered an attack step (an error is evidence, not a failure).
@@ -341,11 +348,20 @@ impl Ctx<'_> {
             .await
             .map_err(db("opening an attack savepoint"))?;
         let r = work().await;
-        let ended = self
-            .tx
-            .batch_execute("ROLLBACK TO SAVEPOINT tg_attack; RELEASE SAVEPOINT tg_attack")
-            .await
-            .map_err(db("rolling back an attack"));
+        // One statement per message: Citus forwards a multi-statement string whole.
+        let mut ended = Ok(());
+        for end in [
+            "ROLLBACK TO SAVEPOINT tg_attack",
+            "RELEASE SAVEPOINT tg_attack",
+        ] {
+            if ended.is_ok() {
+                ended = self
+                    .tx
+                    .batch_execute(end)
+                    .await
+                    .map_err(db("rolling back an attack"));
+            }
+        }
         let r = r?;
         ended?;
         Ok(r)
@@ -379,20 +395,51 @@ impl Ctx<'_> {
     /// Runs `sql` in a nested savepoint as the privileged user; whether it succeeded (a
     /// failure is rolled back and leaves the attack's savepoint usable).
     async fn try_privileged(&self, sql: &str) -> Result<bool, ProbeError> {
-        let done = self
-            .tx
-            .batch_execute(&format!("SAVEPOINT tg_clear; {sql}"))
-            .await
-            .is_ok();
-        let end = if done {
-            "RELEASE SAVEPOINT tg_clear"
-        } else {
-            "ROLLBACK TO SAVEPOINT tg_clear; RELEASE SAVEPOINT tg_clear"
-        };
         self.tx
-            .batch_execute(end)
+            .batch_execute("SAVEPOINT tg_clear")
             .await
             .map_err(db("clearing a synthetic row"))?;
+        let done = self.tx.batch_execute(sql).await.is_ok();
+        self.end_clear(done).await?;
+        Ok(done)
+    }
+
+    async fn end_clear(&self, done: bool) -> Result<(), ProbeError> {
+        let ends: &[&str] = if done {
+            &["RELEASE SAVEPOINT tg_clear"]
+        } else {
+            &[
+                "ROLLBACK TO SAVEPOINT tg_clear",
+                "RELEASE SAVEPOINT tg_clear",
+            ]
+        };
+        for end in ends {
+            self.tx
+                .batch_execute(end)
+                .await
+                .map_err(db("clearing a synthetic row"))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes synthetic `row` of `t` inside the current savepoint (in a nested one, so a
+    /// failure leaves it usable); whether it is gone. On plain PostgreSQL as the privileged
+    /// user; on Citus as the row's own tenant, since a privileged write would make every
+    /// later statement of the app on that placement fail (25001).
+    async fn clear(&self, t: &Table, row: &Row) -> Result<bool, ProbeError> {
+        let delete = format!("DELETE FROM {} WHERE {}", t.qualified(), row.locator());
+        if !self.citus {
+            return self.try_privileged(&delete).await;
+        }
+        self.tx
+            .batch_execute("SAVEPOINT tg_clear")
+            .await
+            .map_err(db("clearing a synthetic row"))?;
+        let done = match self.become_caller(t, Who::Tenant(row.tenant)).await {
+            Ok(()) => matches!(self.tx.execute(&delete, &[]).await, Ok(n) if n > 0),
+            Err(_) => false,
+        };
+        self.end_clear(done).await?;
         Ok(done)
     }
 
@@ -426,12 +473,17 @@ impl Ctx<'_> {
                 .map(|n| (n, String::new()))
                 .collect(),
         };
-        // The contract's carrier: the context lives until the attack's savepoint ends.
-        let carrier = ContextCarrier::default();
+        // The contract's carrier: the context lives until the attack's savepoint ends. On
+        // Citus the SET LOCAL form, the only one that reaches the workers.
         for (name, v) in values {
-            self.tx
-                .batch_execute(&carrier.set_statement(&name, &v))
-                .await?;
+            let statements = if self.citus {
+                crate::isolation::sql::citus_context(&name, &v).to_vec()
+            } else {
+                vec![ContextCarrier::default().set_statement(&name, &v)]
+            };
+            for s in statements {
+                self.tx.batch_execute(&s).await?;
+            }
         }
         Ok(())
     }
@@ -474,7 +526,11 @@ impl Ctx<'_> {
     ) -> Result<Result<(), String>, ProbeError> {
         let r = self
             .in_savepoint(async || {
-                if self.one_row_per_key(t) {
+                if self.one_row_per_key(t) && self.citus {
+                    if let Some(r) = self.row(t, tenant) {
+                        self.clear(t, r).await?;
+                    }
+                } else if self.one_row_per_key(t) {
                     if let Some(r) = self.row(t, tenant) {
                         let delete =
                             format!("DELETE FROM {} WHERE {}", t.qualified(), r.locator());
@@ -619,23 +675,75 @@ async fn create_roles(
     }
 }
 
-/// Seeds the synthetic rows and runs every attack on every tenant table.
+/// The synthetic rows (and per-tenant roles) made before the attacks: what
+/// [`attack`] attacks, and on Citus what [`Seeded::cleanup`] removes.
+#[derive(Debug, Clone)]
+pub struct Seeded {
+    seeds: Seeds,
+    failed: HashMap<u32, String>,
+    notes: Vec<String>,
+    roles: Option<[String; 2]>,
+    own: HashMap<u32, i64>,
+}
+
+impl Seeded {
+    /// The statements that delete the synthetic rows, children first (a row's locator
+    /// selects it alone).
+    pub fn cleanup(&self, model: &Model) -> Vec<String> {
+        self.seeds
+            .rows
+            .iter()
+            .rev()
+            .filter_map(|r| {
+                let t = model.table(r.via)?;
+                Some(format!(
+                    "DELETE FROM {} WHERE {}",
+                    t.qualified(),
+                    r.locator()
+                ))
+            })
+            .collect()
+    }
+}
+
+/// Seeds the synthetic rows and runs every attack on every tenant table, in one
+/// transaction (plain PostgreSQL).
 pub async fn run_all(tx: &Transaction<'_>, model: &Model) -> Result<RunOutput, ProbeError> {
+    let seeded = seed(tx, model, RowIdentity::Physical).await?;
+    attack(tx, model, seeded).await
+}
+
+/// Makes the synthetic rows of tenants A and B, parents first, identified by `identity`.
+/// Under [`RowIdentity::Key`] (Citus) the rows of tenant A in each table are counted too,
+/// for [`attack`]'s UPDATE and DELETE, and no per-tenant roles are made (each would be a
+/// user of its own on the workers, which Citus refuses next to the app's writes).
+pub async fn seed(
+    tx: &Transaction<'_>,
+    model: &Model,
+    identity: RowIdentity,
+) -> Result<Seeded, ProbeError> {
     let tenant_type = key_type(model, false).unwrap_or_else(|| "uuid".into());
     let tenants = Tenants::new(&tenant_type);
     let users = Tenants::new(&user_type(model));
     let mut notes = Vec::new();
-    let roles = create_roles(tx, model, &tenants, &mut notes).await?;
-    let mut cx = Ctx {
-        tx,
-        model,
-        carriers: Carriers::of(model),
-        roles: roles.clone(),
-        seeds: Seeds {
-            tenants,
-            users,
-            rows: Vec::new(),
-        },
+    let citus = identity == RowIdentity::Key;
+    let roles = if citus {
+        if model
+            .models()
+            .iter()
+            .any(|m| matches!(m, TenancyModel::Role { .. }))
+        {
+            notes.push("on Citus the probe makes no per-tenant roles: each would reach the workers as a user of its own, and Citus refuses one transaction's placements to two users".into());
+        }
+        None
+    } else {
+        create_roles(tx, model, &tenants, &mut notes).await?
+    };
+    let mut seeds = Seeds {
+        tenants,
+        users,
+        rows: Vec::new(),
+        identity,
     };
     let mut failed: HashMap<u32, String> = HashMap::new();
     let order = seed_order(model);
@@ -645,14 +753,71 @@ pub async fn run_all(tx: &Transaction<'_>, model: &Model) -> Result<RunOutput, P
             if failed.contains_key(&oid) {
                 continue;
             }
-            match synth::insert(tx, model, t, &cx.seeds, tenant, &HashMap::new(), true).await {
-                Ok(r) => cx.seeds.rows.push(r),
+            match synth::insert(tx, model, t, &seeds, tenant, &HashMap::new(), true).await {
+                Ok(r) => seeds.rows.push(r),
                 Err(e) => {
                     notes.push(format!("{}: cannot synthesize a row: {e}", t.display()));
                     failed.insert(oid, e);
                 }
             }
         }
+    }
+    let mut own = HashMap::new();
+    if citus {
+        for (t, tt) in model.tenant_tables() {
+            let Some(col) = &tt.column else { continue };
+            let keys = if tt.per_user {
+                &seeds.users
+            } else {
+                &seeds.tenants
+            };
+            let sql = format!(
+                "SELECT count(*) FROM {} WHERE {} = {}",
+                t.qualified(),
+                ident(col),
+                keys.sql(0)
+            );
+            if let Ok(r) = tx.query_one(&sql, &[]).await {
+                own.insert(t.oid, r.get::<_, i64>(0));
+            }
+        }
+    }
+    Ok(Seeded {
+        seeds,
+        failed,
+        notes,
+        roles,
+        own,
+    })
+}
+
+/// Runs every attack on every tenant table, on the rows [`seed`] made. Under
+/// [`RowIdentity::Key`] the rows were committed beforehand (Citus), and nothing here runs
+/// as the privileged user after the app has written.
+pub async fn attack(
+    tx: &Transaction<'_>,
+    model: &Model,
+    seeded: Seeded,
+) -> Result<RunOutput, ProbeError> {
+    let Seeded {
+        seeds,
+        failed,
+        mut notes,
+        roles,
+        own,
+    } = seeded;
+    let citus = seeds.identity == RowIdentity::Key;
+    let cx = Ctx {
+        tx,
+        model,
+        carriers: Carriers::of(model),
+        roles: roles.clone(),
+        seeds,
+        citus,
+        own,
+    };
+    if citus {
+        notes.push("Citus: the synthetic rows were committed before the attacks (and deleted afterwards), rows are identified by their key, the context is set with SET LOCAL (citus.propagate_set_commands = local), and UPDATE/DELETE without WHERE are judged by the rows they reach against tenant A's own".into());
     }
     let targets: Vec<&Table> = model
         .tenant_tables()
@@ -867,6 +1032,18 @@ async fn table_cells(
             truncate(cx, t).await?
         },
     ));
+    if cx.citus {
+        // A refusal by Citus's own bookkeeping (a placement written by another user in
+        // the transaction) says nothing about the policies.
+        for (_, c) in cells.iter_mut() {
+            if c.verdict == Verdict::Blocked && c.detail.contains("(25001)") {
+                *c = Cell::inconclusive(format!(
+                    "Citus refused the step, not the policies, so it proves nothing: {}",
+                    c.detail
+                ));
+            }
+        }
+    }
     Ok(cells)
 }
 
@@ -1160,28 +1337,16 @@ async fn write_other(
         return Ok(Cell::na("no updatable column"));
     };
     // Without WHERE: UPDATE/DELETE USING alone decides (SELECT policies are not consulted).
-    let evidence = format!("SELECT count(*) FROM {qt} WHERE {}", b.locator());
-    let r = cx
-        .attempt(t, Who::Tenant(0), async || {
-            if let Err(e) = cx.tx.execute(&plain, &[]).await {
-                return Ok(Err(e));
-            }
-            Ok(Ok(cx.privileged_count(&evidence).await?))
-        })
-        .await?;
-    let first_err = match r {
-        Ok(0) => {
-            return Ok(Cell::leak(format!(
-                "{verb} without WHERE as tenant A {} tenant B's row",
-                if delete { "deleted" } else { "rewrote" }
-            )))
+    let first_err = if cx.citus {
+        match write_counted(cx, t, &plain, verb).await? {
+            Ok(cell) => return Ok(cell),
+            Err(e) => e,
         }
-        Ok(_) => {
-            return Ok(Cell::blocked(format!(
-                "{verb} without WHERE left tenant B's row untouched (1 row still there)"
-            )))
+    } else {
+        match write_unfiltered(cx, t, &plain, verb, b, delete).await? {
+            Ok(cell) => return Ok(cell),
+            Err(e) => e,
         }
-        Err(e) => err_text(&e),
     };
     // It failed (e.g. a foreign key of A's own rows): aim at B's row alone.
     let Some(targeted) = stmt(&format!(" WHERE {}", b.locator())) else {
@@ -1197,6 +1362,70 @@ async fn write_other(
             err_text(&e)
         )),
         Err(e) => Cell::blocked(format!("error: {}", err_text(&e))),
+    })
+}
+
+/// On Citus: the UPDATE or DELETE without WHERE as tenant A, judged by the number of rows
+/// it reached against the rows tenant A owns (counted when the synthetic rows were
+/// committed): no privileged read may follow the app's write there. A row
+/// reached beyond A's own belongs to another tenant (B's, or a real one's). `Err`: the
+/// statement failed (its text).
+async fn write_counted(
+    cx: &Ctx<'_>,
+    t: &Table,
+    plain: &str,
+    verb: &str,
+) -> Result<Result<Cell, String>, ProbeError> {
+    let Some(&own) = cx.own.get(&t.oid) else {
+        return Ok(Ok(Cell::inconclusive(format!(
+            "on Citus the probe judges a {verb} without WHERE by the rows it reaches against tenant A's own, and this table has no tenant column to count them by"
+        ))));
+    };
+    Ok(match cx.exec_as(t, Who::Tenant(0), plain).await? {
+        Ok(n) if n as i64 > own => Ok(Cell::leak(format!(
+            "{verb} without WHERE as tenant A reached {n} row(s), and tenant A owns {own}: it reached {} row(s) of other tenants",
+            n as i64 - own
+        ))),
+        Ok(n) => Ok(Cell::blocked(format!(
+            "{verb} without WHERE as tenant A reached {n} row(s), no more than tenant A's own {own}"
+        ))),
+        Err(e) => Err(err_text(&e)),
+    })
+}
+
+/// On plain PostgreSQL: the UPDATE or DELETE without WHERE as tenant A, judged by whether
+/// tenant B's row is still there as it was (read back as the privileged user; an UPDATE
+/// gives the row a new ctid). `Err`: the statement failed (its text).
+async fn write_unfiltered(
+    cx: &Ctx<'_>,
+    t: &Table,
+    plain: &str,
+    verb: &str,
+    b: &Row,
+    delete: bool,
+) -> Result<Result<Cell, String>, ProbeError> {
+    let evidence = format!(
+        "SELECT count(*) FROM {} WHERE {}",
+        t.qualified(),
+        b.locator()
+    );
+    let r = cx
+        .attempt(t, Who::Tenant(0), async || {
+            if let Err(e) = cx.tx.execute(plain, &[]).await {
+                return Ok(Err(e));
+            }
+            Ok(Ok(cx.privileged_count(&evidence).await?))
+        })
+        .await?;
+    Ok(match r {
+        Ok(0) => Ok(Cell::leak(format!(
+            "{verb} without WHERE as tenant A {} tenant B's row",
+            if delete { "deleted" } else { "rewrote" }
+        ))),
+        Ok(_) => Ok(Cell::blocked(format!(
+            "{verb} without WHERE left tenant B's row untouched (1 row still there)"
+        ))),
+        Err(e) => Err(err_text(&e)),
     })
 }
 
@@ -1247,18 +1476,48 @@ async fn move_to_other(cx: &Ctx<'_>, t: &Table, a: &Row) -> Result<Cell, ProbeEr
     let update = format!("UPDATE {qt} SET {qc} = {b}");
     let r = cx
         .in_savepoint(async || {
+            if cx.citus {
+                // No privileged read after the app's write on Citus: tenant B's caller
+                // counts B's rows, before and after.
+                let before = match cx
+                    .as_caller(t, Who::Tenant(1), async || Ok(cx.count(&count_b).await))
+                    .await?
+                {
+                    Ok(n) => n,
+                    Err(e) => return Ok(Err(e)),
+                };
+                if before == 0 {
+                    return Ok(Ok(None));
+                }
+                return cx
+                    .as_caller(t, Who::Tenant(0), async || {
+                        if let Err(e) = cx.tx.execute(&update, &[]).await {
+                            return Ok(Err(e));
+                        }
+                        if let Err(e) = cx.become_caller(t, Who::Tenant(1)).await {
+                            return Ok(Err(e));
+                        }
+                        Ok(cx.count(&count_b).await.map(|after| Some((before, after))))
+                    })
+                    .await;
+            }
             let before = cx.count(&count_b).await.map_err(db("counting rows"))?;
             cx.as_caller(t, Who::Tenant(0), async || {
                 if let Err(e) = cx.tx.execute(&update, &[]).await {
                     return Ok(Err(e));
                 }
-                Ok(Ok((before, cx.privileged_count(&count_b).await?)))
+                Ok(Ok(Some((before, cx.privileged_count(&count_b).await?))))
             })
             .await
         })
         .await?;
     let first_err = match r {
-        Ok((before, after)) if after > before => {
+        Ok(None) => {
+            return Ok(Cell::inconclusive(
+                "on Citus, tenant B's caller counts the rows moved into B, and it does not see its own synthetic row",
+            ))
+        }
+        Ok(Some((before, after))) if after > before => {
             return Ok(Cell::leak(format!(
                 "UPDATE as tenant A moved {} row(s) into tenant B",
                 after - before
@@ -1367,12 +1626,11 @@ async fn unique_oracle(cx: &Ctx<'_>, t: &Table, a: &Row, b: &Row) -> Result<Cell
             Some(format!("CAST({} AS {})", literal(v), col.type_name)),
         );
     }
-    let clear = format!("DELETE FROM {} WHERE {}", t.qualified(), a.locator());
     let (cleared, r) = cx
         .in_savepoint(async || {
             // Remove tenant A's own synthetic row first (inside the savepoint), so that a
             // duplicate-key error can only come from another tenant's row.
-            let cleared = cx.try_privileged(&clear).await?;
+            let cleared = cx.clear(t, a).await?;
             let r = cx
                 .as_caller(t, Who::Tenant(0), async || {
                     Ok(Ok(synth::insert(

@@ -4,8 +4,9 @@
 //!
 //! 1. *fresh*: a new transaction as the app, before anything set the context, must carry
 //!    no tenant (a role, database or server default would show here);
-//! 2. *transaction-local*: the context set with `set_config(…, true)` is gone in the next
-//!    transaction, after COMMIT and after ROLLBACK;
+//! 2. *transaction-local*: the context set with `set_config(…, true)` (on Citus: `SET
+//!    LOCAL`, the form Citus carries to its workers) is gone in the next transaction, after
+//!    COMMIT and after ROLLBACK;
 //! 3. *helpers*: every function the app can execute that sets a context setting (the
 //!    schema's own `set_tenant(…)`) is called as the app; its setting must be gone in the
 //!    next transaction, and a helper that takes a secret must not accept a made-up one.
@@ -130,6 +131,19 @@ fn arguments(f: &Function, tenant: &str, claims: &str) -> (String, bool) {
     (args.join(", "), made_up)
 }
 
+/// The statements that open a check's transaction, one message each: Citus forwards a
+/// multi-statement string with a `SET` whole to its workers.
+struct Begin(Vec<String>);
+
+impl Begin {
+    async fn run(&self, client: &Client) -> Result<(), tokio_postgres::Error> {
+        for s in &self.0 {
+            client.batch_execute(s).await?;
+        }
+        Ok(())
+    }
+}
+
 /// Runs the connection-level checks (see the module docs).
 pub async fn check(client: &Client, model: &Model) -> Result<Vec<ConnectionCheck>, ProbeError> {
     let app = ident(&model.config.app_role);
@@ -137,14 +151,23 @@ pub async fn check(client: &Client, model: &Model) -> Result<Vec<ConnectionCheck
     let names = carriers.names();
     // READ ONLY: committing changes nothing, and a helper that writes is refused. The
     // timeouts bound whatever a helper does.
-    let begin = format!(
-        "BEGIN READ ONLY; SET LOCAL statement_timeout = '10s'; SET LOCAL lock_timeout = '5s'; SET LOCAL ROLE {app}"
-    );
+    let begin = Begin(vec![
+        "BEGIN READ ONLY".to_string(),
+        "SET LOCAL statement_timeout = '10s'".to_string(),
+        "SET LOCAL lock_timeout = '5s'".to_string(),
+        format!("SET LOCAL ROLE {app}"),
+    ]);
+    let citus = model.catalog.citus.is_some();
+    let carrier_text = if citus {
+        "SET LOCAL (with citus.propagate_set_commands = local)"
+    } else {
+        "set_config(…, true)"
+    };
     let mut out = Vec::new();
 
     // 1. A fresh transaction carries no tenant.
-    client
-        .batch_execute(&begin)
+    begin
+        .run(client)
         .await
         .map_err(db("starting the connection check"))?;
     let fresh = read_all(client, &names).await?;
@@ -184,24 +207,30 @@ pub async fn check(client: &Client, model: &Model) -> Result<Vec<ConnectionCheck
     let mut seen = Vec::new();
     let mut took = true;
     for end in ["COMMIT", "ROLLBACK"] {
-        client
-            .batch_execute(&begin)
+        begin
+            .run(client)
             .await
             .map_err(db("starting the connection check"))?;
         for (n, v) in &values {
-            let set = crate::isolation::ContextCarrier::default().set_statement(n, v);
-            client
-                .batch_execute(&set)
-                .await
-                .map_err(db("setting the context"))?;
+            let set = if citus {
+                crate::isolation::sql::citus_context(n, v).to_vec()
+            } else {
+                vec![crate::isolation::ContextCarrier::default().set_statement(n, v)]
+            };
+            for s in set {
+                client
+                    .batch_execute(&s)
+                    .await
+                    .map_err(db("setting the context"))?;
+            }
         }
         took &= read_all(client, &names).await?.len() == values.len();
         client
             .batch_execute(end)
             .await
             .map_err(db("ending the first transaction"))?;
-        client
-            .batch_execute(&begin)
+        begin
+            .run(client)
             .await
             .map_err(db("starting the second transaction"))?;
         let next = read_all(client, &names).await?;
@@ -219,11 +248,15 @@ pub async fn check(client: &Client, model: &Model) -> Result<Vec<ConnectionCheck
     out.push(ConnectionCheck {
         check: "transaction-local".into(),
         cell: if !took {
-            cell(Verdict::Inconclusive, "set_config(…, true) did not take effect", None)
+            cell(
+                Verdict::Inconclusive,
+                format!("{carrier_text} did not take effect"),
+                None,
+            )
         } else if seen.is_empty() {
             cell(
                 Verdict::Blocked,
-                "the context set with set_config(…, true) was gone in the next transaction (after COMMIT and after ROLLBACK)",
+                format!("the context set with {carrier_text} was gone in the next transaction (after COMMIT and after ROLLBACK)"),
                 Some("inside the transaction the context was set"),
             )
         } else {
@@ -241,8 +274,8 @@ pub async fn check(client: &Client, model: &Model) -> Result<Vec<ConnectionCheck
         let (args, made_up) = arguments(f, &tenants.text[0], &claims);
         let call = format!("SELECT {}.{}({args})", ident(&f.schema), ident(&f.name));
         let label = format!("helper {}.{}({})", f.schema, f.name, f.args);
-        client
-            .batch_execute(&begin)
+        begin
+            .run(client)
             .await
             .map_err(db("starting a helper check"))?;
         let called = client.batch_execute(&call).await;
@@ -269,8 +302,8 @@ pub async fn check(client: &Client, model: &Model) -> Result<Vec<ConnectionCheck
                 None,
             ),
             Ok(()) => {
-                client
-                    .batch_execute(&begin)
+                begin
+                    .run(client)
                     .await
                     .map_err(db("starting a helper check"))?;
                 let next = read_all(client, &names).await?;

@@ -28,17 +28,73 @@ pub struct Row {
     pub tenant: usize,
     /// Column values as text.
     pub values: HashMap<String, Option<String>>,
+    /// Under [`RowIdentity::Key`]: the SQL condition on the row's key columns that selects
+    /// it (then `tableoid` is the table's own and `ctid` is empty).
+    pub key: Option<String>,
 }
 
 impl Row {
     /// SQL condition selecting exactly this row in `via` or the table it lives in.
     pub fn locator(&self) -> String {
-        format!(
-            "(tableoid = {} AND ctid = {}::tid)",
-            self.tableoid,
-            literal(&self.ctid)
-        )
+        match &self.key {
+            Some(k) => k.clone(),
+            None => format!(
+                "(tableoid = {} AND ctid = {}::tid)",
+                self.tableoid,
+                literal(&self.ctid)
+            ),
+        }
     }
+}
+
+/// How the probe identifies the rows it made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RowIdentity {
+    /// By `(tableoid, ctid)`: needs no key of the table (plain PostgreSQL).
+    #[default]
+    Physical,
+    /// By the values of the primary key (or a unique key of NOT NULL columns), read back
+    /// with `RETURNING` of the bare columns as text: on Citus, where `tableoid`/`ctid` are
+    /// a shard's and a cast in `RETURNING` is refused on a distributed table (a cast to
+    /// text is STABLE for many types).
+    Key,
+}
+
+/// The columns that identify a row of `t` under [`RowIdentity::Key`]: the primary key, else
+/// a unique, non-partial index over NOT NULL columns only.
+pub fn key_columns(model: &Model, t: &Table) -> Option<Vec<String>> {
+    let usable = |i: &&crate::audit::catalog::Index| {
+        i.table == t.oid
+            && i.unique
+            && !i.partial
+            && !i.columns.is_empty()
+            && i.columns.iter().all(|c| {
+                c.as_deref()
+                    .and_then(|c| t.column(c))
+                    .is_some_and(|c| c.not_null)
+            })
+    };
+    let mut keys: Vec<&crate::audit::catalog::Index> =
+        model.catalog.indexes.iter().filter(usable).collect();
+    keys.sort_by_key(|i| (!i.primary, i.columns.len()));
+    keys.first()
+        .map(|i| i.columns.iter().flatten().cloned().collect())
+}
+
+/// The condition selecting the row of `t` whose key columns hold `values` (text).
+fn key_condition(
+    t: &Table,
+    cols: &[String],
+    values: &HashMap<String, Option<String>>,
+) -> Result<String, SynthError> {
+    let mut parts = Vec::new();
+    for c in cols {
+        let (Some(col), Some(Some(v))) = (t.column(c), values.get(c)) else {
+            return Err(format!("the key column {c} came back NULL"));
+        };
+        parts.push(format!("{} = {}", ident(c), cast(&literal(v), col)));
+    }
+    Ok(format!("({})", parts.join(" AND ")))
 }
 
 /// The synthetic tenants and the rows made for them so far.
@@ -51,6 +107,8 @@ pub struct Seeds {
     pub users: Tenants,
     /// Rows made (parents before children).
     pub rows: Vec<Row>,
+    /// How the rows are identified.
+    pub identity: RowIdentity,
 }
 
 /// Values of the two synthetic tenants as SQL literals, plus their text.
@@ -213,6 +271,26 @@ fn value_candidates(model: &Model, t: &Table, c: &Column, attempt: usize) -> Vec
     out
 }
 
+/// The constraint an error names. A Citus worker's error carries no constraint field, and
+/// the name in its message has the shard id appended (`invoices_currency_check_102050`).
+fn constraint_name(dbe: &tokio_postgres::error::DbError) -> String {
+    if let Some(c) = dbe.constraint() {
+        return c.to_string();
+    }
+    let quoted = dbe.message().rsplit('"').nth(1).unwrap_or_default();
+    crate::probe::plans::rules::strip_shard_suffix(quoted).to_string()
+}
+
+/// What an INSERT answered.
+enum Made {
+    /// Nothing read back (no RETURNING).
+    Nothing,
+    /// `tableoid, ctid::text, ARRAY[<columns>::text]`.
+    Typed(tokio_postgres::Row),
+    /// The bare columns in the simple protocol's text form.
+    Text(Vec<tokio_postgres::SimpleQueryMessage>),
+}
+
 /// Why a row could not be made.
 pub type SynthError = String;
 
@@ -363,6 +441,13 @@ pub async fn insert(
             rng_cols.push(c);
         }
     }
+    let key_cols = match seeds.identity {
+        RowIdentity::Physical => None,
+        RowIdentity::Key if !returning => None,
+        RowIdentity::Key => Some(key_columns(model, t).ok_or_else(|| {
+            "no primary key or unique key of NOT NULL columns identifies its rows (on Citus, tableoid and ctid are a shard's)".to_string()
+        })?),
+    };
     let mut last = String::new();
     for attempt in 0..48 {
         let mut cols: Vec<String> = Vec::new();
@@ -425,54 +510,83 @@ pub async fn insert(
         tx.batch_execute("SAVEPOINT tg_synth")
             .await
             .map_err(|e| crate::error_chain(&e))?;
-        let result = if returning {
-            tx.query_one(&sql, &[]).await.map(Some)
-        } else {
-            let plain = sql.split(" RETURNING ").next().unwrap_or(&sql).to_string();
-            tx.execute(&plain, &[]).await.map(|_| None)
+        let plain = sql.split(" RETURNING ").next().unwrap_or(&sql).to_string();
+        let result = match (&key_cols, returning) {
+            (Some(_), _) => {
+                // The bare columns, through the simple protocol: the server's own text
+                // output, no cast in RETURNING.
+                let bare: Vec<String> = t.columns.iter().map(|c| ident(&c.name)).collect();
+                tx.simple_query(&format!("{plain} RETURNING {}", bare.join(", ")))
+                    .await
+                    .map(Made::Text)
+            }
+            (None, true) => tx.query_one(&sql, &[]).await.map(Made::Typed),
+            (None, false) => tx.execute(&plain, &[]).await.map(|_| Made::Nothing),
         };
         match result {
-            Ok(None) => {
+            Ok(made) => {
                 tx.batch_execute("RELEASE SAVEPOINT tg_synth")
                     .await
                     .map_err(|e| crate::error_chain(&e))?;
-                return Ok(Row {
+                let mut row = Row {
                     via: t.oid,
                     tableoid: t.oid,
                     ctid: String::new(),
                     tenant,
                     values: HashMap::new(),
-                });
-            }
-            Ok(Some(r)) => {
-                tx.batch_execute("RELEASE SAVEPOINT tg_synth")
-                    .await
-                    .map_err(|e| crate::error_chain(&e))?;
-                let values: Vec<Option<String>> = r.get(2);
-                return Ok(Row {
-                    via: t.oid,
-                    tableoid: r.get(0),
-                    ctid: r.get(1),
-                    tenant,
-                    values: t
-                        .columns
-                        .iter()
-                        .map(|c| c.name.clone())
-                        .zip(values)
-                        .collect(),
-                });
+                    key: None,
+                };
+                match made {
+                    Made::Nothing => {}
+                    Made::Typed(r) => {
+                        let values: Vec<Option<String>> = r.get(2);
+                        row.tableoid = r.get(0);
+                        row.ctid = r.get(1);
+                        row.values = t
+                            .columns
+                            .iter()
+                            .map(|c| c.name.clone())
+                            .zip(values)
+                            .collect();
+                    }
+                    Made::Text(msgs) => {
+                        let Some(r) = msgs.iter().find_map(|m| match m {
+                            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+                            _ => None,
+                        }) else {
+                            return Err("the INSERT returned no row".into());
+                        };
+                        row.values = t
+                            .columns
+                            .iter()
+                            .enumerate()
+                            .map(|(i, c)| (c.name.clone(), r.get(i).map(str::to_string)))
+                            .collect();
+                        if let Some(cols) = &key_cols {
+                            row.key = Some(key_condition(t, cols, &row.values)?);
+                        }
+                    }
+                }
+                return Ok(row);
             }
             Err(e) => {
-                tx.batch_execute("ROLLBACK TO SAVEPOINT tg_synth; RELEASE SAVEPOINT tg_synth")
-                    .await
-                    .map_err(|e| crate::error_chain(&e))?;
+                // One statement per message (Citus forwards a multi-statement string whole).
+                for end in [
+                    "ROLLBACK TO SAVEPOINT tg_synth",
+                    "RELEASE SAVEPOINT tg_synth",
+                ] {
+                    tx.batch_execute(end)
+                        .await
+                        .map_err(|e| crate::error_chain(&e))?;
+                }
                 let Some(dbe) = e.as_db_error() else {
                     return Err(crate::error_chain(&e));
                 };
                 let code = dbe.code();
                 if *code == SqlState::CHECK_VIOLATION {
                     // Move to the next combination of the constraint's columns.
-                    let cons = dbe.constraint().unwrap_or_default();
+                    let cons = constraint_name(dbe);
+                    let cons = cons.as_str();
                     let involved: Vec<String> = model
                         .catalog
                         .checks
@@ -519,7 +633,8 @@ pub async fn insert(
                     // Fresh random values next attempt; a literal candidate (one quoted in
                     // a CHECK) collides every time, so move the key's columns on too.
                     last = format!("{} ({})", dbe.message(), code.code());
-                    let cons = dbe.constraint().unwrap_or_default();
+                    let cons = constraint_name(dbe);
+                    let cons = cons.as_str();
                     let key: Vec<String> = model
                         .catalog
                         .indexes

@@ -17,4 +17,5 @@ mod isolation;
 mod migrate;
 mod plain;
 mod plans;
+mod probe;
 mod support;

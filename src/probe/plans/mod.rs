@@ -524,15 +524,11 @@ async fn plan_one(
             tx.batch_execute(&format!("SET LOCAL ROLE {}", crate::policy::ident(&config.app_role)))
                 .await?;
             if citus {
-                // Citus passes only SET LOCAL on to its workers, and only with this on; one
-                // statement per message, since Citus forwards a SET's whole query string.
-                tx.batch_execute("SET LOCAL citus.propagate_set_commands = 'local'")
-                    .await?;
-                tx.batch_execute(
-                    &crate::isolation::ContextCarrier::SetLocal
-                        .set_statement(&config.tenant_setting, t),
-                )
-                .await?;
+                // Citus passes only SET LOCAL on to its workers, and only with
+                // propagate_set_commands on; one statement per message.
+                for s in crate::isolation::sql::citus_context(&config.tenant_setting, t) {
+                    tx.batch_execute(&s).await?;
+                }
             } else {
                 tx.execute("SELECT set_config($1, $2, true)", &[&config.tenant_setting, t])
                     .await?;
