@@ -274,3 +274,72 @@ async fn probe_on_citus_is_inconclusive_where_it_cannot_attack() {
     assert!(out.contains("1 of 2 table(s) attacked"), "{out}");
     assert!(out.contains("database unchanged"), "{out}");
 }
+
+#[tokio::test]
+async fn a_probe_dropped_after_committing_its_rows_leaves_nothing_once_cleaned() {
+    let Some(c) = citus("a_probe_dropped_after_committing_its_rows_leaves_nothing_once_cleaned")
+    else {
+        return;
+    };
+    let (_, cfg) = c.own_database("tg_citus_probe_cancel").await;
+    let app = "probe_cancel_app";
+    let good = format!("USING (tenant_id = {TENANT}) WITH CHECK (tenant_id = {TENANT})");
+    schema(
+        &cfg,
+        app,
+        &[
+            ("good", Some(good.clone()), "distributed"),
+            ("ref_good", Some(good), "reference"),
+        ],
+    )
+    .await;
+    let watcher = connect(&cfg).await.expect("own database");
+    let before = tenantguard::probe::snapshot::take(&watcher, app, &[])
+        .await
+        .expect("snapshot");
+    let count = async || -> i64 {
+        watcher
+            .query_one("SELECT count(*) FROM good", &[])
+            .await
+            .expect("count")
+            .get(0)
+    };
+    let start = count().await;
+    let config = AuditConfig {
+        app_role: app.into(),
+        ..AuditConfig::default()
+    };
+    let leftovers = tenantguard::probe::Leftovers::default();
+    let mut db = connect(&cfg).await.expect("own database");
+    // Drop the probe (as Ctrl-C does in the CLI) as soon as its synthetic rows are
+    // committed, i.e. in the middle of its attacks.
+    let dropped = tokio::select! {
+        r = tenantguard::probe::probe_with(&mut db, &config, &leftovers) => {
+            panic!("the probe finished before its committed rows were seen: {:?}", r.map(|r| r.summary()))
+        }
+        _ = async {
+            while count().await == start {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        } => true,
+    };
+    assert!(dropped);
+    drop(db);
+    assert!(
+        !leftovers.is_empty(),
+        "the committed rows were not recorded"
+    );
+    assert_eq!(
+        count().await,
+        start + 2,
+        "tenant A's and B's rows are committed"
+    );
+    let fresh = connect(&cfg).await.expect("own database");
+    let failed = leftovers.clean(&fresh).await;
+    assert!(failed.is_empty(), "{failed:#?}");
+    assert!(leftovers.is_empty());
+    let after = tenantguard::probe::snapshot::take(&watcher, app, &[])
+        .await
+        .expect("snapshot");
+    assert_eq!(before.diff(&after), Vec::<String>::new());
+}
