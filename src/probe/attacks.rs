@@ -816,6 +816,18 @@ pub async fn attack(
         citus,
         own,
     };
+    if citus
+        && !model
+            .catalog
+            .citus
+            .as_ref()
+            .is_some_and(|c| c.app_propagates_set_local())
+    {
+        notes.push(format!(
+            "Citus: the app role {} has no citus.propagate_set_commands = 'local' default (audit TG081), so the app's own SET LOCAL would not reach the workers; the probe sets it in each attack itself",
+            model.config.app_role
+        ));
+    }
     if citus {
         notes.push("Citus: the synthetic rows were committed before the attacks (and deleted afterwards), rows are identified by their key, the context is set with SET LOCAL (citus.propagate_set_commands = local), and UPDATE/DELETE without WHERE are judged by the rows they reach against tenant A's own".into());
     }

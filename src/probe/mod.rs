@@ -148,10 +148,13 @@ async fn on_citus(
         timeouts(&tx).await?;
         // On error the transaction is dropped, so rolled back: nothing was committed.
         let seeded = attacks::seed(&tx, model, synth::RowIdentity::Key).await?;
+        // Recorded before the commit: dropped while committing, the rows may be there.
         leftovers.set(seeded.cleanup(model));
-        tx.commit()
-            .await
-            .map_err(db("committing the synthetic rows"))?;
+        if let Err(e) = tx.commit().await {
+            // A failed commit is a rollback: nothing to delete.
+            leftovers.take();
+            return Err(db("committing the synthetic rows")(e));
+        }
         seeded
     };
     let result = async {
