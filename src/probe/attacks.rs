@@ -3,6 +3,12 @@
 //! the privileged user inside the same savepoint. Rows are located by `(tableoid, ctid)`,
 //! which needs no key of the table.
 //!
+//! On Citus ([`RowIdentity::Key`]) rows are located by their key, the context is set with
+//! `SET LOCAL`, and nothing runs as the privileged user in the attack transaction (once the
+//! app has written a placement, Citus refuses it to any other user until the transaction
+//! ends, savepoints or not): evidence is read as tenant B's caller, or (UPDATE and DELETE
+//! without WHERE) judged by the rows reached against tenant A's own.
+//!
 //! Every attack has a *control*: the same operation on tenant A's own row, which must
 //! succeed before a refusal counts as `blocked` (the one outcome policy, `src/outcome.rs`).
 //! A refusal whose control failed too is `inconclusive`; a command the app holds no
@@ -777,9 +783,12 @@ pub async fn seed(
                 ident(col),
                 keys.sql(0)
             );
-            if let Ok(r) = tx.query_one(&sql, &[]).await {
-                own.insert(t.oid, r.get::<_, i64>(0));
-            }
+            let n: i64 = tx
+                .query_one(&sql, &[])
+                .await
+                .map_err(db(format!("counting tenant A's rows of {}", t.display())))?
+                .get(0);
+            own.insert(t.oid, n);
         }
     }
     Ok(Seeded {
