@@ -184,6 +184,24 @@ async fn probe_finds_planted_leaks_on_citus_in_the_right_cells() {
         ],
     )
     .await;
+    // One row per tenant (the key is the tenant column alone), and a reference table whose
+    // unique code spans every tenant (a distributed table's unique key must include the
+    // distribution column; a reference table's need not).
+    let db = connect(&cfg).await.expect("own database");
+    db.batch_execute(&format!(
+        "CREATE TABLE settings (tenant_id uuid PRIMARY KEY, theme text NOT NULL);
+         CREATE TABLE ref_codes (tenant_id uuid NOT NULL, id uuid NOT NULL, code text NOT NULL UNIQUE,
+           PRIMARY KEY (tenant_id, id));
+         ALTER TABLE settings ENABLE ROW LEVEL SECURITY;
+         ALTER TABLE ref_codes ENABLE ROW LEVEL SECURITY;
+         CREATE POLICY p ON settings {good};
+         CREATE POLICY p ON ref_codes {good};
+         GRANT SELECT, INSERT, UPDATE, DELETE ON settings, ref_codes TO {app};
+         SELECT create_distributed_table('settings', 'tenant_id');
+         SELECT create_reference_table('ref_codes');"
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("settings, ref_codes: {}", tenantguard::error_chain(&e)));
     let config = AuditConfig {
         app_role: app.into(),
         ..AuditConfig::default()
@@ -191,6 +209,23 @@ async fn probe_finds_planted_leaks_on_citus_in_the_right_cells() {
     let report = run_probe(&cfg, &config).await;
     let text = report.text();
     assert!(report.unchanged(), "{text}");
+    for a in Attack::ALL {
+        let l = label(&report, "public.settings", a);
+        assert!(l == "blocked" || l == "n/a", "settings {a:?}: {l}\n{text}");
+    }
+    assert_eq!(
+        label(&report, "public.settings", Attack::InsertOther),
+        "blocked"
+    );
+    assert_eq!(
+        label(&report, "public.ref_codes", Attack::UniqueOracle),
+        "DISTINGUISHABLE",
+        "{text}"
+    );
+    assert_eq!(
+        label(&report, "public.ref_codes", Attack::ReadOther),
+        "blocked"
+    );
     for t in ["public.good", "public.ref_good"] {
         for a in Attack::ALL {
             let l = label(&report, t, a);
