@@ -489,28 +489,30 @@ pub async fn insert(
             .iter()
             .map(|c| format!("{}::text", ident(&c.name)))
             .collect();
-        let sql =
+        // The INSERT without RETURNING (a literal value may hold any text, so it is built
+        // apart rather than cut out of the full statement).
+        let plain = if cols.is_empty() {
+            format!("INSERT INTO {} DEFAULT VALUES", t.qualified())
+        } else {
             format!(
-            "INSERT INTO {} ({}){} VALUES ({}) RETURNING tableoid, ctid::text, ARRAY[{}]::text[]",
-            t.qualified(),
-            cols.join(", "),
-            if overriding { " OVERRIDING SYSTEM VALUE" } else { "" },
-            vals.join(", "),
+                "INSERT INTO {} ({}){} VALUES ({})",
+                t.qualified(),
+                cols.join(", "),
+                if overriding {
+                    " OVERRIDING SYSTEM VALUE"
+                } else {
+                    ""
+                },
+                vals.join(", ")
+            )
+        };
+        let sql = format!(
+            "{plain} RETURNING tableoid, ctid::text, ARRAY[{}]::text[]",
             ret_cols.join(", ")
         );
-        let sql = if cols.is_empty() {
-            format!(
-                "INSERT INTO {} DEFAULT VALUES RETURNING tableoid, ctid::text, ARRAY[{}]::text[]",
-                t.qualified(),
-                ret_cols.join(", ")
-            )
-        } else {
-            sql
-        };
         tx.batch_execute("SAVEPOINT tg_synth")
             .await
             .map_err(|e| crate::error_chain(&e))?;
-        let plain = sql.split(" RETURNING ").next().unwrap_or(&sql).to_string();
         let result = match (&key_cols, returning) {
             (Some(_), _) => {
                 // The bare columns, through the simple protocol: the server's own text
