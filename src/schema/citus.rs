@@ -179,6 +179,14 @@ pub async fn migrate(
         .transaction()
         .await
         .map_err(db("starting a transaction"))?;
+    // Citus refuses a function command in a transaction that already ran a parallel
+    // (multi-connection) statement on a distributed table ("cannot run function command
+    // because there was a parallel operation"); the plan's reads of the distributed tables
+    // can be one, depending on the session's cached worker connections. Sequential mode
+    // keeps the whole transaction on one connection per node.
+    tx.batch_execute("SET LOCAL citus.multi_shard_modify_mode TO 'sequential'")
+        .await
+        .map_err(db("choosing sequential mode for the provisioning function"))?;
     report.changes.extend(
         provisioning::apply_for(&tx, &set, provisioner, true)
             .await

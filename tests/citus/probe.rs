@@ -45,12 +45,6 @@ async fn probe_attacks_every_cell_of_the_migrated_citus_schema_and_leaves_it_unc
     };
     let (url, cfg) = c.own_database("tg_citus_probe").await;
     let mut db = connect(&cfg).await.expect("own database");
-    // In a second database of the cluster migrate --citus meets Citus's "parallel
-    // operation on a distributed table" refusal when it creates the provisioning function
-    // (the first database does not): one connection per node avoids it.
-    db.batch_execute("SET citus.multi_shard_modify_mode TO 'sequential'")
-        .await
-        .expect("sequential mode");
     tenantguard::schema::citus::migrate(&mut db, &policy(), "tenantguard_provisioner")
         .await
         .unwrap_or_else(|e| panic!("migrate --citus: {}", tenantguard::error_chain(&e)));
