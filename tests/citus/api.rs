@@ -7,7 +7,8 @@
 //! so Citus itself refuses any tenant statement that would go to more than one shard (a
 //! 500 for the request, which fails the test). The admin pool (cross-tenant reports,
 //! BYPASSRLS) is left as it is: its reports fan out by design. `EXPLAIN`s as the app role
-//! in a tenant's context show one task for the routed point read and the key lookup.
+//! in a tenant's context show one task for the routed point read and for every part of the
+//! audited insert, update and delete shapes.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -534,8 +535,8 @@ fn task_count(plan: &[String]) -> Option<u32> {
 }
 
 /// EXPLAIN as the app role in the tenant's context: the server's own routed point read
-/// (`Table::get_routed`, the text `get_by_id` runs) and the key lookup's shape go to one
-/// task; the unhinted read to every shard.
+/// (`Table::get_routed`, the text `get_by_id` runs) goes to one task, the unhinted read to
+/// every shard; the audited insert, update and delete shapes run every part as one task.
 #[tokio::test]
 async fn the_routed_statements_explain_to_one_task() {
     let Some(c) = citus("the_routed_statements_explain_to_one_task") else {
@@ -573,6 +574,78 @@ async fn the_routed_statements_explain_to_one_task() {
         .await
         .expect("routed get");
     assert_eq!(rows.len(), 1);
+
+    // The audited writes, as the builders wrap them (`audited`, the public wrapper every
+    // Insert, Patch and delete goes through): every distributed subplan one task.
+    use tenantguard::http::extract::write::audited;
+    let all_one = |plan: &[String]| {
+        let counts: Vec<&str> = plan
+            .iter()
+            .filter_map(|l| l.trim().strip_prefix("Task Count: "))
+            .collect();
+        !counts.is_empty() && counts.iter().all(|n| n.trim() == "1")
+    };
+    let explain_write = |sql: String| {
+        let tx = &tx;
+        let (id, tenant) = (a.project, a.id);
+        async move {
+            let rows = if sql.contains("$7") {
+                tx.query(
+                    &format!("EXPLAIN {sql}"),
+                    &[
+                        &"p",
+                        &id,
+                        &tenant,
+                        &"actor",
+                        &"create",
+                        &"project",
+                        &json!({}),
+                    ],
+                )
+                .await
+            } else {
+                tx.query(
+                    &format!("EXPLAIN {sql}"),
+                    &[&id, &tenant, &"actor", &"delete", &"project", &json!({})],
+                )
+                .await
+            };
+            rows.unwrap_or_else(|e| panic!("{sql}: {}", tenantguard::error_chain(&e)))
+                .iter()
+                .map(|r| r.get::<_, String>(0))
+                .collect::<Vec<String>>()
+        }
+    };
+    let insert = audited(
+        "INSERT INTO projects (tenant_id, id, name) VALUES ($3, $2, $1)",
+        table.columns,
+        4,
+        2,
+        Some(3),
+        false,
+    );
+    let plan = explain_write(insert).await;
+    assert!(all_one(&plan), "{plan:#?}");
+    let update = audited(
+        "UPDATE projects SET name = $1, updated_at = now() WHERE id = $2 AND tenant_id = $3",
+        table.columns,
+        4,
+        2,
+        Some(3),
+        true,
+    );
+    let plan = explain_write(update).await;
+    assert!(all_one(&plan), "{plan:#?}");
+    let delete = audited(
+        "DELETE FROM projects WHERE id = $1 AND tenant_id = $2",
+        "id",
+        3,
+        1,
+        Some(2),
+        true,
+    );
+    let plan = explain_write(delete).await;
+    assert!(all_one(&plan), "{plan:#?}");
     tx.commit().await.expect("commit");
 }
 
