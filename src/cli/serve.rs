@@ -149,6 +149,17 @@ pub struct ServerArgs {
         default_value = "set-config"
     )]
     pub context_carrier: CarrierArg,
+    /// Add `tenant_id = $n` (the request's own tenant) to every resource statement (`on`,
+    /// the default): on Citus that routes each request to its tenant's shard. `off` only
+    /// to measure the fan-out it saves; row-level security isolates tenants either way.
+    #[arg(
+        long,
+        env = "TENANTGUARD_ROUTING_HINT",
+        default_value = "on",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        action = clap::ArgAction::Set
+    )]
+    pub routing_hint: bool,
 }
 
 impl ServerArgs {
@@ -188,6 +199,7 @@ impl ServerArgs {
             key_rate: self.key_rate,
             metrics_token,
             idempotency_ttl: Duration::from_secs(self.idempotency_ttl_secs),
+            routing_hint: self.routing_hint,
             admin_token,
             jwt: key.map(|key| JwtConfig {
                 key,

@@ -151,12 +151,13 @@ pub(crate) async fn revoke(
     // Locks the target and every active owner key, in id order (so two revocations
     // cannot deadlock, and the second one waits and then sees what the first did): two
     // owners revoking each other's key at once cannot leave the tenant without one.
+    let tenant = db.tenant().as_uuid();
     let rows = db
         .query(
             "SELECT id, role FROM api_keys \
-             WHERE revoked_at IS NULL AND (id = $1 OR role = 'owner') \
+             WHERE tenant_id = $2 AND revoked_at IS NULL AND (id = $1 OR role = 'owner') \
              ORDER BY id FOR UPDATE",
-            &[&id],
+            &[&id, &tenant],
         )
         .await?;
     let target = rows
@@ -176,9 +177,12 @@ pub(crate) async fn revoke(
         }
     }
     let sql = audited(
-        "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
+        "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND tenant_id = $2 AND revoked_at IS NULL",
         "id",
-        2,
+        3,
+        1,
+        Some(2),
+        true,
     );
     let details = serde_json::json!({ "changed": ["revoked_at"] });
     let write = Write {
@@ -190,7 +194,7 @@ pub(crate) async fn revoke(
         .finish(
             write,
             &sql,
-            &[&id, &p.actor, &"revoke", &resource, &details],
+            &[&id, &tenant, &p.actor, &"revoke", &resource, &details],
         )
         .await?;
     if row.is_none() {

@@ -177,8 +177,11 @@ pub(crate) async fn remove(
         id,
         &p.actor,
         Cascade {
-            lock: Some("SELECT 1 FROM documents WHERE id = $1 FOR UPDATE"),
-            dependents: &[("comments", "SELECT id FROM comments WHERE document_id = $1")],
+            lock: Some("SELECT 1 FROM documents WHERE id = $1 AND tenant_id = $2 FOR UPDATE"),
+            dependents: &[(
+                "comments",
+                "SELECT id FROM comments WHERE document_id = $1 AND tenant_id = $2",
+            )],
         },
     )
     .await

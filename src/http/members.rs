@@ -123,10 +123,11 @@ fn may_grant(p: &Principal, role: Role) -> Result<(), ApiError> {
 
 /// An owner can only be changed by an owner: 404 if absent, 403 if not allowed.
 async fn guard_target(p: &Principal, db: &mut Db, id: Uuid) -> Result<(), ApiError> {
+    let tenant = db.tenant().as_uuid();
     let row = db
         .query_opt(
-            "SELECT role FROM team_members WHERE id = $1 FOR UPDATE",
-            &[&id],
+            "SELECT role FROM team_members WHERE id = $1 AND tenant_id = $2 FOR UPDATE",
+            &[&id, &tenant],
         )
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -232,11 +233,11 @@ pub(crate) async fn remove(
             dependents: &[
                 (
                     "tasks_unassigned",
-                    "SELECT id FROM tasks WHERE assignee_id = $1",
+                    "SELECT id FROM tasks WHERE assignee_id = $1 AND tenant_id = $2",
                 ),
                 (
                     "comments_author_cleared",
-                    "SELECT id FROM comments WHERE author_id = $1",
+                    "SELECT id FROM comments WHERE author_id = $1 AND tenant_id = $2",
                 ),
             ],
         },

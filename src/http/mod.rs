@@ -97,6 +97,10 @@ pub struct HttpConfig {
     /// How long the answer to a request with an `Idempotency-Key` is kept (see
     /// [`idempotency`]).
     pub idempotency_ttl: Duration,
+    /// Whether resource statements carry the routing hint `tenant_id = $n` (default
+    /// `true`; see [`extract::routing_hint`]). Off only to measure what it saves on a
+    /// database sharded by tenant: isolation never depends on it.
+    pub routing_hint: bool,
     /// Bench only (cargo feature `bench-baseline`, off by default, so a normal build has
     /// no way to the database but `TenantPool`): serve the benchmarked endpoints through
     /// this non-RLS pool with explicit tenant filters instead (see [`compare`]).
@@ -121,6 +125,7 @@ impl Default for HttpConfig {
             admin_token: None,
             jwt: None,
             idempotency_ttl: Duration::from_secs(24 * 60 * 60),
+            routing_hint: true,
             #[cfg(feature = "bench-baseline")]
             explicit_filter_pool: None,
         }

@@ -163,18 +163,18 @@ pub(crate) async fn remove(
                 // The project first (that holds off new tasks and documents), then its
                 // tasks and documents (new comments); one row back, not one per child.
                 "SELECT 1 FROM (SELECT count(*) AS n FROM ( \
-                   SELECT 1 FROM (SELECT 1 FROM projects WHERE id = $1 FOR UPDATE) p \
-                   UNION ALL SELECT 1 FROM (SELECT 1 FROM tasks WHERE project_id = $1 FOR UPDATE) t \
-                   UNION ALL SELECT 1 FROM (SELECT 1 FROM documents WHERE project_id = $1 FOR UPDATE) d \
+                   SELECT 1 FROM (SELECT 1 FROM projects WHERE id = $1 AND tenant_id = $2 FOR UPDATE) p \
+                   UNION ALL SELECT 1 FROM (SELECT 1 FROM tasks WHERE project_id = $1 AND tenant_id = $2 FOR UPDATE) t \
+                   UNION ALL SELECT 1 FROM (SELECT 1 FROM documents WHERE project_id = $1 AND tenant_id = $2 FOR UPDATE) d \
                  ) u) c WHERE c.n > 0",
             ),
             dependents: &[
-                ("tasks", "SELECT id FROM tasks WHERE project_id = $1"),
-                ("documents", "SELECT id FROM documents WHERE project_id = $1"),
+                ("tasks", "SELECT id FROM tasks WHERE project_id = $1 AND tenant_id = $2"),
+                ("documents", "SELECT id FROM documents WHERE project_id = $1 AND tenant_id = $2"),
                 (
                     "comments",
-                    "SELECT id FROM comments WHERE task_id IN (SELECT id FROM c_tasks) \
-                     OR document_id IN (SELECT id FROM c_documents)",
+                    "SELECT id FROM comments WHERE tenant_id = $2 AND (task_id IN (SELECT id FROM c_tasks) \
+                     OR document_id IN (SELECT id FROM c_documents))",
                 ),
             ],
         },

@@ -244,8 +244,11 @@ pub(crate) async fn remove(
         id,
         &p.actor,
         Cascade {
-            lock: Some("SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE"),
-            dependents: &[("comments", "SELECT id FROM comments WHERE task_id = $1")],
+            lock: Some("SELECT 1 FROM tasks WHERE id = $1 AND tenant_id = $2 FOR UPDATE"),
+            dependents: &[(
+                "comments",
+                "SELECT id FROM comments WHERE task_id = $1 AND tenant_id = $2",
+            )],
         },
     )
     .await

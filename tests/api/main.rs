@@ -31,6 +31,7 @@ mod resources;
 mod roles;
 mod rollback;
 mod rollback_noise;
+mod routing;
 mod serve_cli;
 mod service;
 mod tx_rules;

@@ -11,6 +11,7 @@
 //! shards live on the workers, and `CREATE DATABASE … TEMPLATE` copies only the
 //! coordinator. `plain.rs` always runs, on the suite's plain PostgreSQL.
 
+mod api;
 mod context;
 mod diagnose;
 mod isolation;

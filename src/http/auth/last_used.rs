@@ -42,8 +42,10 @@ impl LastUsed {
                     .execute(
                         "UPDATE api_keys k SET last_used_at = v.t
                          FROM unnest($1::uuid[], $2::timestamptz[]) AS v(id, t)
-                         WHERE k.id = v.id AND (k.last_used_at IS NULL OR k.last_used_at < v.t)",
-                        &[&ids, &times],
+                         WHERE k.tenant_id = $3 AND k.id = v.id \
+                           AND (k.last_used_at IS NULL OR k.last_used_at < v.t)",
+                        // The tenant as the routing hint: one shard on Citus.
+                        &[&ids, &times, &tenant.as_uuid()],
                     )
                     .await?;
                 tx.commit().await?;

@@ -52,3 +52,28 @@ pub struct Query<T>(pub T);
 
 /// A boxed SQL parameter (lists and writes build their parameters at run time).
 pub type Param = Box<dyn ToSql + Sync + Send>;
+
+tokio::task_local! {
+    static NO_ROUTING_HINT: ();
+}
+
+/// Whether the builders here add the routing hint, `tenant_id = $n` bound from the
+/// transaction's own tenant, to every statement they make (on unless the server was
+/// started with `TENANTGUARD_ROUTING_HINT=off`).
+///
+/// The hint is never the security boundary: row-level security is, and a statement
+/// without the hint still sees only its tenant's rows. It exists for a database sharded
+/// by `tenant_id` (Citus), whose planner sends a statement to one shard only when it
+/// names the distribution key's value; RLS alone fans every statement out to every
+/// shard. Forgetting it costs latency, not isolation. On plain PostgreSQL it is one more
+/// equality on the leading key column of the `(tenant_id, …)` indexes.
+pub fn routing_hint() -> bool {
+    NO_ROUTING_HINT.try_with(|_| ()).is_err()
+}
+
+/// Runs `f` (a request's handling) with the routing hint off (see [`routing_hint`]):
+/// what the benchmark's fanned-out run measures. A task-local, so two servers in one
+/// process keep their own setting.
+pub async fn without_routing_hint<F: std::future::Future>(f: F) -> F::Output {
+    NO_ROUTING_HINT.scope((), f).await
+}

@@ -99,7 +99,9 @@ impl ListQuery {
         self
     }
 
-    /// Runs it on `db` and returns a page of `R`.
+    /// Runs it on `db` and returns a page of `R`. With the routing hint (the default, see
+    /// [`routing_hint`](super::routing_hint)) the query also says `tenant_id = $n`, bound
+    /// from the transaction's own tenant; the handler never writes a tenant filter.
     pub async fn run<R: Record>(
         mut self,
         db: &mut crate::pool::TenantTx,
@@ -107,6 +109,11 @@ impl ListQuery {
     ) -> Result<Page<R>, ApiError> {
         let table = R::TABLE;
         let limit = page.limit()?;
+        if super::routing_hint() {
+            self.params.push(Box::new(db.tenant().as_uuid()));
+            self.clauses
+                .push(format!("tenant_id = ${}", self.params.len()));
+        }
         if let Some(c) = page.cursor()? {
             self.params.push(Box::new(c.at));
             self.params.push(Box::new(c.id));

@@ -32,6 +32,9 @@ pub struct Table {
     pub columns: &'static str,
     /// `SELECT <columns> FROM <table> WHERE id = $1`.
     pub get: &'static str,
+    /// The same with the routing hint (see [`routing_hint`](super::routing_hint)):
+    /// `… WHERE id = $1 AND tenant_id = $2`.
+    pub get_routed: &'static str,
     /// The time column lists are ordered by (newest first, `id` breaking ties).
     pub time: &'static str,
     /// The resource type its audit rows name (`project`, …).
@@ -105,6 +108,11 @@ macro_rules! record {
                     $crate::http::extract::record::__join!($($field),+),
                     " FROM ", $table, " WHERE id = $1"
                 ),
+                get_routed: concat!(
+                    "SELECT ",
+                    $crate::http::extract::record::__join!($($field),+),
+                    " FROM ", $table, " WHERE id = $1 AND tenant_id = $2"
+                ),
                 time: stringify!($time),
                 resource: $resource,
             };
@@ -129,13 +137,17 @@ macro_rules! __join {
 #[doc(hidden)]
 pub(crate) use __join;
 
-/// The row with `id` (in this tenant), or 404.
+/// The row with `id` (in this tenant), or 404. With the routing hint (the default) the
+/// statement also names the transaction's own tenant, so a sharded database reads one
+/// shard; RLS decides what it sees either way.
 pub async fn get_by_id<R: Record>(db: &mut crate::pool::TenantTx, id: Uuid) -> Result<R, ApiError> {
-    let row = db
-        .query_opt(R::TABLE.get, &[&id])
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok(R::from_row(&row))
+    let row = if super::routing_hint() {
+        let tenant = db.tenant().as_uuid();
+        db.query_opt(R::TABLE.get_routed, &[&id, &tenant]).await?
+    } else {
+        db.query_opt(R::TABLE.get, &[&id]).await?
+    };
+    Ok(R::from_row(&row.ok_or(ApiError::NotFound)?))
 }
 
 /// Roles are stored as their names (`team_members.role`, `api_keys.role`, each with a
@@ -177,6 +189,10 @@ mod tests {
         assert_eq!(Thing::COLUMNS, "id, name, at");
         let t = <Thing as Record>::TABLE;
         assert_eq!(t.get, "SELECT id, name, at FROM things WHERE id = $1");
+        assert_eq!(
+            t.get_routed,
+            "SELECT id, name, at FROM things WHERE id = $1 AND tenant_id = $2"
+        );
         assert_eq!((t.name, t.time, t.resource), ("things", "at", "thing"));
     }
 }
