@@ -79,8 +79,8 @@ pub(crate) async fn list(
     _: Need<Admin>,
     mut db: Db,
     Query(page): Query<PageParams>,
-) -> Result<Json<Page<ApiKey>>, ApiError> {
-    Ok(Json(ListQuery::new().run(&mut db, &page).await?))
+) -> Result<super::json::JsonBytes, ApiError> {
+    ListQuery::new().run_json::<ApiKey>(&mut db, &page).await
 }
 
 /// Creates a key and shows it once (a replay of an `Idempotency-Key` request answers with

@@ -71,7 +71,7 @@ pub(crate) async fn list(
     _: Need<Admin>,
     mut db: Db,
     Query(f): Query<AuditFilter>,
-) -> Result<Json<Page<AuditEntry>>, ApiError> {
+) -> Result<super::json::JsonBytes, ApiError> {
     Check::new()
         .len("resource_type", f.resource_type.as_deref(), 1, 100)
         .len("actor", f.actor.as_deref(), 1, 300)
@@ -84,7 +84,7 @@ pub(crate) async fn list(
     q.eq("resource_type", f.resource_type)
         .eq("resource_id", f.resource_id)
         .eq("actor", f.actor);
-    Ok(Json(q.run(&mut db, &page).await?))
+    q.run_json::<AuditEntry>(&mut db, &page).await
 }
 
 /// Gets one audit row.

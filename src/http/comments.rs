@@ -102,14 +102,14 @@ pub(crate) async fn list(
     _: Need<Viewer>,
     mut db: Db,
     Query(f): Query<CommentFilter>,
-) -> Result<Json<Page<Comment>>, ApiError> {
+) -> Result<super::json::JsonBytes, ApiError> {
     let page = PageParams {
         limit: f.limit,
         cursor: f.cursor,
     };
     let mut q = ListQuery::new();
     q.eq("task_id", f.task_id).eq("document_id", f.document_id);
-    Ok(Json(q.run(&mut db, &page).await?))
+    q.run_json::<Comment>(&mut db, &page).await
 }
 
 /// Creates a comment.

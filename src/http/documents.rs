@@ -104,14 +104,14 @@ pub(crate) async fn list(
     _: Need<Viewer>,
     mut db: Db,
     Query(f): Query<DocumentFilter>,
-) -> Result<Json<Page<Document>>, ApiError> {
+) -> Result<super::json::JsonBytes, ApiError> {
     let page = PageParams {
         limit: f.limit,
         cursor: f.cursor,
     };
     let mut q = ListQuery::new();
     q.eq("project_id", f.project_id);
-    Ok(Json(q.run(&mut db, &page).await?))
+    q.run_json::<Document>(&mut db, &page).await
 }
 
 /// Creates a document.

@@ -161,7 +161,7 @@ pub(crate) async fn list(
     _: Need<Viewer>,
     mut db: Db,
     Query(f): Query<InvoiceFilter>,
-) -> Result<Json<Page<Invoice>>, ApiError> {
+) -> Result<super::json::JsonBytes, ApiError> {
     Check::new()
         .one_of("status", f.status.as_deref(), &STATUSES)
         .done()?;
@@ -171,7 +171,7 @@ pub(crate) async fn list(
     };
     let mut q = ListQuery::new();
     q.eq("status", f.status);
-    Ok(Json(q.run(&mut db, &page).await?))
+    q.run_json::<Invoice>(&mut db, &page).await
 }
 
 /// Creates an invoice.

@@ -152,8 +152,10 @@ pub(crate) async fn list(
     _: Need<Viewer>,
     mut db: Db,
     Query(page): Query<PageParams>,
-) -> Result<Json<Page<TeamMember>>, ApiError> {
-    Ok(Json(ListQuery::new().run(&mut db, &page).await?))
+) -> Result<super::json::JsonBytes, ApiError> {
+    ListQuery::new()
+        .run_json::<TeamMember>(&mut db, &page)
+        .await
 }
 
 /// Adds a member.

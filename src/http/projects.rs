@@ -93,8 +93,8 @@ pub(crate) async fn list(
     _: Need<Viewer>,
     mut db: Db,
     Query(page): Query<PageParams>,
-) -> Result<Json<Page<Project>>, ApiError> {
-    Ok(Json(ListQuery::new().run(&mut db, &page).await?))
+) -> Result<super::json::JsonBytes, ApiError> {
+    ListQuery::new().run_json::<Project>(&mut db, &page).await
 }
 
 /// Creates a project.

@@ -151,7 +151,7 @@ pub(crate) async fn list(
     _: Need<Viewer>,
     mut db: Db,
     Query(f): Query<TaskFilter>,
-) -> Result<Json<Page<Task>>, ApiError> {
+) -> Result<super::json::JsonBytes, ApiError> {
     Check::new()
         .one_of("status", f.status.as_deref(), &STATUSES)
         .done()?;
@@ -163,7 +163,7 @@ pub(crate) async fn list(
     q.eq("project_id", f.project_id)
         .eq("status", f.status)
         .eq("assignee_id", f.assignee_id);
-    Ok(Json(q.run(&mut db, &page).await?))
+    q.run_json::<Task>(&mut db, &page).await
 }
 
 /// Creates a task.

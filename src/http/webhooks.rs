@@ -131,8 +131,8 @@ pub(crate) async fn list(
     _: Need<Admin>,
     mut db: Db,
     Query(page): Query<PageParams>,
-) -> Result<Json<Page<Webhook>>, ApiError> {
-    Ok(Json(ListQuery::new().run(&mut db, &page).await?))
+) -> Result<super::json::JsonBytes, ApiError> {
+    ListQuery::new().run_json::<Webhook>(&mut db, &page).await
 }
 
 /// Creates a webhook and shows its signing secret once.

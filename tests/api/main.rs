@@ -17,6 +17,7 @@ mod helpers;
 mod idempotency;
 mod input;
 mod isolation;
+mod json_bytes;
 mod key_cache;
 mod openapi_exact;
 mod openapi_location;

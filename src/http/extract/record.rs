@@ -49,6 +49,19 @@ pub trait Record: Sized {
     fn from_row(row: &Row) -> Self;
     /// The list position after this item.
     fn cursor(&self) -> Cursor;
+    /// Appends the JSON object of one row of [`Table::columns`]: byte for byte what
+    /// `serde_json` writes for `Self::from_row(row)`, without making the struct (see
+    /// [`JsonColumn`](crate::http::json::JsonColumn)). A column that does not decode is
+    /// an error (500), where `from_row` would panic.
+    fn write_json(row: &Row, out: &mut Vec<u8>) -> Result<(), ApiError>;
+    /// The list position after the item of this row.
+    fn row_cursor(row: &Row) -> Result<Cursor, ApiError>;
+}
+
+/// A column that did not decode on the list's fast path: a 500 with its cause.
+#[doc(hidden)]
+pub fn column_error(name: &str, e: &(dyn std::error::Error + 'static)) -> ApiError {
+    ApiError::Internal(format!("column {name}: {}", crate::error_chain(e)))
 }
 
 /// Declares a resource's row struct and its [`Record`] impl in one place.
@@ -63,7 +76,14 @@ pub trait Record: Sized {
 /// ```
 ///
 /// Attributes (docs, serde, utoipa) pass through unchanged. Each field type must
-/// implement `FromSql`; the struct needs an `id: Uuid` and the `time` field.
+/// implement `FromSql` and [`JsonColumn`](crate::http::json::JsonColumn); the struct
+/// needs an `id: Uuid` and the `time` field.
+///
+/// Lists write their JSON straight from the rows ([`Record::write_json`]): every field
+/// under its own name, in order, as serde_json writes the field's type. A serde attribute
+/// that renames, skips or reformats a field would make the list differ from `GET` by id:
+/// tests/api/json_bytes.rs compares both paths byte for byte for every listed resource.
+/// (`serialize_with = "…json::timestamp"` is chrono's own format, so it is allowed.)
 macro_rules! record {
     (
         table = $table:literal, resource = $resource:literal, time = $time:ident;
@@ -97,6 +117,46 @@ macro_rules! record {
             pub(crate) fn cursor(&self) -> $crate::http::extract::Cursor {
                 $crate::http::extract::Cursor { at: self.$time, id: self.id }
             }
+
+            /// [`Record::write_json`](crate::http::extract::Record::write_json).
+            pub(crate) fn write_json(
+                row: &tokio_postgres::Row,
+                out: &mut Vec<u8>,
+            ) -> Result<(), $crate::http::error::ApiError> {
+                use $crate::http::json::JsonColumn;
+                #[allow(non_camel_case_types, clippy::enum_variant_names)]
+                #[repr(usize)]
+                enum Col { $($field),+ }
+                // Every key is written after a comma; the first comma becomes the brace.
+                let start = out.len();
+                $(
+                    out.extend_from_slice(concat!(",\"", stringify!($field), "\":").as_bytes());
+                    let raw = row
+                        .try_get::<_, <$ty as JsonColumn>::Raw<'_>>(Col::$field as usize)
+                        .map_err(|e| $crate::http::extract::record::column_error(stringify!($field), &e))?;
+                    <$ty as JsonColumn>::write(raw, out)
+                        .map_err(|e| $crate::http::extract::record::column_error(stringify!($field), &*e))?;
+                )+
+                out[start] = b'{';
+                out.push(b'}');
+                Ok(())
+            }
+
+            /// [`Record::row_cursor`](crate::http::extract::Record::row_cursor).
+            pub(crate) fn row_cursor(
+                row: &tokio_postgres::Row,
+            ) -> Result<$crate::http::extract::Cursor, $crate::http::error::ApiError> {
+                #[allow(non_camel_case_types, clippy::enum_variant_names, dead_code)]
+                #[repr(usize)]
+                enum Col { $($field),+ }
+                let at = row
+                    .try_get(Col::$time as usize)
+                    .map_err(|e| $crate::http::extract::record::column_error(stringify!($time), &e))?;
+                let id = row
+                    .try_get(Col::id as usize)
+                    .map_err(|e| $crate::http::extract::record::column_error("id", &e))?;
+                Ok($crate::http::extract::Cursor { at, id })
+            }
         }
 
         impl $crate::http::extract::Record for $name {
@@ -121,6 +181,17 @@ macro_rules! record {
             }
             fn cursor(&self) -> $crate::http::extract::Cursor {
                 Self::cursor(self)
+            }
+            fn write_json(
+                row: &tokio_postgres::Row,
+                out: &mut Vec<u8>,
+            ) -> Result<(), $crate::http::error::ApiError> {
+                Self::write_json(row, out)
+            }
+            fn row_cursor(
+                row: &tokio_postgres::Row,
+            ) -> Result<$crate::http::extract::Cursor, $crate::http::error::ApiError> {
+                Self::row_cursor(row)
             }
         }
     };
