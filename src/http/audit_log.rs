@@ -52,7 +52,6 @@ pub struct AuditFilter {
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// Cursor.
-    #[param(max_length = 49, pattern = "^[0-9]{1,16}\\.[0-9a-f]{32}$")]
     pub cursor: Option<String>,
 }
 

@@ -36,35 +36,50 @@ pub struct Cursor {
 /// The cursor's syntax, as the OpenAPI document states it: every string that matches is a
 /// cursor the server accepts (a position need not be an item's; it pages from there), so
 /// a client (or a fuzzer) that follows the document never gets a 400 for a matching one.
-pub const CURSOR_PATTERN: &str = "^[0-9]{1,16}\\.[0-9a-f]{32}$";
-/// The longest cursor: 16 digits, a dot, 32 hex digits.
-pub const CURSOR_MAX_LEN: usize = 49;
+pub const CURSOR_PATTERN: &str = "^-?[0-9]{1,19}\\.[0-9a-f]{32}$";
+/// The longest cursor: a sign, 19 digits, a dot, 32 hex digits.
+pub const CURSOR_MAX_LEN: usize = 53;
+
+/// PostgreSQL's earliest `timestamptz` (4714-11-24 BC, Julian day 0) in µs since 1970.
+/// A cursor before it pages from there: binding an earlier time would be out of range.
+const PG_MIN_MICROS: i64 = -210_866_803_200_000_000;
 
 impl Cursor {
-    /// Encodes as `<micros>.<id as 32 lowercase hex digits>` (see [`CURSOR_PATTERN`]).
+    /// Encodes as `<micros>.<id as 32 lowercase hex digits>` (see [`CURSOR_PATTERN`]);
+    /// the micros are signed, so an item before 1970 pages on from itself.
     /// Clients treat it as opaque; its syntax is documented only so that the document
     /// says exactly what the server accepts.
     pub fn encode(&self) -> String {
-        format!("{}.{}", self.at.timestamp_micros().max(0), self.id.simple())
+        format!("{}.{}", self.at.timestamp_micros(), self.id.simple())
     }
 
     /// Decodes exactly what [`CURSOR_PATTERN`] matches, or 400. Checked by hand rather than
     /// with a regex crate: two fixed-alphabet runs, and `Uuid`'s own parser accepts more
     /// spellings (hyphens, upper case) than the pattern states.
+    ///
+    /// A position outside what can be stored (before PostgreSQL's first `timestamptz`,
+    /// after chrono's last instant) is clamped to that edge: it still pages from there,
+    /// as the document promises for every matching cursor, and no stored item lies beyond.
     pub fn decode(s: &str) -> Result<Self, ApiError> {
         let bad = || ApiError::BadRequest("invalid cursor".into());
         let (micros, id) = s.split_once('.').ok_or_else(bad)?;
-        if micros.is_empty()
-            || micros.len() > 16
-            || !micros.bytes().all(|b| b.is_ascii_digit())
+        let digits = micros.strip_prefix('-').unwrap_or(micros);
+        if digits.is_empty()
+            || digits.len() > 19
+            || !digits.bytes().all(|b| b.is_ascii_digit())
             || id.len() != 32
             || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
         {
             return Err(bad());
         }
-        // At most 16 digits: below 10^16 µs (the year 2286), inside chrono's range.
-        let at =
-            DateTime::from_timestamp_micros(micros.parse().map_err(|_| bad())?).ok_or_else(bad)?;
+        // 19 digits may exceed i64; i128 holds any of them.
+        let micros: i128 = micros.parse().map_err(|_| bad())?;
+        let max = DateTime::<Utc>::MAX_UTC.timestamp_micros();
+        let micros = micros.clamp(PG_MIN_MICROS.into(), max.into());
+        let at = i64::try_from(micros)
+            .ok()
+            .and_then(DateTime::from_timestamp_micros)
+            .ok_or_else(bad)?;
         let id = Uuid::try_parse(id).map_err(|_| bad())?;
         Ok(Cursor { at, id })
     }
@@ -230,7 +245,6 @@ pub struct PageParams {
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// The `next_cursor` of the previous page.
-    #[param(max_length = 49, pattern = "^[0-9]{1,16}\\.[0-9a-f]{32}$")]
     pub cursor: Option<String>,
 }
 
@@ -266,18 +280,50 @@ mod tests {
         let re = regex::Regex::new(CURSOR_PATTERN).unwrap();
         assert!(re.is_match(&c.encode()), "{}", c.encode());
         assert!(c.encode().len() <= CURSOR_MAX_LEN);
-        assert!(Cursor::decode(&format!("9999999999999999.{}", "f".repeat(32))).is_ok());
-        assert!(Cursor::decode(&format!("0.{}", "0".repeat(32))).is_ok());
+        for edge in [
+            "9999999999999999",
+            "9999999999999999999",
+            "-9999999999999999999",
+            "0",
+            "-0",
+            "-1",
+        ] {
+            let c = format!("{edge}.{}", "f".repeat(32));
+            assert!(Cursor::decode(&c).is_ok(), "{c}");
+            assert!(re.is_match(&c), "{c}");
+        }
+        // Before 1970 and after 2286: the cursor says where the item is, and reads back.
+        for micros in [
+            -1,
+            -62_135_596_800_000_000,
+            10_000_000_000_000_001,
+            PG_MIN_MICROS,
+        ] {
+            let c = Cursor {
+                at: DateTime::from_timestamp_micros(micros).unwrap(),
+                id: Uuid::now_v7(),
+            };
+            assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
+            assert!(re.is_match(&c.encode()), "{}", c.encode());
+        }
+        // Beyond what can be stored: clamped to the edge, which pages from there.
+        let far = Cursor::decode(&format!("-9999999999999999999.{}", "0".repeat(32))).unwrap();
+        assert_eq!(far.at.timestamp_micros(), PG_MIN_MICROS);
+        let max = DateTime::<Utc>::MAX_UTC;
+        assert!(max.timestamp_micros().to_string().len() <= 19);
+        assert!(format!("-{}.{}", max.timestamp_micros(), "0".repeat(32)).len() <= CURSOR_MAX_LEN);
         for bad in [
             "",
             "!!!",
             "bm9wZQ",
             "MTIzLm5vdGF1dWlk",
             "123.notauuid",
-            "12345678901234567.0123456789abcdef0123456789abcdef",
+            "12345678901234567890.0123456789abcdef0123456789abcdef",
+            "--1.0123456789abcdef0123456789abcdef",
+            "+1.0123456789abcdef0123456789abcdef",
+            "-.0123456789abcdef0123456789abcdef",
             "1.0123456789ABCDEF0123456789ABCDEF",
             "1.01234567-89ab-cdef-0123-456789abcdef",
-            "-1.0123456789abcdef0123456789abcdef",
             "1.0123456789abcdef0123456789abcdef\n",
         ] {
             assert!(Cursor::decode(bad).is_err(), "{bad}");
