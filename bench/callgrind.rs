@@ -10,10 +10,11 @@
 //! collection off and dumps the counts of that kind alone (`callgrind_control -d`). Only
 //! the server process is measured; PostgreSQL and this client run natively.
 //!
-//! Per kind it reports instructions (Ir) per request, calls of malloc/calloc/realloc per
+//! Per kind it reports instructions (Ir) per request, calls into the allocator per
 //! request (from callgrind's call counts: callgrind does not replace the allocator, so
-//! every Rust allocation is a call into glibc's), and the top functions by self and by
-//! inclusive cost (`callgrind_annotate`). The measured requests go in chunks timed
+//! every Rust allocation is a call into mimalloc, the binary's global allocator, and C
+//! code's are calls into glibc's malloc), and the top functions by self and by inclusive
+//! cost (`callgrind_annotate`). The measured requests go in chunks timed
 //! between the server's batched `last_used_at` writes (every 10 s), so that background
 //! work is not counted. Instruction counts repeat within a few percent between runs
 //! (timer wake-ups are the noise); seconds here would move ±20%.
@@ -524,6 +525,8 @@ fn parse_counts(file: &Path) -> anyhow::Result<(u64, u64, u64)> {
             .map(|n| calls.get(*n).copied().unwrap_or(0))
             .sum()
     };
+    // glibc's entry points, and mimalloc's as the binary's global allocator calls them
+    // (src/main.rs; C code in the process may still call glibc's).
     let allocs = sum(&[
         "malloc",
         "calloc",
@@ -531,8 +534,11 @@ fn parse_counts(file: &Path) -> anyhow::Result<(u64, u64, u64)> {
         "posix_memalign",
         "aligned_alloc",
         "memalign",
+        "mi_malloc_aligned",
+        "mi_zalloc_aligned",
+        "mi_realloc_aligned",
     ]);
-    let frees = sum(&["free"]);
+    let frees = sum(&["free", "mi_free"]);
     Ok((
         ir.context("no summary line in the callgrind file")?,
         allocs,
