@@ -514,34 +514,25 @@ async fn syscalls(cluster: &tenantguard::cluster::Cluster, out: &Path) -> anyhow
 }
 
 /// `strace -c`'s table: the total calls and (calls, name) per system call, most first.
+/// The total is the sum of the rows (its own row's columns differ between versions).
 fn parse_strace(text: &str) -> (u64, Vec<(u64, String)>) {
-    let mut total = 0;
     let mut by = Vec::new();
     for line in text.lines() {
+        // "% time  seconds  usecs/call  calls  [errors]  syscall"
         let f: Vec<&str> = line.split_whitespace().collect();
-        // "% time seconds usecs/call calls [errors] syscall"; the total row has no
-        // usecs/call column in some versions, so the name is last and calls is the first
-        // integer after the seconds column.
-        let (Some(name), true) = (f.last(), f.len() >= 4) else {
-            continue;
-        };
-        if f[0].parse::<f64>().is_err() {
+        if f.len() < 5 || f[0].parse::<f64>().is_err() {
             continue;
         }
-        let calls = if *name == "total" {
-            f.iter().skip(2).find_map(|v| v.parse::<u64>().ok())
-        } else {
-            f.get(3).and_then(|v| v.parse::<u64>().ok())
+        let (Some(name), Some(calls)) = (f.last(), f.get(3).and_then(|v| v.parse::<u64>().ok()))
+        else {
+            continue;
         };
-        let Some(calls) = calls else { continue };
-        if *name == "total" {
-            total = calls;
-        } else {
+        if *name != "total" {
             by.push((calls, name.to_string()));
         }
     }
     by.sort_by_key(|b| std::cmp::Reverse(b.0));
-    (total, by)
+    (by.iter().map(|b| b.0).sum(), by)
 }
 
 /// Waits until the server has just written its batched API key use (the newest

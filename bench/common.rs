@@ -198,20 +198,41 @@ pub fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
 /// CPU seconds (user, system) used so far by process `pid`, from /proc/<pid>/stat.
 /// Hand-written because it is a few lines of /proc parsing for a benchmark.
 pub fn proc_cpu(pid: u32) -> Option<(u32, f64, f64)> {
+    proc_stat(pid).map(|s| (s.ppid, s.user, s.sys))
+}
+
+/// The fields of /proc/<pid>/stat the CPU accounting reads, in seconds.
+struct Stat {
+    ppid: u32,
+    user: f64,
+    sys: f64,
+    /// CPU time of its children that have exited and been waited for.
+    children_user: f64,
+    children_sys: f64,
+}
+
+fn proc_stat(pid: u32) -> Option<Stat> {
     // SAFETY: sysconf has no preconditions.
     let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may contain spaces: count fields after its closing parenthesis.
     let rest = &text[text.rfind(')')? + 1..];
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let ppid = f.get(1)?.parse().ok()?;
-    let user = f.get(11)?.parse::<f64>().ok()? / tick;
-    let sys = f.get(12)?.parse::<f64>().ok()? / tick;
-    Some((ppid, user, sys))
+    let secs = |i: usize| -> Option<f64> { Some(f.get(i)?.parse::<f64>().ok()? / tick) };
+    Some(Stat {
+        ppid: f.get(1)?.parse().ok()?,
+        user: secs(11)?,
+        sys: secs(12)?,
+        children_user: secs(13)?,
+        children_sys: secs(14)?,
+    })
 }
 
-/// CPU seconds (user, system) of `root` and its direct children (PostgreSQL: the
-/// postmaster and its backends).
+/// CPU seconds (user, system) of `root` and its children (PostgreSQL: the postmaster and
+/// its backends), including children that have exited since: a backend that ends during a
+/// run (a client's pool closing idle connections) moves its time into the postmaster's
+/// waited-for children's time instead of taking it out of the sum, which made the
+/// difference of two readings negative.
 pub fn tree_cpu(root: u32) -> (f64, f64) {
     let (mut user, mut sys) = (0.0, 0.0);
     if let Ok(dir) = std::fs::read_dir("/proc") {
@@ -219,11 +240,13 @@ pub fn tree_cpu(root: u32) -> (f64, f64) {
             let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
                 continue;
             };
-            if let Some((ppid, u, s)) = proc_cpu(pid) {
-                if pid == root || ppid == root {
-                    user += u;
-                    sys += s;
-                }
+            let Some(s) = proc_stat(pid) else { continue };
+            if pid == root {
+                user += s.user + s.children_user;
+                sys += s.sys + s.children_sys;
+            } else if s.ppid == root {
+                user += s.user;
+                sys += s.sys;
             }
         }
     }
