@@ -17,7 +17,7 @@
 //!   a span's fields into a `String` when the span is made, whether or not a line is ever
 //!   written in it; for the request span (method, path, request id) that was ≈ 3k
 //!   instructions and five allocations per request in the callgrind profile, for lines that
-//!   at the default level are never written. [`DeferRequestFields`], placed before the
+//!   at the default level are never written. `DeferRequestFields`, placed before the
 //!   `fmt` layer, keeps the request's method, URI and id as they are (reference-counted
 //!   clones, no formatting) and has the `fmt` layer's own formatter render them into the
 //!   span's fields just before the first line inside the span is written (or a field is
@@ -26,7 +26,7 @@
 use std::io::IsTerminal;
 
 use tracing::field::{display, Value};
-use tracing::span::{Attributes, Id, Record};
+use tracing::span::{Id, Record};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::format::{DefaultFields, JsonFields};
@@ -183,7 +183,7 @@ fn defer(id: &Id, dispatch: &tracing::Dispatch, fields: RequestFields) -> Option
 /// The layer that renders a request span's [`RequestFields`] when they are first needed
 /// (see the module docs). It must come before the `fmt` layer whose field formatter `N`
 /// it uses, so that it runs first.
-pub struct DeferRequestFields<N>(N);
+pub(crate) struct DeferRequestFields<N>(N);
 
 impl<N> DeferRequestFields<N>
 where
@@ -218,8 +218,6 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'w> FormatFields<'w> + Send + Sync + 'static,
 {
-    fn on_new_span(&self, _: &Attributes<'_>, _: &Id, _: Context<'_, S>) {}
-
     fn on_record(&self, id: &Id, _: &Record<'_>, ctx: Context<'_, S>) {
         // Before the fmt layer appends the new values: the kept ones come first, as
         // they would have.
