@@ -15,6 +15,14 @@
 //! default "16,64"), BENCH_POOL (16), BENCH_SCENARIOS (default all five), BENCH_DB_ONLY
 //! (stop after the database-level comparison).
 
+#[path = "common.rs"]
+mod common;
+
+/// The servers under test run in this process: the `tenantguard` binary's allocator
+/// (src/main.rs), so they measure what `serve` runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -573,124 +581,34 @@ async fn wrk(
     connections: u32,
     secs: u64,
 ) -> anyhow::Result<Measure> {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/wrk/scenario.lua");
-    let mut cmd = tokio::process::Command::new("wrk");
-    cmd.arg("-t2")
-        .arg(format!("-c{connections}"))
-        .arg(format!("-d{secs}s"))
-        .arg("--latency")
-        .arg("--timeout")
-        .arg("10s")
-        .arg("-s")
-        .arg(&script)
-        .arg(format!("http://{addr}"))
-        .env("SCENARIO", scenario)
-        .env("TARGETS", targets);
-    let before = cpu_seconds();
-    let out = tokio::time::timeout(Duration::from_secs(secs + 60), cmd.output())
-        .await
-        .context("wrk hung")??;
-    let after = cpu_seconds();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    if !out.status.success() {
-        bail!("wrk failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+    let run = common::Wrk {
+        addr,
+        script: "scenario.lua",
+        threads: 2,
+        connections,
+        secs,
+        env: vec![
+            ("SCENARIO", scenario.to_string()),
+            ("TARGETS", targets.display().to_string()),
+        ],
     }
-    let mut m = parse_wrk(&text).with_context(|| format!("unexpected wrk output:\n{text}"))?;
-    let requests = text
-        .lines()
-        .find_map(|l| l.trim().split_once(" requests in "))
-        .and_then(|(n, _)| n.trim().parse::<f64>().ok())
-        .unwrap_or(m.rps * secs as f64)
-        .max(1.0);
-    m.server_user_us = (after.own.0 - before.own.0) / requests * 1e6;
-    m.server_sys_us = (after.own.1 - before.own.1) / requests * 1e6;
-    m.pg_user_us = (after.pg.0 - before.pg.0) / requests * 1e6;
-    m.pg_sys_us = (after.pg.1 - before.pg.1) / requests * 1e6;
-    Ok(m)
+    // The server under test runs in this process (the other one idles meanwhile).
+    .run(
+        common::ServerCpu::ThisProcess,
+        POSTMASTER.get().copied().unwrap_or(0),
+    )
+    .await?;
+    Ok(Measure {
+        rps: run.rps,
+        p50_ms: run.p50_ms,
+        p99_ms: run.p99_ms,
+        errors: run.errors,
+        server_user_us: run.server_user_us,
+        server_sys_us: run.server_sys_us,
+        pg_user_us: run.pg_user_us,
+        pg_sys_us: run.pg_sys_us,
+    })
 }
 
-/// The postmaster whose CPU time [`cpu_seconds`] counts.
+/// The postmaster whose CPU time (and its backends') the wrk runs count.
 static POSTMASTER: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-
-/// CPU seconds, (user, system), used so far by this process and by PostgreSQL.
-#[derive(Debug, Clone, Copy)]
-struct Cpu {
-    own: (f64, f64),
-    pg: (f64, f64),
-}
-
-/// CPU seconds (user and system apart) used so far by this process and by PostgreSQL
-/// (the postmaster and its children), from /proc: where a request's cost goes, per side.
-/// Hand-written because it is a dozen lines of /proc parsing for a benchmark.
-fn cpu_seconds() -> Cpu {
-    // SAFETY: sysconf has no preconditions.
-    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    // (ppid, (utime, stime)) from /proc/<pid>/stat; the command name may contain spaces,
-    // so fields are counted after its closing parenthesis.
-    let stat = |pid: &str| -> Option<(u32, (f64, f64))> {
-        let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let rest = &text[text.rfind(')')? + 1..];
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let ppid = f.get(1)?.parse().ok()?;
-        let user = f.get(11)?.parse::<f64>().ok()?;
-        let sys = f.get(12)?.parse::<f64>().ok()?;
-        Some((ppid, (user / tick, sys / tick)))
-    };
-    let own = stat("self").map(|s| s.1).unwrap_or((0.0, 0.0));
-    let Some(&pm) = POSTMASTER.get() else {
-        return Cpu {
-            own,
-            pg: (0.0, 0.0),
-        };
-    };
-    let mut pg = (0.0, 0.0);
-    if let Ok(dir) = std::fs::read_dir("/proc") {
-        for e in dir.flatten() {
-            let name = e.file_name();
-            let Some(pid) = name
-                .to_str()
-                .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
-            else {
-                continue;
-            };
-            if let Some((ppid, cpu)) = stat(pid) {
-                if ppid == pm || pid.parse() == Ok(pm) {
-                    pg.0 += cpu.0;
-                    pg.1 += cpu.1;
-                }
-            }
-        }
-    }
-    Cpu { own, pg }
-}
-
-fn parse_ms(s: &str) -> Option<f64> {
-    let s = s.trim();
-    let (num, mult) = if let Some(v) = s.strip_suffix("us") {
-        (v, 0.001)
-    } else if let Some(v) = s.strip_suffix("ms") {
-        (v, 1.0)
-    } else if let Some(v) = s.strip_suffix('s') {
-        (v, 1000.0)
-    } else {
-        return None;
-    };
-    num.parse::<f64>().ok().map(|n| n * mult)
-}
-
-fn parse_wrk(text: &str) -> Option<Measure> {
-    let mut m = Measure::default();
-    for line in text.lines() {
-        let l = line.trim();
-        if let Some(v) = l.strip_prefix("Requests/sec:") {
-            m.rps = v.trim().parse().ok()?;
-        } else if let Some(v) = l.strip_prefix("50%") {
-            m.p50_ms = parse_ms(v)?;
-        } else if let Some(v) = l.strip_prefix("99%") {
-            m.p99_ms = parse_ms(v)?;
-        } else if let Some(v) = l.strip_prefix("Non-2xx or 3xx responses:") {
-            m.errors = v.trim().parse().ok()?;
-        }
-    }
-    (m.rps > 0.0).then_some(m)
-}

@@ -10,17 +10,19 @@
 //! collection off and dumps the counts of that kind alone (`callgrind_control -d`). Only
 //! the server process is measured; PostgreSQL and this client run natively.
 //!
-//! Per kind it reports instructions (Ir) per request, calls of malloc/calloc/realloc per
+//! Per kind it reports instructions (Ir) per request, calls into the allocator per
 //! request (from callgrind's call counts: callgrind does not replace the allocator, so
-//! every Rust allocation is a call into glibc's), and the top functions by self and by
-//! inclusive cost (`callgrind_annotate`). The measured requests go in chunks timed
+//! every Rust allocation is a call into mimalloc, the binary's global allocator, and C
+//! code's are calls into glibc's malloc), and the top functions by self and by inclusive
+//! cost (`callgrind_annotate`). The measured requests go in chunks timed
 //! between the server's batched `last_used_at` writes (every 10 s), so that background
 //! work is not counted. Instruction counts repeat within a few percent between runs
 //! (timer wake-ups are the noise); seconds here would move ±20%.
 //!
 //! Settings from the environment: BENCH_REQUESTS (300), BENCH_WARMUP (50), BENCH_TENANTS
 //! (50), BENCH_PROJECTS (100), BENCH_TOP (25 functions per table), BENCH_KINDS (comma list,
-//! default all), RUST_LOG for the server (default: unset, i.e. the production `info`).
+//! default all), RUST_LOG for the server (default: unset, i.e. the production `info`),
+//! BENCH_TOOL=strace (system calls per request instead of instructions: see [`syscalls`]).
 //! Output: target/bench/callgrind/ (raw callgrind files, annotations, summary.md).
 
 #[path = "common.rs"]
@@ -136,8 +138,14 @@ struct Measured {
 }
 
 fn main() -> anyhow::Result<()> {
-    for tool in ["valgrind", "callgrind_control", "callgrind_annotate"] {
-        which(tool).with_context(|| format!("{tool} is needed: apt-get install valgrind"))?;
+    let tools: &[&str] = if std::env::var("BENCH_TOOL").as_deref() == Ok("strace") {
+        &["strace"]
+    } else {
+        &["valgrind", "callgrind_control", "callgrind_annotate"]
+    };
+    for tool in tools {
+        which(tool)
+            .with_context(|| format!("{tool} is needed: apt-get install valgrind strace"))?;
     }
     if let Ok(dir) = std::env::var("BENCH_REANNOTATE") {
         // Only summarize the dumps of an earlier run (kept elsewhere), with this build's
@@ -155,6 +163,16 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(1)
         .enable_all()
         .build()?;
+    if std::env::var("BENCH_TOOL").as_deref() == Ok("strace") {
+        let result = rt.block_on(syscalls(&cluster, &out));
+        drop(rt);
+        drop(cluster);
+        let table = result?;
+        print!("\n{table}");
+        std::fs::write(out.join("syscalls.md"), &table)?;
+        eprintln!("written to {}", out.join("syscalls.md").display());
+        return Ok(());
+    }
     let result = rt.block_on(run(&cluster, &out));
     drop(rt);
     drop(cluster);
@@ -396,6 +414,127 @@ impl Conn {
     }
 }
 
+/// BENCH_TOOL=strace: the same requests to the server running natively, with `strace -f -c`
+/// attached to all its threads for each kind's measured requests only; reports system calls
+/// per request, in all and by call. System time per request (bench/run.sh) is mostly these.
+async fn syscalls(cluster: &tenantguard::cluster::Cluster, out: &Path) -> anyhow::Result<String> {
+    let requests: usize = env("BENCH_REQUESTS", 300usize).max(1);
+    let warmup: usize = env("BENCH_WARMUP", 50usize);
+    let tenants = common::seed(
+        cluster,
+        env("BENCH_TENANTS", 50usize).max(2),
+        env("BENCH_PROJECTS", 100i32).max(2),
+    )
+    .await?;
+    let wanted: Vec<String> = std::env::var("BENCH_KINDS")
+        .unwrap_or_else(|_| KINDS.join(","))
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .collect();
+    let addr = SocketAddr::from(([127, 0, 0, 1], common::free_port()?));
+    let mut child = common::spawn_server(
+        cluster,
+        addr,
+        &[],
+        &[
+            ("TENANTGUARD_KEY_CACHE_SECS", "3600"),
+            ("TENANTGUARD_HEADER_READ_TIMEOUT_SECS", "3600"),
+            ("TENANTGUARD_TENANT_RATE", "1000000"),
+            ("TENANTGUARD_KEY_RATE", "1000000"),
+        ],
+        &out.join("server.log"),
+    )?;
+    let pid = child.id();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    let result = async {
+        common::wait_ready(&http, addr, &mut child, Duration::from_secs(60)).await?;
+        let su = common::connect(cluster.config(
+            tenantguard::cluster::SUPERUSER,
+            common::DB,
+        ))
+        .await?;
+        let mut conn = Conn::open(addr).await?;
+        let all = kinds(&tenants);
+        for k in &all {
+            send(&mut conn, k, 0, warmup.max(tenants.len())).await?;
+        }
+        let mut table = format!(
+            "System calls per request ({requests} requests per kind, one keep-alive connection, \
+             strace -f -c on the server's threads):\n\n| request | all | by call |\n|---|---:|---|\n"
+        );
+        for (idx, k) in all.iter().enumerate() {
+            if !wanted.iter().any(|w| w == k.name) {
+                continue;
+            }
+            wait_for_flush(&su).await?;
+            let file = out.join(format!("strace.{}.txt", k.name));
+            let mut strace = tokio::process::Command::new("strace")
+                .args(["-f", "-c", "-qq", "-o"])
+                .arg(&file)
+                .arg("-p")
+                .arg(pid.to_string())
+                .kill_on_drop(true)
+                .spawn()?;
+            // strace has no "attached" signal: give it time to attach every thread.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            send(&mut conn, k, 1000 * (idx + 1), requests).await?;
+            if let Some(spid) = strace.id() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(spid as i32),
+                    nix::sys::signal::Signal::SIGINT,
+                );
+            }
+            tokio::time::timeout(Duration::from_secs(30), strace.wait())
+                .await
+                .context("strace did not stop")??;
+            let text = std::fs::read_to_string(&file)?;
+            let (total, by) = parse_strace(&text);
+            let n = requests as f64;
+            let by: Vec<String> = by
+                .iter()
+                .filter(|(c, _)| *c as f64 / n >= 0.05)
+                .map(|(c, name)| format!("{name} {:.2}", *c as f64 / n))
+                .collect();
+            eprintln!("{}: {:.2} system calls/request", k.name, total as f64 / n);
+            table.push_str(&format!(
+                "| {} | {:.2} | {} |\n",
+                k.name,
+                total as f64 / n,
+                by.join(", ")
+            ));
+        }
+        anyhow::Ok(table)
+    }
+    .await;
+    common::stop(&mut child, Duration::from_secs(30));
+    result
+}
+
+/// `strace -c`'s table: the total calls and (calls, name) per system call, most first.
+/// The total is the sum of the rows (its own row's columns differ between versions).
+fn parse_strace(text: &str) -> (u64, Vec<(u64, String)>) {
+    let mut by = Vec::new();
+    for line in text.lines() {
+        // "% time  seconds  usecs/call  calls  [errors]  syscall"
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 5 || f[0].parse::<f64>().is_err() {
+            continue;
+        }
+        let (Some(name), Some(calls)) = (f.last(), f.get(3).and_then(|v| v.parse::<u64>().ok()))
+        else {
+            continue;
+        };
+        if *name != "total" {
+            by.push((calls, name.to_string()));
+        }
+    }
+    by.sort_by_key(|b| std::cmp::Reverse(b.0));
+    (by.iter().map(|b| b.0).sum(), by)
+}
+
 /// Waits until the server has just written its batched API key use (the newest
 /// `last_used_at` changes), or 12 s (a flush with nothing pending writes nothing).
 async fn wait_for_flush(su: &tokio_postgres::Client) -> anyhow::Result<()> {
@@ -524,6 +663,8 @@ fn parse_counts(file: &Path) -> anyhow::Result<(u64, u64, u64)> {
             .map(|n| calls.get(*n).copied().unwrap_or(0))
             .sum()
     };
+    // glibc's entry points, and mimalloc's as the binary's global allocator calls them
+    // (src/main.rs; C code in the process may still call glibc's).
     let allocs = sum(&[
         "malloc",
         "calloc",
@@ -531,8 +672,11 @@ fn parse_counts(file: &Path) -> anyhow::Result<(u64, u64, u64)> {
         "posix_memalign",
         "aligned_alloc",
         "memalign",
+        "mi_malloc_aligned",
+        "mi_zalloc_aligned",
+        "mi_realloc_aligned",
     ]);
-    let frees = sum(&["free"]);
+    let frees = sum(&["free", "mi_free"]);
     Ok((
         ir.context("no summary line in the callgrind file")?,
         allocs,

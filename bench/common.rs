@@ -198,20 +198,41 @@ pub fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
 /// CPU seconds (user, system) used so far by process `pid`, from /proc/<pid>/stat.
 /// Hand-written because it is a few lines of /proc parsing for a benchmark.
 pub fn proc_cpu(pid: u32) -> Option<(u32, f64, f64)> {
+    proc_stat(pid).map(|s| (s.ppid, s.user, s.sys))
+}
+
+/// The fields of /proc/<pid>/stat the CPU accounting reads, in seconds.
+struct Stat {
+    ppid: u32,
+    user: f64,
+    sys: f64,
+    /// CPU time of its children that have exited and been waited for.
+    children_user: f64,
+    children_sys: f64,
+}
+
+fn proc_stat(pid: u32) -> Option<Stat> {
     // SAFETY: sysconf has no preconditions.
     let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may contain spaces: count fields after its closing parenthesis.
     let rest = &text[text.rfind(')')? + 1..];
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let ppid = f.get(1)?.parse().ok()?;
-    let user = f.get(11)?.parse::<f64>().ok()? / tick;
-    let sys = f.get(12)?.parse::<f64>().ok()? / tick;
-    Some((ppid, user, sys))
+    let secs = |i: usize| -> Option<f64> { Some(f.get(i)?.parse::<f64>().ok()? / tick) };
+    Some(Stat {
+        ppid: f.get(1)?.parse().ok()?,
+        user: secs(11)?,
+        sys: secs(12)?,
+        children_user: secs(13)?,
+        children_sys: secs(14)?,
+    })
 }
 
-/// CPU seconds (user, system) of `root` and its direct children (PostgreSQL: the
-/// postmaster and its backends).
+/// CPU seconds (user, system) of `root` and its children (PostgreSQL: the postmaster and
+/// its backends), including children that have exited since: a backend that ends during a
+/// run (a client's pool closing idle connections) moves its time into the postmaster's
+/// waited-for children's time instead of taking it out of the sum, which made the
+/// difference of two readings negative.
 pub fn tree_cpu(root: u32) -> (f64, f64) {
     let (mut user, mut sys) = (0.0, 0.0);
     if let Ok(dir) = std::fs::read_dir("/proc") {
@@ -219,13 +240,139 @@ pub fn tree_cpu(root: u32) -> (f64, f64) {
             let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
                 continue;
             };
-            if let Some((ppid, u, s)) = proc_cpu(pid) {
-                if pid == root || ppid == root {
-                    user += u;
-                    sys += s;
-                }
+            let Some(s) = proc_stat(pid) else { continue };
+            if pid == root {
+                user += s.user + s.children_user;
+                sys += s.sys + s.children_sys;
+            } else if s.ppid == root {
+                user += s.user;
+                sys += s.sys;
             }
         }
     }
     (user, sys)
+}
+
+/// One `wrk` run as both HTTP benchmarks make it (`bench/api.rs`, `bench/seed_compare.rs`):
+/// `wrk -t<threads> -c<connections> -d<secs>s --latency --timeout 10s -s bench/wrk/<script>`
+/// with the script's settings in the environment.
+pub struct Wrk<'a> {
+    pub addr: SocketAddr,
+    /// A script in `bench/wrk/`.
+    pub script: &'a str,
+    pub threads: u32,
+    pub connections: u32,
+    pub secs: u64,
+    /// The script's settings (`SCENARIO`, `TARGETS`, …).
+    pub env: Vec<(&'a str, String)>,
+}
+
+/// Whose CPU time a [`Wrk`] run counts as the server's.
+#[derive(Debug, Clone, Copy)]
+pub enum ServerCpu {
+    /// A server process of its own.
+    Pid(u32),
+    /// This process (a server started in it).
+    ThisProcess,
+}
+
+/// What a [`Wrk`] run measured: wrk's figures and the CPU time per request of the server
+/// and of PostgreSQL (the postmaster and its backends) meanwhile, user and system apart.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WrkRun {
+    pub rps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// Non-2xx/3xx responses.
+    pub errors: u64,
+    pub server_user_us: f64,
+    pub server_sys_us: f64,
+    pub pg_user_us: f64,
+    pub pg_sys_us: f64,
+}
+
+impl Wrk<'_> {
+    /// Runs wrk (bounded: killed past its duration plus a minute) and reads its output.
+    pub async fn run(&self, server: ServerCpu, postmaster: u32) -> anyhow::Result<WrkRun> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("bench/wrk")
+            .join(self.script);
+        let mut cmd = tokio::process::Command::new("wrk");
+        cmd.arg(format!("-t{}", self.threads))
+            .arg(format!("-c{}", self.connections))
+            .arg(format!("-d{}s", self.secs))
+            .arg("--latency")
+            .arg("--timeout")
+            .arg("10s")
+            .arg("-s")
+            .arg(&script)
+            .arg(format!("http://{}", self.addr))
+            .kill_on_drop(true);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let cpu = || {
+            let own = match server {
+                ServerCpu::Pid(pid) => proc_cpu(pid).map(|(_, u, s)| (u, s)),
+                ServerCpu::ThisProcess => proc_cpu(std::process::id()).map(|(_, u, s)| (u, s)),
+            }
+            .unwrap_or((0.0, 0.0));
+            (own, tree_cpu(postmaster))
+        };
+        let before = cpu();
+        let out = tokio::time::timeout(Duration::from_secs(self.secs + 60), cmd.output())
+            .await
+            .context("wrk hung")??;
+        let after = cpu();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if !out.status.success() {
+            bail!("wrk failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+        }
+        let mut r = parse_wrk(&text).with_context(|| format!("unexpected wrk output:\n{text}"))?;
+        let requests = text
+            .lines()
+            .find_map(|l| l.trim().split_once(" requests in "))
+            .and_then(|(n, _)| n.trim().parse::<f64>().ok())
+            .unwrap_or(r.rps * self.secs as f64)
+            .max(1.0);
+        let per = |a: f64, b: f64| (a - b) / requests * 1e6;
+        r.server_user_us = per(after.0 .0, before.0 .0);
+        r.server_sys_us = per(after.0 .1, before.0 .1);
+        r.pg_user_us = per(after.1 .0, before.1 .0);
+        r.pg_sys_us = per(after.1 .1, before.1 .1);
+        Ok(r)
+    }
+}
+
+/// wrk's requests per second, latency percentiles and error count.
+fn parse_wrk(text: &str) -> Option<WrkRun> {
+    let mut m = WrkRun::default();
+    for line in text.lines() {
+        let l = line.trim();
+        if let Some(v) = l.strip_prefix("Requests/sec:") {
+            m.rps = v.trim().parse().ok()?;
+        } else if let Some(v) = l.strip_prefix("50%") {
+            m.p50_ms = parse_ms(v)?;
+        } else if let Some(v) = l.strip_prefix("99%") {
+            m.p99_ms = parse_ms(v)?;
+        } else if let Some(v) = l.strip_prefix("Non-2xx or 3xx responses:") {
+            m.errors = v.trim().parse().ok()?;
+        }
+    }
+    (m.rps > 0.0).then_some(m)
+}
+
+/// A wrk duration (`812.00us`, `3.5ms`, `1.2s`) in milliseconds.
+pub fn parse_ms(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let (num, mult) = if let Some(v) = s.strip_suffix("us") {
+        (v, 0.001)
+    } else if let Some(v) = s.strip_suffix("ms") {
+        (v, 1.0)
+    } else if let Some(v) = s.strip_suffix('s') {
+        (v, 1000.0)
+    } else {
+        return None;
+    };
+    num.parse::<f64>().ok().map(|n| n * mult)
 }

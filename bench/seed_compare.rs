@@ -287,7 +287,6 @@ async fn check_same_rows(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn wrk(
     addr: SocketAddr,
     scenario: &str,
@@ -297,68 +296,36 @@ async fn wrk(
     server_pid: Option<u32>,
     postmaster: u32,
 ) -> anyhow::Result<Run> {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/wrk/seed.lua");
-    let mut cmd = tokio::process::Command::new("wrk");
-    cmd.arg("-t1")
-        .arg(format!("-c{conns}"))
-        .arg(format!("-d{secs}s"))
-        .arg("--latency")
-        .arg("--timeout")
-        .arg("10s")
-        .arg("-s")
-        .arg(&script)
-        .arg(format!("http://{addr}"))
-        .env("SCENARIO", scenario)
-        .env("TARGETS", targets)
-        // tenantguard pages; the seed returns everything. Both give all 100 rows.
-        .env(
-            "LIST_PATH",
-            if server_is_tenantguard(addr).await {
-                "/v1/projects?limit=100"
-            } else {
-                "/v1/projects"
-            },
-        );
-    let cpu = |pid: Option<u32>| {
-        let (u, s) = pid
-            .and_then(common::proc_cpu)
-            .map(|(_, u, s)| (u, s))
-            .unwrap_or((0.0, 0.0));
-        let (pu, ps) = common::tree_cpu(postmaster);
-        (u, s, pu, ps)
+    // tenantguard pages; the seed returns everything. Both give all 100 rows.
+    let list_path = if server_is_tenantguard(addr).await {
+        "/v1/projects?limit=100"
+    } else {
+        "/v1/projects"
     };
-    let before = cpu(server_pid);
-    let out = tokio::time::timeout(Duration::from_secs(secs + 60), cmd.output())
-        .await
-        .context("wrk hung")??;
-    let after = cpu(server_pid);
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    if !out.status.success() {
-        bail!("wrk failed: {text}{}", String::from_utf8_lossy(&out.stderr));
-    }
-    let mut r = Run::default();
-    let mut requests = 0.0;
-    for line in text.lines() {
-        let l = line.trim();
-        if let Some(v) = l.strip_prefix("Requests/sec:") {
-            r.rps = v.trim().parse().unwrap_or(0.0);
-        } else if let Some(v) = l.strip_prefix("99%") {
-            r.p99_ms = parse_ms(v).unwrap_or(0.0);
-        } else if let Some(v) = l.strip_prefix("Non-2xx or 3xx responses:") {
-            r.errors = v.trim().parse().unwrap_or(0);
-        } else if let Some((n, _)) = l.split_once(" requests in ") {
-            requests = n.trim().parse().unwrap_or(0.0);
-        }
-    }
-    if r.rps <= 0.0 {
-        bail!("unexpected wrk output:\n{text}");
-    }
-    let n = f64::max(requests, 1.0) / 1e6;
-    r.server_user_us = (after.0 - before.0) / n;
-    r.server_sys_us = (after.1 - before.1) / n;
-    r.pg_user_us = (after.2 - before.2) / n;
-    r.pg_sys_us = (after.3 - before.3) / n;
-    Ok(r)
+    let wrk = common::Wrk {
+        addr,
+        script: "seed.lua",
+        threads: 1,
+        connections: conns,
+        secs,
+        env: vec![
+            ("SCENARIO", scenario.to_string()),
+            ("TARGETS", targets.display().to_string()),
+            ("LIST_PATH", list_path.to_string()),
+        ],
+    };
+    // A warm-up has no server pid: its CPU columns are not read.
+    let server = common::ServerCpu::Pid(server_pid.unwrap_or(0));
+    let r = wrk.run(server, postmaster).await?;
+    Ok(Run {
+        rps: r.rps,
+        p99_ms: r.p99_ms,
+        errors: r.errors,
+        server_user_us: r.server_user_us,
+        server_sys_us: r.server_sys_us,
+        pg_user_us: r.pg_user_us,
+        pg_sys_us: r.pg_sys_us,
+    })
 }
 
 /// tenantguard serves `/openapi.json`; the seed does not.
@@ -367,18 +334,4 @@ async fn server_is_tenantguard(addr: SocketAddr) -> bool {
         Ok(r) => r.status().is_success(),
         Err(_) => false,
     }
-}
-
-fn parse_ms(s: &str) -> Option<f64> {
-    let s = s.trim();
-    let (num, mult) = if let Some(v) = s.strip_suffix("us") {
-        (v, 0.001)
-    } else if let Some(v) = s.strip_suffix("ms") {
-        (v, 1.0)
-    } else if let Some(v) = s.strip_suffix('s') {
-        (v, 1000.0)
-    } else {
-        return None;
-    };
-    num.parse::<f64>().ok().map(|n| n * mult)
 }

@@ -14,13 +14,27 @@ use super::limits::IdHash;
 use super::AppState;
 
 /// The request's span: method, path and request id on every log line made inside it.
+///
+/// The fields are kept as the request has them and formatted only when a line is written
+/// in the span ([`crate::telemetry`]): made as `Empty` here, then filled in.
 pub(super) fn request_span(req: &Request) -> tracing::Span {
-    let id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+    let span = tracing::info_span!(
+        "request",
+        method = tracing::field::Empty,
+        path = tracing::field::Empty,
+        request_id = tracing::field::Empty
+    );
+    if !span.is_disabled() {
+        crate::telemetry::record_request_fields(
+            &span,
+            crate::telemetry::RequestFields {
+                method: req.method().clone(),
+                uri: req.uri().clone(),
+                request_id: req.headers().get("x-request-id").cloned(),
+            },
+        );
+    }
+    span
 }
 
 /// The method as a metrics label: the standard ones by name, any other token (every
@@ -170,5 +184,136 @@ impl HttpMetrics {
             })
             .increment(1);
         m.duration.record(secs);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::fmt::MakeWriter;
+
+    use super::*;
+    use crate::telemetry::{log_filter, subscriber};
+
+    /// The log lines, as written.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::ErrorKind::Other)?
+                .extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Lines {
+        type Writer = Lines;
+        fn make_writer(&'a self) -> Lines {
+            self.clone()
+        }
+    }
+
+    impl Lines {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().expect("not poisoned").clone()).expect("UTF-8")
+        }
+    }
+
+    fn request(id: Option<&str>) -> Request {
+        let mut b = axum::http::Request::builder()
+            .method("PATCH")
+            .uri("/v1/projects/7f0c?x=1");
+        if let Some(id) = id {
+            b = b.header("x-request-id", id);
+        }
+        b.body(axum::body::Body::empty()).expect("a request")
+    }
+
+    /// What is logged inside a request span, the span made by `make`.
+    fn logged(json: bool, ansi: bool, make: impl Fn() -> tracing::Span) -> String {
+        let lines = Lines::default();
+        let sub = subscriber(log_filter(None), json, ansi, lines.clone(), true);
+        tracing::subscriber::with_default(sub, || {
+            let span = make();
+            let _in = span.enter();
+            tracing::debug!("not written, and no fields rendered for it");
+            tracing::info!(n = 1, "first line");
+            let child = tracing::info_span!("child", k = 2);
+            let _c = child.enter();
+            tracing::warn!("in a child span");
+        });
+        lines.text()
+    }
+
+    /// The span as it was made before its fields were deferred: formatted when made.
+    fn eager(req: &Request) -> tracing::Span {
+        let id = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+    }
+
+    #[test]
+    fn deferred_request_fields_log_exactly_as_eager_ones() {
+        for json in [false, true] {
+            for ansi in [false, true] {
+                for id in [Some("req-1"), None] {
+                    let req = request(id);
+                    let deferred = logged(json, ansi, || request_span(&req));
+                    let before = logged(json, ansi, || eager(&req));
+                    assert_eq!(deferred, before, "json {json}, ansi {ansi}, id {id:?}");
+                    assert_eq!(deferred.lines().count(), 2, "{deferred}");
+                }
+            }
+        }
+        let req = request(Some("req-1"));
+        let plain = logged(false, false, || request_span(&req));
+        for line in plain.lines() {
+            assert!(
+                line.contains("request{method=PATCH path=/v1/projects/7f0c request_id=req-1}"),
+                "{line}"
+            );
+        }
+        let json = logged(true, false, || request_span(&req));
+        for line in json.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            assert_eq!(
+                v["spans"][0],
+                serde_json::json!({"name": "request", "method": "PATCH", "path": "/v1/projects/7f0c", "request_id": "req-1"}),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn another_subscriber_gets_the_fields_at_once() {
+        // Without the deferring layer (a subscriber someone else set up), the fields are
+        // recorded into the span when it is made, as before.
+        let lines = Lines::default();
+        let sub = tracing_subscriber::fmt()
+            .with_writer(lines.clone())
+            .with_ansi(false)
+            .without_time()
+            .finish();
+        let req = request(Some("req-2"));
+        tracing::subscriber::with_default(sub, || {
+            let span = request_span(&req);
+            let _in = span.enter();
+            tracing::info!("a line");
+        });
+        let text = lines.text();
+        assert!(
+            text.contains("request{method=PATCH path=/v1/projects/7f0c request_id=req-2}"),
+            "{text}"
+        );
     }
 }

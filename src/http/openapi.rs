@@ -39,12 +39,12 @@ pub(crate) fn tenant_routes() -> OpenApiRouter<AppState> {
         .merge(api_keys::router())
         .merge(webhooks::router())
         .merge(audit_log::router())
-        .route_layer(axum::middleware::from_fn(set_location))
+        .route_layer(SetLocationLayer)
 }
 
 /// The admin API (`/admin/v1`).
 pub(crate) fn admin_routes() -> OpenApiRouter<AppState> {
-    admin::router().route_layer(axum::middleware::from_fn(set_location))
+    admin::router().route_layer(SetLocationLayer)
 }
 
 /// The whole API's OpenAPI document (what `/openapi.json` serves), built from the routers
@@ -445,17 +445,97 @@ pub(crate) fn location_of(path: &str) -> Option<String> {
 /// Sets `Location` on a 201 to the created resource's URL (see [`location_of`]), read from
 /// the body's `id`. One layer for every create rather than a header in each handler; the
 /// body is a small JSON object already in memory.
-async fn set_location(
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::http::{header, HeaderValue, Method, StatusCode};
-    let post = req.method() == Method::POST;
-    let path = req.uri().path().to_owned();
-    let res = next.run(req).await;
-    if !post || res.status() != StatusCode::CREATED {
-        return res;
+///
+/// A tower layer rather than `axum::middleware::from_fn`, which clones the boxed route,
+/// boxes it again and boxes a future on every request, and copied every request's path:
+/// here a GET passes straight through, and only a POST keeps its path (and boxes the
+/// reading of a 201's body).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SetLocationLayer;
+
+impl<S> tower::Layer<S> for SetLocationLayer {
+    type Service = SetLocation<S>;
+
+    fn layer(&self, inner: S) -> SetLocation<S> {
+        SetLocation { inner }
     }
+}
+
+/// The service of [`SetLocationLayer`].
+#[derive(Debug, Clone)]
+pub(crate) struct SetLocation<S> {
+    inner: S,
+}
+
+impl<S> tower::Service<axum::extract::Request> for SetLocation<S>
+where
+    S: tower::Service<axum::extract::Request, Response = axum::response::Response>,
+{
+    type Response = axum::response::Response;
+    type Error = S::Error;
+    type Future = SetLocationFuture<S::Future>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: axum::extract::Request) -> Self::Future {
+        let path = (req.method() == axum::http::Method::POST).then(|| req.uri().path().to_owned());
+        SetLocationFuture::Inner {
+            inner: self.inner.call(req),
+            path,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`SetLocation`]: the route's response, then (a POST's 201 only) its
+    /// body read and the header set.
+    #[project = SetLocationProj]
+    pub(crate) enum SetLocationFuture<F> {
+        Inner { #[pin] inner: F, path: Option<String> },
+        Created { created: futures::future::BoxFuture<'static, axum::response::Response> },
+    }
+}
+
+impl<F, E> std::future::Future for SetLocationFuture<F>
+where
+    F: std::future::Future<Output = Result<axum::response::Response, E>>,
+{
+    type Output = Result<axum::response::Response, E>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        use std::task::{ready, Poll};
+        loop {
+            match self.as_mut().project() {
+                SetLocationProj::Inner { inner, path } => {
+                    let res = ready!(inner.poll(cx))?;
+                    let Some(path) = path
+                        .take()
+                        .filter(|_| res.status() == axum::http::StatusCode::CREATED)
+                    else {
+                        return Poll::Ready(Ok(res));
+                    };
+                    let created = Box::pin(with_location(path, res));
+                    self.set(SetLocationFuture::Created { created });
+                }
+                SetLocationProj::Created { created } => {
+                    return Poll::Ready(Ok(ready!(created.as_mut().poll(cx))));
+                }
+            }
+        }
+    }
+}
+
+/// `res` (a 201 to a POST to `path`) with its `Location` header, read from the body's `id`.
+async fn with_location(path: String, res: axum::response::Response) -> axum::response::Response {
+    use axum::http::{header, HeaderValue};
     let (mut parts, body) = res.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
         return axum::response::Response::from_parts(parts, axum::body::Body::empty());
