@@ -244,29 +244,9 @@ async fn run(cluster: &tenantguard::cluster::Cluster, out: &Path) -> anyhow::Res
         out.display()
     )])
     .collect();
-    // The key cache outlives the run, so every kind measures the cached path (the 401's
-    // wrong keys are never cached): with the default 5 s, valgrind's slowness would turn
-    // a few lookups per 5 s into a share of requests that production never sees.
-    let mut child = common::spawn_server(
-        cluster,
-        addr,
-        &wrapper,
-        &[
-            ("TENANTGUARD_KEY_CACHE_SECS", "3600"),
-            // One keep-alive connection waits between chunks (see the measuring loop): past the
-            // header-read timeout the server would close it. The rate limits stay on (their
-            // cost is part of a request's) but far above what the client sends.
-            ("TENANTGUARD_HEADER_READ_TIMEOUT_SECS", "3600"),
-            ("TENANTGUARD_TENANT_RATE", "1000000"),
-            ("TENANTGUARD_KEY_RATE", "1000000"),
-        ],
-        &out.join("server.log"),
-    )?;
+    let mut child = measured_server(cluster, addr, &wrapper, out)?;
     let pid = child.id();
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(1)
-        .timeout(Duration::from_secs(60))
-        .build()?;
+    let http = ready_client()?;
     let result = async {
         common::wait_ready(&http, addr, &mut child, Duration::from_secs(300)).await?;
         eprintln!("server under callgrind on {addr} (pid {pid})");
@@ -432,23 +412,9 @@ async fn syscalls(cluster: &tenantguard::cluster::Cluster, out: &Path) -> anyhow
         .map(|s| s.trim().to_string())
         .collect();
     let addr = SocketAddr::from(([127, 0, 0, 1], common::free_port()?));
-    let mut child = common::spawn_server(
-        cluster,
-        addr,
-        &[],
-        &[
-            ("TENANTGUARD_KEY_CACHE_SECS", "3600"),
-            ("TENANTGUARD_HEADER_READ_TIMEOUT_SECS", "3600"),
-            ("TENANTGUARD_TENANT_RATE", "1000000"),
-            ("TENANTGUARD_KEY_RATE", "1000000"),
-        ],
-        &out.join("server.log"),
-    )?;
+    let mut child = measured_server(cluster, addr, &[], out)?;
     let pid = child.id();
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(1)
-        .timeout(Duration::from_secs(60))
-        .build()?;
+    let http = ready_client()?;
     let result = async {
         common::wait_ready(&http, addr, &mut child, Duration::from_secs(60)).await?;
         let su = common::connect(cluster.config(
@@ -893,4 +859,39 @@ fn summary(results: &[Measured]) -> String {
         ));
     }
     s
+}
+
+/// The server as both measurements run it, under `wrapper` (valgrind, or nothing).
+fn measured_server(
+    cluster: &tenantguard::cluster::Cluster,
+    addr: SocketAddr,
+    wrapper: &[String],
+    out: &Path,
+) -> anyhow::Result<std::process::Child> {
+    // The key cache outlives the run, so every kind measures the cached path (the 401's
+    // wrong keys are never cached): with the default 5 s, valgrind's slowness would turn
+    // a few lookups per 5 s into a share of requests that production never sees.
+    common::spawn_server(
+        cluster,
+        addr,
+        wrapper,
+        &[
+            ("TENANTGUARD_KEY_CACHE_SECS", "3600"),
+            // One keep-alive connection waits between chunks (see the measuring loop): past the
+            // header-read timeout the server would close it. The rate limits stay on (their
+            // cost is part of a request's) but far above what the client sends.
+            ("TENANTGUARD_HEADER_READ_TIMEOUT_SECS", "3600"),
+            ("TENANTGUARD_TENANT_RATE", "1000000"),
+            ("TENANTGUARD_KEY_RATE", "1000000"),
+        ],
+        &out.join("server.log"),
+    )
+}
+
+/// The client that waits for the server to be ready (the measured requests use their own).
+fn ready_client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .timeout(Duration::from_secs(60))
+        .build()?)
 }

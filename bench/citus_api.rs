@@ -29,14 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use common::env;
-use tenantguard::pool::TenantId;
-use uuid::Uuid;
-
-struct Tenant {
-    key: String,
-    projects: Vec<Uuid>,
-}
+use common::{env, Tenant};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -82,51 +75,7 @@ impl Sample {
 }
 
 async fn seed(c: &support::Citus, tenants: usize, projects: i32) -> anyhow::Result<Vec<Tenant>> {
-    let su = c.superuser().await;
-    let ids: Vec<Uuid> = (0..tenants).map(|_| Uuid::now_v7()).collect();
-    let names: Vec<String> = (0..tenants)
-        .map(|i| format!("bench tenant {i:03}"))
-        .collect();
-    let keys: Vec<_> = ids
-        .iter()
-        .map(|id| tenantguard::http::auth::new_api_key(TenantId::from_uuid(*id)))
-        .collect();
-    let prefixes: Vec<&str> = keys.iter().map(|k| k.prefix.as_str()).collect();
-    let hashes: Vec<&[u8]> = keys.iter().map(|k| &k.hash[..]).collect();
-    su.execute(
-        "INSERT INTO tenants (id, name) SELECT * FROM unnest($1::uuid[], $2::text[])",
-        &[&ids, &names],
-    )
-    .await
-    .context("tenants")?;
-    su.execute(
-        "INSERT INTO api_keys (tenant_id, name, prefix, key_hash, role)
-         SELECT t, 'bench', p, h, 'owner' FROM unnest($1::uuid[], $2::text[], $3::bytea[]) AS x(t, p, h)",
-        &[&ids, &prefixes, &hashes],
-    )
-    .await
-    .context("keys")?;
-    su.execute(
-        "INSERT INTO projects (tenant_id, name, description, created_at, updated_at)
-         SELECT t, 'Project ' || g, 'bench project ' || g,
-                now() - g * interval '1 minute', now() - g * interval '1 minute'
-         FROM unnest($1::uuid[]) AS t, generate_series(1, $2::int) g",
-        &[&ids, &projects],
-    )
-    .await
-    .context("projects")?;
-    su.batch_execute("ANALYZE").await?;
-    let mut out = Vec::new();
-    for (i, id) in ids.iter().enumerate() {
-        let rows = su
-            .query("SELECT id FROM projects WHERE tenant_id = $1", &[id])
-            .await?;
-        out.push(Tenant {
-            key: keys[i].key.clone(),
-            projects: rows.iter().map(|r| r.get(0)).collect(),
-        });
-    }
-    Ok(out)
+    common::seed_rows(&c.superuser().await, tenants, projects).await
 }
 
 fn spawn_server(

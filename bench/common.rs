@@ -53,6 +53,17 @@ pub async fn seed(cluster: &Cluster, tenants: usize, projects: i32) -> anyhow::R
         .await?;
     let mut su = connect(cluster.config(SUPERUSER, DB)).await?;
     tenantguard::schema::migrate(&mut su, &tenantguard::testing::policy()).await?;
+    seed_rows(&su, tenants, projects).await
+}
+
+/// Seeds a migrated database (plain or Citus) through `su`, a superuser: `tenants` tenants
+/// with `projects` projects each (distinct `created_at`, so the order is total) and one
+/// owner key each.
+pub async fn seed_rows(
+    su: &tokio_postgres::Client,
+    tenants: usize,
+    projects: i32,
+) -> anyhow::Result<Vec<Tenant>> {
     let ids: Vec<Uuid> = (0..tenants).map(|_| Uuid::now_v7()).collect();
     let names: Vec<String> = (0..tenants).map(|i| format!("tenant {i:03}")).collect();
     let keys: Vec<_> = ids
