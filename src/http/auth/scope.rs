@@ -99,12 +99,11 @@ pub async fn tenant_scope(State(state): State<AppState>, req: Request, next: Nex
     // The idempotency layer runs here, inside the scope (it needs the principal and the
     // transaction), as a call rather than a route layer of its own: each
     // `from_fn` layer clones its boxed inner service and boxes a future per request.
-    let handled = crate::http::idempotency::layer(State(state.clone()), req, next);
-    let response = if config.routing_hint {
-        handled.await
-    } else {
-        crate::http::extract::without_routing_hint(handled).await
-    };
+    let response = crate::http::extract::with_routing_hint(
+        config.routing_hint,
+        crate::http::idempotency::layer(State(state.clone()), req, next),
+    )
+    .await;
     // The handler has returned, so its guard is gone and the lock is free.
     let tx = slot.0.lock().await.take();
     let Some(tx) = tx else {
