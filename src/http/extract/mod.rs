@@ -25,7 +25,7 @@ pub mod write;
 
 pub use pagination::{Cursor, ListQuery, Page, PageParams, DEFAULT_LIMIT, MAX_LIMIT};
 pub(crate) use record::record;
-pub use record::{get_by_id, Record, Table};
+pub use record::{get_by_id, get_json_by_id, get_row_by_id, row_json, Record, Table};
 pub use validation::{integer, not_null, nullable, some_integer, Check};
 pub use write::{audited, delete, delete_cascading, Cascade, Insert, Patch, CASCADE_IDS};
 
