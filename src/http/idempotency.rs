@@ -251,8 +251,8 @@ where
         .ok_or_else(|| ApiError::Internal("idempotency layer without its header".into()))?;
     let principal = req
         .extensions()
-        .get::<Principal>()
-        .cloned()
+        .get::<crate::http::auth::Scoped>()
+        .map(|s| s.principal.clone())
         .ok_or_else(|| ApiError::Internal("idempotency layer outside tenant_scope".into()))?;
     // The body is read before the first statement, so no connection waits on the client
     // here. Bytes honours the router's body limit (413).
