@@ -16,8 +16,8 @@ use uuid::Uuid;
 use super::auth::{new_api_key, Admin, Db, Need, Role};
 use super::error::{ApiError, Problem, Write, WriteKind};
 use super::extract::{
-    audited, get_by_id, record, Check, Insert, Json, ListQuery, Page, PageParams, Path, Query,
-    Record,
+    audited, get_row_by_id, record, row_json, Check, Insert, Json, ListQuery, Page, PageParams,
+    Path, Query, Record,
 };
 use super::AppState;
 
@@ -129,12 +129,15 @@ pub(crate) async fn get_one(
     _: Need<Admin>,
     mut db: Db,
     Path(id): Path<Uuid>,
-) -> Result<Json<ApiKey>, ApiError> {
-    let key: ApiKey = get_by_id(&mut db, id).await?;
-    if key.revoked_at.is_some() {
+) -> Result<super::json::JsonBytes, ApiError> {
+    let row = get_row_by_id::<ApiKey>(&mut db, id).await?;
+    let revoked: Option<DateTime<Utc>> = row
+        .try_get("revoked_at")
+        .map_err(|e| super::extract::record::column_error("revoked_at", &e))?;
+    if revoked.is_some() {
         return Err(ApiError::NotFound);
     }
-    Ok(Json(key))
+    row_json::<ApiKey>(&row)
 }
 
 /// Revokes a key: it stops working at once on this server, within the cache TTL elsewhere.

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::auth::{Admin, Db, Need};
 use super::error::{ApiError, Problem};
-use super::extract::{get_by_id, record, Check, Json, ListQuery, Page, PageParams, Path, Query};
+use super::extract::{get_json_by_id, record, Check, ListQuery, Page, PageParams, Path, Query};
 use super::AppState;
 
 record! {
@@ -93,6 +93,6 @@ pub(crate) async fn get_one(
     _: Need<Admin>,
     mut db: Db,
     Path(id): Path<Uuid>,
-) -> Result<Json<AuditEntry>, ApiError> {
-    Ok(Json(get_by_id(&mut db, id).await?))
+) -> Result<super::json::JsonBytes, ApiError> {
+    get_json_by_id::<AuditEntry>(&mut db, id).await
 }

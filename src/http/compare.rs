@@ -88,7 +88,10 @@ pub(crate) async fn scope(State(state): State<AppState>, mut req: Request, next:
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    req.extensions_mut().insert(principal);
+    req.extensions_mut().insert(super::auth::Scoped {
+        principal,
+        slot: None,
+    });
     next.run(req).await
 }
 

@@ -103,11 +103,25 @@ pub struct Redact(pub &'static [&'static str]);
 
 /// The layer (inside the tenant layer, which provides the principal and the transaction).
 pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    handle(state, req, |req| next.run(req)).await
+}
+
+/// [`layer`] with the rest of the stack as a function of the request (a `Next`, or the
+/// inner service of [`TenantScopeLayer`](crate::http::auth::TenantScopeLayer)).
+pub(crate) async fn handle<F, Fut>(state: AppState, req: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
     if !matches!(*req.method(), Method::POST | Method::PATCH) || !req.headers().contains_key(HEADER)
     {
-        return next.run(req).await;
+        return inner(req).await;
     }
-    match run(state, req, next).await {
+    // Boxed: the keyed path's future (its statements, the digest, the stored response)
+    // is large, and inline it would make every request's future that size, moved into
+    // its box by memcpy per request (≈ 11k instructions of a GET with the other rare
+    // paths); only a request with the header pays this allocation.
+    match Box::pin(run(state, req, inner)).await {
         Ok(r) | Err(Stop::Answer(r)) => r,
         Err(Stop::Error(e)) => e.into_response(),
     }
@@ -224,7 +238,11 @@ fn redacted(body: &Bytes, fields: &[&str]) -> Vec<u8> {
     }
 }
 
-async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Stop> {
+async fn run<F, Fut>(state: AppState, req: Request, inner: F) -> Result<Response, Stop>
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
     let key = req
         .headers()
         .get(HEADER)
@@ -233,8 +251,8 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Stop
         .ok_or_else(|| ApiError::Internal("idempotency layer without its header".into()))?;
     let principal = req
         .extensions()
-        .get::<Principal>()
-        .cloned()
+        .get::<crate::http::auth::Scoped>()
+        .map(|s| s.principal.clone())
         .ok_or_else(|| ApiError::Internal("idempotency layer outside tenant_scope".into()))?;
     // The body is read before the first statement, so no connection waits on the client
     // here. Bytes honours the router's body limit (413).
@@ -281,7 +299,7 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Stop
     drop(tx);
 
     let req = Request::from_parts(parts.clone(), Body::from(bytes));
-    let response = DEFER_COMMIT.scope((), next.run(req)).await;
+    let response = DEFER_COMMIT.scope((), inner(req)).await;
     let status = response.status();
     if !recordable(status) {
         // 5xx, 408, 429: the tenant layer rolls back; a retry runs the request again.

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::auth::{Admin, Db, Need, Viewer};
 use super::error::{ApiError, Problem};
 use super::extract::{
-    delete, get_by_id, integer, not_null, nullable, record, some_integer, Check, Insert, Json,
+    delete, get_json_by_id, integer, not_null, nullable, record, some_integer, Check, Insert, Json,
     ListQuery, Page, PageParams, Patch, Path, Query,
 };
 use super::AppState;
@@ -220,8 +220,8 @@ pub(crate) async fn get_one(
     _: Need<Viewer>,
     mut db: Db,
     Path(id): Path<Uuid>,
-) -> Result<Json<Invoice>, ApiError> {
-    Ok(Json(get_by_id(&mut db, id).await?))
+) -> Result<super::json::JsonBytes, ApiError> {
+    get_json_by_id::<Invoice>(&mut db, id).await
 }
 
 /// Changes an invoice (its number is fixed).

@@ -319,6 +319,16 @@ pub async fn read_body(req: Request, limit: usize, timeout: Duration) -> Result<
     if no_body {
         return Ok(req);
     }
+    // Boxed: the read's future (timer and collector) would otherwise be inline in every
+    // request's future, which is moved into its box per request; a body is read once.
+    Box::pin(read_whole_body(req, limit, timeout)).await
+}
+
+async fn read_whole_body(
+    req: Request,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Request, ApiError> {
     let (parts, body) = req.into_parts();
     let bytes = match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
         Err(_) => return Err(ApiError::RequestTimeout),

@@ -16,8 +16,8 @@ use uuid::Uuid;
 use super::auth::{Admin, Db, Need, Principal, Role, Viewer};
 use super::error::{ApiError, Problem};
 use super::extract::{
-    delete_cascading, get_by_id, not_null, record, Cascade, Check, Insert, Json, ListQuery, Page,
-    PageParams, Patch, Path, Query,
+    delete_cascading, get_json_by_id, not_null, record, Cascade, Check, Insert, Json, ListQuery,
+    Page, PageParams, Patch, Path, Query,
 };
 use super::AppState;
 
@@ -189,8 +189,8 @@ pub(crate) async fn get_one(
     _: Need<Viewer>,
     mut db: Db,
     Path(id): Path<Uuid>,
-) -> Result<Json<TeamMember>, ApiError> {
-    Ok(Json(get_by_id(&mut db, id).await?))
+) -> Result<super::json::JsonBytes, ApiError> {
+    get_json_by_id::<TeamMember>(&mut db, id).await
 }
 
 /// Changes a member's name or role.

@@ -341,11 +341,8 @@ fn service(
 
 fn tenant_router(state: &AppState) -> Router<AppState> {
     Router::from(openapi::tenant_routes())
-        // The idempotency layer runs inside tenant_scope, called by it (see there).
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::tenant_scope,
-        ))
+        // The idempotency layer runs inside the tenant layer, called by it (see there).
+        .route_layer(auth::TenantScopeLayer::new(state.clone()))
 }
 
 /// Unknown routes: a 404 whose detail differs from a missing resource's, so a client (and

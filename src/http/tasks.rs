@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::auth::{Db, Member, Need, Viewer};
 use super::error::{ApiError, Problem};
 use super::extract::{
-    delete_cascading, get_by_id, not_null, nullable, record, Cascade, Check, Insert, Json,
+    delete_cascading, get_json_by_id, not_null, nullable, record, Cascade, Check, Insert, Json,
     ListQuery, Page, PageParams, Patch, Path, Query,
 };
 use super::AppState;
@@ -196,8 +196,8 @@ pub(crate) async fn get_one(
     _: Need<Viewer>,
     mut db: Db,
     Path(id): Path<Uuid>,
-) -> Result<Json<Task>, ApiError> {
-    Ok(Json(get_by_id(&mut db, id).await?))
+) -> Result<super::json::JsonBytes, ApiError> {
+    get_json_by_id::<Task>(&mut db, id).await
 }
 
 /// Changes a task.

@@ -12,8 +12,8 @@ use uuid::Uuid;
 use super::auth::{Admin, Db, Need};
 use super::error::{ApiError, Problem};
 use super::extract::{
-    delete, get_by_id, not_null, record, Check, Insert, Json, ListQuery, Page, PageParams, Patch,
-    Path, Query,
+    delete, get_json_by_id, not_null, record, Check, Insert, Json, ListQuery, Page, PageParams,
+    Patch, Path, Query,
 };
 use super::AppState;
 
@@ -170,8 +170,8 @@ pub(crate) async fn get_one(
     _: Need<Admin>,
     mut db: Db,
     Path(id): Path<Uuid>,
-) -> Result<Json<Webhook>, ApiError> {
-    Ok(Json(get_by_id(&mut db, id).await?))
+) -> Result<super::json::JsonBytes, ApiError> {
+    get_json_by_id::<Webhook>(&mut db, id).await
 }
 
 /// Changes a webhook.

@@ -498,6 +498,18 @@ impl TenantTx {
         self.finish_commit().await
     }
 
+    /// Commits at once where nothing needs waiting for (a read-only transaction, whose
+    /// `COMMIT` is queued and not waited for, or one that never opened a block): `None`
+    /// means [`Self::commit`] must be awaited. Lets the request path box the awaiting
+    /// commit future only for writes (see `http::auth::scope`).
+    pub(crate) fn try_commit_now(&mut self) -> Option<Result<(), PoolError>> {
+        if self.read_only || !matches!(self.state, State::Open(_)) {
+            self.finish_commit().now_or_never()
+        } else {
+            None
+        }
+    }
+
     async fn finish_commit(&mut self) -> Result<(), PoolError> {
         // Taken, so the connection goes back to the pool when this returns (after COMMIT
         // is queued on it), even if the finished TenantTx lives on.

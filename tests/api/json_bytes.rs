@@ -3,6 +3,8 @@
 //! lists, the bytes on the wire must equal `serde_json::to_vec(&Page { items:
 //! rows.map(from_row), next_cursor })` for the same rows, on data made to break a JSON
 //! writer (every escaped byte, non-ASCII, long strings, NULLs, odd timestamps).
+//! `GET /v1/<resource>/{id}` writes its object the same way, so each row is also held to
+//! `serde_json::to_vec(&from_row(row))` through its own `GET` by id.
 
 use std::time::Duration;
 
@@ -234,15 +236,82 @@ async fn same_bytes<R: Record + Serialize>(
     pages
 }
 
+/// `GET path/{id}` for every row of the tenant's table: the bytes must equal
+/// `serde_json::to_vec(&R::from_row(row))` for the row the test reads, and only a revoked
+/// API key is 404. Returns how many rows were compared and how many were 404.
+async fn same_bytes_by_id<R: Record + Serialize>(
+    app: &TestApp,
+    su: &tokio_postgres::Client,
+    key: &str,
+    tenant: Uuid,
+    path: &str,
+) -> (usize, usize) {
+    let t = R::TABLE;
+    let gone = if t.name == "api_keys" {
+        "revoked_at IS NOT NULL"
+    } else {
+        "false"
+    };
+    let sql = format!(
+        "SELECT {}, {gone} AS gone FROM {} WHERE tenant_id = $1 ORDER BY id",
+        t.columns, t.name
+    );
+    let rows = su.query(&sql, &[&tenant]).await.expect("rows");
+    let (mut same, mut missing) = (0, 0);
+    for row in &rows {
+        let id: Uuid = row.get("id");
+        let res = app
+            .client
+            .get(format!("{}{path}/{id}", app.base))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request");
+        if row.get::<_, bool>("gone") {
+            assert_eq!(res.status(), 404, "{path}/{id} (revoked)");
+            missing += 1;
+            continue;
+        }
+        assert_eq!(res.status(), 200, "{path}/{id}");
+        assert_eq!(
+            res.headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
+            Some("application/json"),
+            "{path}/{id}"
+        );
+        let got = res.bytes().await.expect("body").to_vec();
+        let want = serde_json::to_vec(&R::from_row(row)).expect("serde_json");
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&want),
+            "{path}/{id}"
+        );
+        assert_eq!(got, want, "{path}/{id}");
+        same += 1;
+    }
+    (same, missing)
+}
+
 #[tokio::test]
 async fn every_list_writes_the_bytes_serde_json_writes() {
     // No key-use writes during the test: they would change api_keys.last_used_at between
     // the server's read and the test's.
     let app = spawn_app_with(|c| c.last_used_flush = Duration::from_secs(3600)).await;
     let t = app.tenant("acme").await;
+    let mut made = Vec::new();
     for tag in ["a", "b", "c", "d"] {
-        populate(&app, &t.key, tag).await;
+        made.extend(populate(&app, &t.key, tag).await);
     }
+    // One revoked key: its GET by id is 404 (the list still shows it).
+    let revoked = made
+        .iter()
+        .find(|(path, _)| *path == "/v1/api-keys")
+        .map(|(_, id)| id.clone())
+        .expect("an api key");
+    app.delete(&format!("/v1/api-keys/{revoked}"), &t.key)
+        .await
+        .ok(204);
     let tenant = Uuid::parse_str(&t.id).expect("tenant id");
     let su = superuser(&app).await;
     let h = some(hostile());
@@ -345,6 +414,24 @@ async fn every_list_writes_the_bytes_serde_json_writes() {
         pages.iter().all(|&n| n >= 2),
         "pages of two per list: {pages:?}"
     );
+
+    // The same rows, one by one, through each resource's GET by id.
+    let by_id = [
+        same_bytes_by_id::<Project>(&app, &su, &t.key, tenant, "/v1/projects").await,
+        same_bytes_by_id::<Task>(&app, &su, &t.key, tenant, "/v1/tasks").await,
+        same_bytes_by_id::<Document>(&app, &su, &t.key, tenant, "/v1/documents").await,
+        same_bytes_by_id::<Comment>(&app, &su, &t.key, tenant, "/v1/comments").await,
+        same_bytes_by_id::<Invoice>(&app, &su, &t.key, tenant, "/v1/invoices").await,
+        same_bytes_by_id::<TeamMember>(&app, &su, &t.key, tenant, "/v1/members").await,
+        same_bytes_by_id::<Webhook>(&app, &su, &t.key, tenant, "/v1/webhooks").await,
+        same_bytes_by_id::<ApiKey>(&app, &su, &t.key, tenant, "/v1/api-keys").await,
+        same_bytes_by_id::<AuditEntry>(&app, &su, &t.key, tenant, "/v1/audit-log").await,
+    ];
+    assert!(
+        by_id.iter().all(|&(same, _)| same >= 3),
+        "rows compared by id: {by_id:?}"
+    );
+    assert_eq!(by_id[7].1, 1, "the revoked key is 404: {by_id:?}");
     app.stop().await;
 }
 

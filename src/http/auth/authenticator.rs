@@ -82,7 +82,10 @@ impl Authenticator {
             Some(hit) if hit.tenant == tenant => (hit.key_id, hit.role, hit.actor),
             _ => {
                 let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-                let (key_id, role) = Self::lookup_key(pool, tenant, &hash)
+                // Boxed: the lookup's statement future is large and would otherwise be
+                // inline in every request's future (moved by memcpy into its box per
+                // request); only a cache miss, a round trip anyway, allocates.
+                let (key_id, role) = Box::pin(Self::lookup_key(pool, tenant, &hash))
                     .await?
                     .ok_or(ApiError::Unauthorized)?;
                 self.cache.put(token, tenant, key_id, role);

@@ -34,4 +34,5 @@ pub use authenticator::Authenticator;
 pub use jwt::{AuthConfigError, JwtConfig, JwtKey};
 pub use keys::{new_api_key, NewKey, KEY_PREFIX};
 pub use principal::{Admin, Member, MinRole, Need, Principal, Role, Viewer};
-pub use scope::{admin_guard, tenant_scope, Db};
+pub(crate) use scope::Scoped;
+pub use scope::{admin_guard, tenant_scope, Db, TenantScope, TenantScopeLayer};

@@ -91,8 +91,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         parts
             .extensions
-            .get::<Principal>()
-            .cloned()
+            .get::<super::scope::Scoped>()
+            .map(|s| s.principal.clone())
             .ok_or_else(|| ApiError::Internal("route is not behind tenant_scope".into()))
     }
 }
@@ -133,7 +133,8 @@ impl<S: Send + Sync, R: MinRole> FromRequestParts<S> for Need<R> {
         // Checked before the clone: a refused caller costs no copy of its actor.
         let p = parts
             .extensions
-            .get::<Principal>()
+            .get::<super::scope::Scoped>()
+            .map(|s| &s.principal)
             .ok_or_else(|| ApiError::Internal("route is not behind tenant_scope".into()))?;
         p.require(R::ROLE)?;
         Ok(Need(p.clone(), PhantomData))

@@ -25,7 +25,7 @@ pub mod write;
 
 pub use pagination::{Cursor, ListQuery, Page, PageParams, DEFAULT_LIMIT, MAX_LIMIT};
 pub(crate) use record::record;
-pub use record::{get_by_id, Record, Table};
+pub use record::{get_by_id, get_json_by_id, get_row_by_id, row_json, Record, Table};
 pub use validation::{integer, not_null, nullable, some_integer, Check};
 pub use write::{audited, delete, delete_cascading, Cascade, Insert, Patch, CASCADE_IDS};
 
@@ -75,12 +75,11 @@ pub fn routing_hint() -> bool {
 /// off is what the benchmark's fanned-out run measures. A task-local, so two servers in
 /// one process keep their own setting.
 ///
-/// A plain function returning tokio's wrapper, not an `async fn`, and one wrapper
-/// whatever the setting: an `async fn` holds its argument and the future it awaits side
-/// by side, and a branch between the bare future and a wrapped one holds it again, and
-/// the request's whole future is copied into the box of the layer above it on every
-/// request (callgrind, per get: memcpy 16.7k of 80.5k instructions with the branch and
-/// the `async fn`, 5.7k of 70.2k with this).
+/// A plain function returning tokio's wrapper, not an `async fn`: an `async fn` would hold
+/// its argument and the future it awaits side by side, and the request's whole future is
+/// copied into the box of the layer above it on every request (callgrind, per get:
+/// memcpy 16.7k of 80.5k instructions with an `async fn` in a branch, 5.7k of 70.2k with
+/// this).
 pub fn with_routing_hint<F: std::future::Future>(
     on: bool,
     f: F,

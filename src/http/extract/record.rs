@@ -221,6 +221,40 @@ pub async fn get_by_id<R: Record>(db: &mut crate::pool::TenantTx, id: Uuid) -> R
     Ok(R::from_row(&row.ok_or(ApiError::NotFound)?))
 }
 
+/// The row with `id` (in this tenant) as [`get_by_id`] reads it, or 404: for a handler
+/// that looks at a column before it writes the row ([`get_json_by_id`] otherwise).
+pub async fn get_row_by_id<R: Record>(
+    db: &mut crate::pool::TenantTx,
+    id: Uuid,
+) -> Result<Row, ApiError> {
+    let row = if super::routing_hint() {
+        let tenant = db.tenant().as_uuid();
+        db.query_opt(R::TABLE.get_routed, &[&id, &tenant]).await?
+    } else {
+        db.query_opt(R::TABLE.get, &[&id]).await?
+    };
+    row.ok_or(ApiError::NotFound)
+}
+
+/// `GET /v1/<resource>/{id}`'s body: the row with `id` written by [`Record::write_json`]
+/// (the bytes serde_json writes for [`get_by_id`]'s struct, without making the struct),
+/// or 404.
+pub async fn get_json_by_id<R: Record>(
+    db: &mut crate::pool::TenantTx,
+    id: Uuid,
+) -> Result<crate::http::json::JsonBytes, ApiError> {
+    let row = get_row_by_id::<R>(db, id).await?;
+    row_json::<R>(&row)
+}
+
+/// One row's JSON object as a response body.
+pub fn row_json<R: Record>(row: &Row) -> Result<crate::http::json::JsonBytes, ApiError> {
+    // Most single objects fit; a long text column grows it once or twice.
+    let mut out = Vec::with_capacity(512);
+    R::write_json(row, &mut out)?;
+    Ok(crate::http::json::JsonBytes(out))
+}
+
 /// Roles are stored as their names (`team_members.role`, `api_keys.role`, each with a
 /// CHECK constraint). A name this version does not know reads as the weakest role,
 /// as it did before rows were read through `FromSql`.
