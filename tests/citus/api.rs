@@ -526,14 +526,6 @@ async fn without_the_hint_statements_fan_out_and_stay_isolated() {
     routed.stop().await;
 }
 
-fn task_count(plan: &[String]) -> Option<u32> {
-    plan.iter().find_map(|l| {
-        l.trim()
-            .strip_prefix("Task Count: ")
-            .and_then(|n| n.trim().parse().ok())
-    })
-}
-
 /// EXPLAIN as the app role in the tenant's context: the server's own routed point read
 /// (`Table::get_routed`, the text `get_by_id` runs) goes to one task, the unhinted read to
 /// every shard; the audited insert, update and delete shapes run every part as one task.

@@ -3,14 +3,6 @@
 
 use crate::support::*;
 
-fn task_count(plan: &[String]) -> Option<u32> {
-    plan.iter().find_map(|l| {
-        l.trim()
-            .strip_prefix("Task Count: ")
-            .and_then(|n| n.trim().parse().ok())
-    })
-}
-
 #[tokio::test]
 async fn a_tenant_filtered_query_is_router_planned_to_one_task() {
     let Some(c) = citus("a_tenant_filtered_query_is_router_planned_to_one_task") else {

@@ -363,3 +363,12 @@ pub fn scalar(o: &Outcome) -> String {
         Err(e) => panic!("expected rows, got error: {e}"),
     }
 }
+
+/// The `Task Count` of a Citus EXPLAIN (one line per element), if it shows one.
+pub fn task_count(plan: &[String]) -> Option<u32> {
+    plan.iter().find_map(|l| {
+        l.trim()
+            .strip_prefix("Task Count: ")
+            .and_then(|n| n.trim().parse().ok())
+    })
+}
