@@ -163,16 +163,11 @@ impl TenantTx {
             State::Idle if self.one_sync() => self.query_one_sync(sql, params).await,
             State::Idle => self.open_with(sql, params).await,
             State::Open(client) => {
-                let result = if self.settings.cache {
-                    let stmt = client
-                        .prepare_cached(sql)
-                        .await
-                        .map_err(PoolError::db("preparing a statement"))?;
-                    client.query(&stmt, params).await
-                } else {
-                    client.query(sql, params).await
-                };
-                result.map_err(PoolError::db("running a statement"))
+                let stmt = statement(client, self.settings.cache, sql).await?;
+                client
+                    .query(&stmt, params)
+                    .await
+                    .map_err(PoolError::db("running a statement"))
             }
         }
     }
@@ -478,16 +473,11 @@ impl TenantTx {
             // one-Sync read path.
             State::Idle => self.query(sql, params).await.map(|r| r.len() as u64),
             State::Open(client) => {
-                let result = if self.settings.cache {
-                    let stmt = client
-                        .prepare_cached(sql)
-                        .await
-                        .map_err(PoolError::db("preparing a statement"))?;
-                    client.execute(&stmt, params).await
-                } else {
-                    client.execute(sql, params).await
-                };
-                result.map_err(PoolError::db("running a statement"))
+                let stmt = statement(client, self.settings.cache, sql).await?;
+                client
+                    .execute(&stmt, params)
+                    .await
+                    .map_err(PoolError::db("running a statement"))
             }
         }
     }
@@ -547,5 +537,26 @@ impl Drop for TenantTx {
             // await; the first poll sends the message, which is all that is needed.
             let _ = client.batch_execute("ROLLBACK").now_or_never();
         }
+    }
+}
+
+/// `sql`'s statement on an open connection: from the connection's statement cache, or,
+/// without it, prepared for this one use, which is what tokio-postgres does itself for a
+/// `&str` statement (same messages on the wire; a failure reads as the statement's own).
+async fn statement(
+    client: &Object,
+    cache: bool,
+    sql: &str,
+) -> Result<tokio_postgres::Statement, PoolError> {
+    if cache {
+        client
+            .prepare_cached(sql)
+            .await
+            .map_err(PoolError::db("preparing a statement"))
+    } else {
+        client
+            .prepare(sql)
+            .await
+            .map_err(PoolError::db("running a statement"))
     }
 }
