@@ -409,3 +409,38 @@ impl Pgbouncer {
         c
     }
 }
+
+/// The server of `state` running in this process on a free loopback port, until
+/// [`Served::stop`] (or until dropped: the server then shuts down on its own).
+pub struct Served {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Served {
+    /// Binds and starts the server.
+    pub async fn start(state: crate::http::AppState) -> Served {
+        let app =
+            crate::http::Application::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), state)
+                .await
+                .expect("bind");
+        let addr = app.local_addr().expect("addr");
+        let (shutdown, rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(app.run_until(async move {
+            let _ = rx.await;
+        }));
+        Served {
+            base: format!("http://{addr}"),
+            shutdown,
+            handle,
+        }
+    }
+
+    /// Shuts the server down and returns how it ended.
+    pub async fn stop(self) -> std::io::Result<()> {
+        let _ = self.shutdown.send(());
+        self.handle.await.expect("the server task panicked")
+    }
+}

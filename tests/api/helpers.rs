@@ -1,12 +1,11 @@
 //! spawn_app: the real server on a random port, against a fresh database, per test.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use secrecy::SecretString;
 use serde_json::{json, Value};
-use tenantguard::http::{AppState, Application, HttpConfig, JwtConfig, JwtKey};
-use tenantguard::testing::TestDb;
+use tenantguard::http::{AppState, HttpConfig, JwtConfig, JwtKey};
+use tenantguard::testing::{Served, TestDb};
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 pub const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdef";
@@ -16,8 +15,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// Kept for the test's lifetime (its database).
     _db: TestDb,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    pub handle: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    served: Served,
 }
 
 /// A response, decoded.
@@ -86,20 +84,12 @@ async fn spawn_on(db: TestDb, tweak: impl FnOnce(&mut HttpConfig)) -> TestApp {
     };
     tweak(&mut config);
     let state = AppState::new(pool, Some(admin), config).expect("state");
-    let app = Application::bind(SocketAddr::from(([127, 0, 0, 1], 0)), state)
-        .await
-        .expect("bind");
-    let addr = app.local_addr().expect("addr");
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(app.run_until(async move {
-        let _ = rx.await;
-    }));
+    let served = Served::start(state).await;
     TestApp {
-        base: format!("http://{addr}"),
+        base: served.base.clone(),
         client: reqwest::Client::new(),
         _db: db,
-        shutdown: Some(tx),
-        handle: Some(handle),
+        served,
     }
 }
 
@@ -169,13 +159,8 @@ impl TestApp {
         &self._db
     }
 
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(h) = self.handle.take() {
-            h.await.expect("join").expect("server");
-        }
+    pub async fn stop(self) {
+        self.served.stop().await.expect("server");
     }
 }
 

@@ -10,15 +10,15 @@
 //! in a tenant's context show one task for the routed point read and for every part of the
 //! audited insert, update and delete shapes.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use reqwest::Method;
 use secrecy::SecretString;
 use serde_json::{json, Value};
 use tenantguard::http::extract::Record;
-use tenantguard::http::{AppState, Application, HttpConfig};
+use tenantguard::http::{AppState, HttpConfig};
 use tenantguard::pool::{AdminPool, ContextCarrier, PoolOptions, TenantPool};
+use tenantguard::testing::Served;
 use uuid::Uuid;
 
 use crate::support::*;
@@ -28,8 +28,7 @@ const ADMIN_TOKEN: &str = "citus-admin-token-0123456789";
 struct App {
     base: String,
     http: reqwest::Client,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    handle: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    served: Served,
 }
 
 /// A server on the run's distributed database. `hint`: the routing hint; `strict`: app
@@ -66,19 +65,11 @@ async fn spawn(c: &Citus, hint: bool, strict: bool) -> App {
         ..HttpConfig::default()
     };
     let state = AppState::new(pool, Some(admin), config).expect("state");
-    let app = Application::bind(SocketAddr::from(([127, 0, 0, 1], 0)), state)
-        .await
-        .expect("bind");
-    let addr = app.local_addr().expect("addr");
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(app.run_until(async move {
-        let _ = rx.await;
-    }));
+    let served = Served::start(state).await;
     App {
-        base: format!("http://{addr}"),
+        base: served.base.clone(),
         http: reqwest::Client::new(),
-        shutdown: Some(tx),
-        handle: Some(handle),
+        served,
     }
 }
 
@@ -142,13 +133,8 @@ impl App {
         )
     }
 
-    async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(h) = self.handle.take() {
-            let _ = h.await;
-        }
+    async fn stop(self) {
+        let _ = self.served.stop().await;
     }
 }
 

@@ -1,12 +1,11 @@
 //! Running the reference server and the prober.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use secrecy::SecretString;
-use tenantguard::http::{AppState, Application, HttpConfig};
+use tenantguard::http::{AppState, HttpConfig};
 use tenantguard::probe::http::{Credentials, HttpProbeConfig, HttpReport, Limits};
-use tenantguard::testing::TestDb;
+use tenantguard::testing::{Served, TestDb};
 
 pub const ADMIN_TOKEN: &str = "probe-http-admin-token-0123456789";
 
@@ -14,8 +13,7 @@ pub const ADMIN_TOKEN: &str = "probe-http-admin-token-0123456789";
 pub struct RefServer {
     pub base: String,
     _db: TestDb,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    handle: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    served: Served,
 }
 
 impl RefServer {
@@ -28,29 +26,16 @@ impl RefServer {
             ..HttpConfig::default()
         };
         let state = AppState::new(pool, Some(admin), config).expect("state");
-        let app = Application::bind(SocketAddr::from(([127, 0, 0, 1], 0)), state)
-            .await
-            .expect("bind");
-        let addr = app.local_addr().expect("addr");
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let handle = tokio::spawn(app.run_until(async move {
-            let _ = rx.await;
-        }));
+        let served = Served::start(state).await;
         RefServer {
-            base: format!("http://{addr}"),
+            base: served.base.clone(),
             _db: db,
-            shutdown: Some(tx),
-            handle: Some(handle),
+            served,
         }
     }
 
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(h) = self.handle.take() {
-            let _ = h.await;
-        }
+    pub async fn stop(self) {
+        let _ = self.served.stop().await;
     }
 }
 
